@@ -1,0 +1,18 @@
+"""Layers: the message -> aggregate -> update base, convolutions and readouts."""
+
+from gnnkit.nn.conv import GCNConv, add_remaining_self_loops, gcn_norm
+from gnnkit.nn.message_passing import MessagePassing, as_csr
+from gnnkit.nn.readout import GatedReadout, MaxReadout, MeanReadout, Set2Set, SumReadout
+
+__all__ = [
+    "MessagePassing",
+    "as_csr",
+    "GCNConv",
+    "gcn_norm",
+    "add_remaining_self_loops",
+    "SumReadout",
+    "MeanReadout",
+    "MaxReadout",
+    "Set2Set",
+    "GatedReadout",
+]

@@ -1,0 +1,5 @@
+"""Convolution layers on the message-passing base."""
+
+from gnnkit.nn.conv.gcn import GCNConv, add_remaining_self_loops, gcn_norm
+
+__all__ = ["GCNConv", "gcn_norm", "add_remaining_self_loops"]
