@@ -1,6 +1,7 @@
 """Layers: the message -> aggregate -> update base, convolutions and readouts."""
 
 from gnnkit.nn.conv import GCNConv, add_remaining_self_loops, gcn_norm
+from gnnkit.nn.conv import GRUMessagePassing, RelationalConv
 from gnnkit.nn.message_passing import MessagePassing, as_csr
 from gnnkit.nn.readout import GatedReadout, MaxReadout, MeanReadout, Set2Set, SumReadout
 
@@ -10,6 +11,8 @@ __all__ = [
     "GCNConv",
     "gcn_norm",
     "add_remaining_self_loops",
+    "RelationalConv",
+    "GRUMessagePassing",
     "SumReadout",
     "MeanReadout",
     "MaxReadout",

@@ -1,5 +1,7 @@
 """Convolution layers on the message-passing base."""
 
 from gnnkit.nn.conv.gcn import GCNConv, add_remaining_self_loops, gcn_norm
+from gnnkit.nn.conv.recurrent import GRUMessagePassing
+from gnnkit.nn.conv.relational import RelationalConv
 
-__all__ = ["GCNConv", "gcn_norm", "add_remaining_self_loops"]
+__all__ = ["GCNConv", "gcn_norm", "add_remaining_self_loops", "RelationalConv", "GRUMessagePassing"]
