@@ -75,6 +75,37 @@ def spmm_fwd(
     return out.detach(), arg
 
 
+def spmm_max_bwd(
+    t_rowptr: Tensor,
+    t_col: Tensor,
+    t_perm: Tensor,
+    row: Tensor,
+    col: Tensor,
+    weight: Tensor | None,
+    x: Tensor,
+    arg: Tensor,
+    grad_out: Tensor,
+    need_x: bool,
+    need_w: bool,
+) -> tuple[Tensor | None, Tensor | None]:
+    """Backward of ``spmm_fwd(..., "max")``: the gradient of each output element goes to the edge
+    ``arg`` that won it (nowhere for ``arg == E``). ``t_*`` (the transpose) is unused here but
+    part of the signature: the Triton kernel gathers over it instead of accumulating."""
+    n_edges, feats = col.numel(), x.size(1)
+    valid = arg < n_edges
+    edge = arg[valid]
+    feat = torch.arange(feats, device=x.device).expand_as(arg)[valid]
+    g = grad_out[valid]
+    src = col.index_select(0, edge)
+    grad_x = grad_w = None
+    if need_x:
+        w = weight.index_select(0, edge) if weight is not None else 1.0
+        grad_x = torch.zeros_like(x).index_put_((src, feat), g * w, accumulate=True)
+    if need_w and weight is not None:
+        grad_w = weight.new_zeros(n_edges).index_put_((edge,), g * x[src, feat], accumulate=True)
+    return grad_x, grad_w
+
+
 def edge_dot(row: Tensor, col: Tensor, a: Tensor, b: Tensor, chunk_elems: int = 1 << 23) -> Tensor:
     """``out[e] = sum_f a[row[e], f] * b[col[e], f]`` (SDDMM), in chunks of edges so that memory
     stays bounded by ``chunk_elems`` elements instead of ``E x F``."""

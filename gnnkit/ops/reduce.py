@@ -29,6 +29,12 @@ def _bcast(t: Tensor, like: Tensor) -> Tensor:
     return t.view(-1, *([1] * (like.dim() - 1)))
 
 
+def _counts(index: Tensor, num_segments: int) -> Tensor:
+    if index.is_cuda:  # bincount would sync on index.max(); integer adds are exact
+        return index.new_zeros(num_segments).index_add_(0, index, torch.ones_like(index))
+    return torch.bincount(index, minlength=num_segments)
+
+
 def _grad_from_arg(grad_out: Tensor, arg: Tensor, n_rows: int) -> Tensor:
     # arg == n_rows marks an empty segment: its gradient lands in a spare row that is dropped.
     grad = grad_out.new_zeros((n_rows + 1, *grad_out.shape[1:]))
@@ -51,7 +57,7 @@ class _Scatter(torch.autograd.Function):
             return _grad_from_arg(grad_out, arg, ctx.n_rows), None, None, None
         grad = grad_out.index_select(0, index)
         if ctx.reduce == "mean":
-            count = torch.bincount(index, minlength=ctx.num_segments).clamp_(min=1).to(grad.dtype)
+            count = _counts(index, ctx.num_segments).clamp_(min=1).to(grad.dtype)
             grad = grad / _bcast(count.index_select(0, index), grad)
         return grad, None, None, None
 

@@ -32,20 +32,12 @@ class _SpMM(torch.autograd.Function):
         need_x, need_w = ctx.needs_input_grad[0], ctx.needs_input_grad[1]
         grad_x = grad_w = None
         grad_out = grad_out.contiguous()
-        if ctx.reduce == "max":
-            n_edges, feats = csr.num_edges, x.size(1)
-            valid = arg < n_edges
-            edge = arg[valid]
-            feat = torch.arange(feats, device=x.device).expand_as(arg)[valid]
-            g = grad_out[valid]
-            if need_x:
-                w = weight.index_select(0, edge) if weight is not None else 1.0
-                grad_x = torch.zeros_like(x).index_put_((csr.col.index_select(0, edge), feat), g * w, accumulate=True)
-            if need_w:
-                contrib = g * x[csr.col.index_select(0, edge), feat]
-                grad_w = weight.new_zeros(n_edges).index_put_((edge,), contrib, accumulate=True)
-            return grad_x, grad_w, None, None
         k = kernels_for(grad_out)
+        if ctx.reduce == "max":
+            grad_x, grad_w = k.spmm_max_bwd(
+                csr.t_rowptr, csr.t_col, csr.t_perm, csr.row, csr.col, weight, x, arg, grad_out, need_x, need_w
+            )
+            return grad_x, grad_w, None, None
         if ctx.reduce == "mean":
             grad_out = grad_out / csr.degree(grad_out.dtype).clamp(min=1).unsqueeze(1)
         if need_x:

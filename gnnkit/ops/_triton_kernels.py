@@ -1,0 +1,420 @@
+"""CUDA kernels in Triton, with exactly the signatures and results of :mod:`._torch_kernels`.
+
+All reductions go through one kernel, :func:`_csr_reduce_kernel`: one program per target row
+(axis 0 of the grid) and per ``BLOCK_F`` feature tile (axis 1) loops over the row's edges
+``rowptr[v]:rowptr[v+1]`` in chunks of ``BLOCK_E`` and reduces them in registers. Each row is
+written exactly once, so there are no atomics and the result does not depend on scheduling: the
+GPU path is deterministic. ``scatter`` sorts its index (stable) and runs the same kernel through
+the sort permutation; ``segment`` reads its rows in place; ``spmm`` gathers ``x[col[e]]``.
+
+Loads along the feature dimension are contiguous (rows of ``x`` are row-major), so a ``BLOCK_E x
+BLOCK_F`` tile is ``BLOCK_E`` coalesced row segments. Half-precision inputs (float16/bfloat16)
+accumulate in float32, float64 in float64; outputs have the input dtype.
+
+Max/min follow the torch path exactly, so the shared backward is identical: ties go to the first
+position of the segment; ``arg = E`` marks an empty segment (value 0). ``scatter``/``segment``
+report the first position attaining the extreme value even when it is ``-inf`` (as
+``_torch_kernels._first_arg`` does), ``spmm`` only strictly greater values (as aten's
+``_sparse_mm_reduce_impl`` does: a row of ``-inf`` keeps ``arg = E``).
+
+Sizes come from tensor shapes (host ints), never from tensor values, so there is no host sync.
+The kernels also run under ``TRITON_INTERPRET=1`` on CPU tensors, which is how the tests check them.
+"""
+
+from __future__ import annotations
+
+import torch
+import triton
+import triton.language as tl
+from torch import Tensor
+
+_REDUCE_CODE = {"sum": 0, "mean": 1, "max": 2, "min": 3}
+
+
+@triton.jit
+def _csr_reduce_kernel(
+    rowptr_ptr,
+    col_ptr,
+    w_ptr,
+    x_ptr,
+    out_ptr,
+    arg_ptr,
+    F,
+    stride_x,
+    sentinel,
+    REDUCE: tl.constexpr,  # 0 sum, 1 mean, 2 max, 3 min
+    GATHER: tl.constexpr,  # rows read are col[e] (True) or e itself (False)
+    HAS_WEIGHT: tl.constexpr,
+    ARG_FROM_COL: tl.constexpr,  # arg reports col[e] (scatter: original row) instead of e
+    FIRST_EQUAL: tl.constexpr,  # arg may take a value equal to the initial -inf (scatter/segment)
+    ACC: tl.constexpr,
+    BLOCK_E: tl.constexpr,
+    BLOCK_F: tl.constexpr,
+):
+    """``out[v, f] = reduce_{e in rowptr[v]:rowptr[v+1]} w[e] * x[col[e], f]``.
+
+    Cost model (``s`` = bytes per value, ``d`` = in-degree): per target row ``16`` B of offsets
+    and ``s*F`` B written (+ ``8F`` B of ``arg`` for max/min); per edge ``8`` B of ``col``
+    (when gathering), ``s`` B of weight (when weighted) and a row of ``s*F`` B read, ``F``
+    flops (``2F`` with weights). Gathered rows of repeated sources hit in L2, so DRAM traffic
+    lies between ``s*F*num_src`` and ``s*F*E`` for the features.
+    """
+    row = tl.program_id(0).to(tl.int64)
+    offs_f = tl.program_id(1) * BLOCK_F + tl.arange(0, BLOCK_F)
+    fmask = offs_f < F
+    start = tl.load(rowptr_ptr + row)
+    end = tl.load(rowptr_ptr + row + 1)
+
+    if REDUCE <= 1:
+        acc = tl.zeros([BLOCK_F], dtype=ACC)
+    else:
+        acc = tl.full([BLOCK_F], float("-inf"), dtype=ACC)
+        best = tl.full([BLOCK_F], sentinel, dtype=tl.int64)
+
+    for e0 in range(start, end, BLOCK_E):
+        offs_e = e0 + tl.arange(0, BLOCK_E)
+        emask = offs_e < end
+        if GATHER:
+            src_rows = tl.load(col_ptr + offs_e, mask=emask, other=0).to(tl.int64)
+        else:
+            src_rows = offs_e
+        m2 = emask[:, None] & fmask[None, :]
+        vals = tl.load(x_ptr + src_rows[:, None] * stride_x + offs_f[None, :], mask=m2, other=0.0).to(ACC)
+        if HAS_WEIGHT:
+            w = tl.load(w_ptr + offs_e, mask=emask, other=0.0).to(ACC)
+            vals = vals * w[:, None]
+        if REDUCE <= 1:
+            acc += tl.sum(vals, axis=0)
+        else:
+            if REDUCE == 3:
+                vals = -vals  # min(x) = -max(-x), exactly, ties included
+            vals = tl.where(m2, vals, float("-inf"))
+            tile_max = tl.max(vals, axis=0)
+            if ARG_FROM_COL:
+                pos = src_rows
+            else:
+                pos = offs_e
+            hit = m2 & (vals == tile_max[None, :])
+            tile_arg = tl.min(tl.where(hit, pos[:, None], sentinel), axis=0)
+            # Strictly greater keeps the earlier tile on ties: first position wins.
+            upd = tile_max > acc
+            if FIRST_EQUAL:
+                upd = upd | (best == sentinel)
+            acc = tl.where(upd, tile_max, acc)
+            best = tl.where(upd, tile_arg, best)
+
+    count = end - start
+    if REDUCE == 1:
+        acc = acc / tl.maximum(count, 1).to(ACC)
+    if REDUCE >= 2:
+        if REDUCE == 3:
+            acc = -acc
+        acc = tl.where(count > 0, acc, 0.0)
+        tl.store(arg_ptr + row * F + offs_f, best, mask=fmask)
+    tl.store(out_ptr + row * F + offs_f, acc.to(out_ptr.dtype.element_ty), mask=fmask)
+
+
+@triton.jit
+def _edge_dot_kernel(
+    row_ptr,
+    col_ptr,
+    a_ptr,
+    b_ptr,
+    out_ptr,
+    E,
+    F,
+    stride_a,
+    stride_b,
+    ACC: tl.constexpr,
+    BLOCK_E: tl.constexpr,
+    BLOCK_F: tl.constexpr,
+):
+    """``out[e] = sum_f a[row[e], f] * b[col[e], f]`` for a block of ``BLOCK_E`` edges.
+
+    Cost model (``s`` = bytes per value): per edge ``16`` B of indices, two gathered rows of
+    ``s*F`` B each, ``s`` B written; ``2F`` flops.
+    """
+    offs_e = tl.program_id(0).to(tl.int64) * BLOCK_E + tl.arange(0, BLOCK_E)
+    emask = offs_e < E
+    r = tl.load(row_ptr + offs_e, mask=emask, other=0).to(tl.int64)
+    c = tl.load(col_ptr + offs_e, mask=emask, other=0).to(tl.int64)
+    acc = tl.zeros([BLOCK_E], dtype=ACC)
+    for f0 in range(0, F, BLOCK_F):
+        offs_f = f0 + tl.arange(0, BLOCK_F)
+        m2 = emask[:, None] & (offs_f < F)[None, :]
+        va = tl.load(a_ptr + r[:, None] * stride_a + offs_f[None, :], mask=m2, other=0.0).to(ACC)
+        vb = tl.load(b_ptr + c[:, None] * stride_b + offs_f[None, :], mask=m2, other=0.0).to(ACC)
+        acc += tl.sum(va * vb, axis=1)
+    tl.store(out_ptr + offs_e, acc.to(out_ptr.dtype.element_ty), mask=emask)
+
+
+@triton.jit
+def _spmm_max_bwd_x_kernel(
+    t_rowptr_ptr,
+    t_col_ptr,
+    t_perm_ptr,
+    w_ptr,
+    arg_ptr,
+    g_ptr,
+    out_ptr,
+    F,
+    HAS_WEIGHT: tl.constexpr,
+    ACC: tl.constexpr,
+    BLOCK_E: tl.constexpr,
+    BLOCK_F: tl.constexpr,
+):
+    """Gradient of ``spmm(reduce="max")`` w.r.t. ``x``, gathered over the transpose:
+    ``grad_x[u, f] = sum_{e: u -> v} [arg[v, f] == e] * w[e] * grad_out[v, f]``.
+
+    One program per source row writes its row once (no atomics, deterministic). Cost model
+    (``s`` = bytes per value): per edge ``16`` B of indices, ``s`` B of weight, a row of ``8F``
+    B of ``arg`` and at most ``s*F`` B of ``grad_out`` (only where the edge won); per source row
+    ``s*F`` B written; ``2F`` flops per edge.
+    """
+    u = tl.program_id(0).to(tl.int64)
+    offs_f = tl.program_id(1) * BLOCK_F + tl.arange(0, BLOCK_F)
+    fmask = offs_f < F
+    start = tl.load(t_rowptr_ptr + u)
+    end = tl.load(t_rowptr_ptr + u + 1)
+    acc = tl.zeros([BLOCK_F], dtype=ACC)
+    for j0 in range(start, end, BLOCK_E):
+        offs_j = j0 + tl.arange(0, BLOCK_E)
+        jmask = offs_j < end
+        v = tl.load(t_col_ptr + offs_j, mask=jmask, other=0).to(tl.int64)
+        e = tl.load(t_perm_ptr + offs_j, mask=jmask, other=-1).to(tl.int64)
+        m2 = jmask[:, None] & fmask[None, :]
+        won = tl.load(arg_ptr + v[:, None] * F + offs_f[None, :], mask=m2, other=-1) == e[:, None]
+        g = tl.load(g_ptr + v[:, None] * F + offs_f[None, :], mask=m2 & won, other=0.0).to(ACC)
+        if HAS_WEIGHT:
+            g = g * tl.load(w_ptr + e, mask=jmask, other=0.0).to(ACC)[:, None]
+        acc += tl.sum(g, axis=0)
+    tl.store(out_ptr + u * F + offs_f, acc.to(out_ptr.dtype.element_ty), mask=fmask)
+
+
+@triton.jit
+def _spmm_max_bwd_w_kernel(
+    row_ptr,
+    col_ptr,
+    arg_ptr,
+    g_ptr,
+    x_ptr,
+    out_ptr,
+    E,
+    F,
+    ACC: tl.constexpr,
+    BLOCK_E: tl.constexpr,
+    BLOCK_F: tl.constexpr,
+):
+    """Gradient of ``spmm(reduce="max")`` w.r.t. the edge weights:
+    ``grad_w[e] = sum_f [arg[row[e], f] == e] * grad_out[row[e], f] * x[col[e], f]``.
+
+    Cost model: per edge ``16`` B of indices, ``8F`` B of ``arg``, at most ``2*s*F`` B of
+    ``grad_out`` and ``x`` (only where the edge won), ``s`` B written; ``2F`` flops.
+    """
+    offs_e = tl.program_id(0).to(tl.int64) * BLOCK_E + tl.arange(0, BLOCK_E)
+    emask = offs_e < E
+    r = tl.load(row_ptr + offs_e, mask=emask, other=0).to(tl.int64)
+    c = tl.load(col_ptr + offs_e, mask=emask, other=0).to(tl.int64)
+    acc = tl.zeros([BLOCK_E], dtype=ACC)
+    for f0 in range(0, F, BLOCK_F):
+        offs_f = f0 + tl.arange(0, BLOCK_F)
+        m2 = emask[:, None] & (offs_f < F)[None, :]
+        won = m2 & (tl.load(arg_ptr + r[:, None] * F + offs_f[None, :], mask=m2, other=-1) == offs_e[:, None])
+        g = tl.load(g_ptr + r[:, None] * F + offs_f[None, :], mask=won, other=0.0).to(ACC)
+        xv = tl.load(x_ptr + c[:, None] * F + offs_f[None, :], mask=won, other=0.0).to(ACC)
+        acc += tl.sum(g * xv, axis=1)
+    tl.store(out_ptr + offs_e, acc.to(out_ptr.dtype.element_ty), mask=emask)
+
+
+def _acc_dtype(dtype: torch.dtype) -> tl.dtype:
+    return tl.float64 if dtype == torch.float64 else tl.float32
+
+
+def _launch_shape(n_edges: int, n_rows: int, feats: int) -> tuple[int, int, int]:
+    """``(BLOCK_E, BLOCK_F, num_warps)``: the feature tile covers up to 128 values (512 B of a
+    float32 row, fully coalesced); the edge chunk follows the average degree so that short rows
+    do not waste most of the tile, and the tile stays within 4096 values (registers)."""
+    block_f = min(triton.next_power_of_2(max(feats, 1)), 128)
+    avg_deg = -(-n_edges // max(n_rows, 1))
+    block_e = min(max(triton.next_power_of_2(max(avg_deg, 1)), 4), 32, max(4096 // block_f, 1))
+    num_warps = 4 if block_e * block_f >= 2048 else (2 if block_e * block_f >= 512 else 1)
+    return block_e, block_f, num_warps
+
+
+def _csr_reduce(
+    rowptr: Tensor,
+    col: Tensor | None,
+    weight: Tensor | None,
+    x: Tensor,
+    reduce: str,
+    arg_from_col: bool,
+    first_equal: bool,
+    sentinel: int,
+) -> tuple[Tensor, Tensor | None]:
+    num_rows, feats = rowptr.numel() - 1, x.size(1)
+    out = torch.empty((num_rows, feats), dtype=x.dtype, device=x.device)
+    arg = (
+        torch.empty((num_rows, feats), dtype=torch.long, device=x.device)
+        if reduce in ("max", "min")
+        else None
+    )
+    if num_rows == 0 or feats == 0:
+        return out, arg
+    n_edges = col.numel() if col is not None else x.size(0)
+    block_e, block_f, num_warps = _launch_shape(n_edges, num_rows, feats)
+    grid = (num_rows, triton.cdiv(feats, block_f))
+    _csr_reduce_kernel[grid](
+        rowptr,
+        col if col is not None else rowptr,
+        weight if weight is not None else x,
+        x,
+        out,
+        arg if arg is not None else out,
+        feats,
+        x.stride(0),
+        sentinel,
+        REDUCE=_REDUCE_CODE[reduce],
+        GATHER=col is not None,
+        HAS_WEIGHT=weight is not None,
+        ARG_FROM_COL=arg_from_col,
+        FIRST_EQUAL=first_equal,
+        ACC=_acc_dtype(x.dtype),
+        BLOCK_E=block_e,
+        BLOCK_F=block_f,
+        num_warps=num_warps,
+    )
+    return out, arg
+
+
+def _flat(src: Tensor) -> Tensor:
+    feats = 1
+    for d in src.shape[1:]:
+        feats *= d
+    return src.reshape(src.size(0), feats).contiguous()
+
+
+def segment_fwd(src: Tensor, rowptr: Tensor, reduce: str) -> tuple[Tensor, Tensor | None]:
+    """Segment reduction over sorted rows; rows are read in place (no gather)."""
+    flat = _flat(src)
+    out, arg = _csr_reduce(rowptr.long().contiguous(), None, None, flat, reduce, False, True, src.size(0))
+    shape = (rowptr.numel() - 1, *src.shape[1:])
+    return out.view(shape), (arg.view(shape) if arg is not None else None)
+
+
+def scatter_fwd(src: Tensor, index: Tensor, num_segments: int, reduce: str) -> tuple[Tensor, Tensor | None]:
+    """Sorts ``index`` (stable, so ties keep input order) and reduces segment by segment through
+    the permutation: deterministic, no atomics. Extra cost over a segment reduction: the sort
+    (``O(E log E)`` on 8 B keys) and ``8`` B per row for the permutation."""
+    sorted_index, perm = torch.sort(index.long(), stable=True)
+    bounds = torch.arange(num_segments + 1, device=index.device)
+    rowptr = torch.searchsorted(sorted_index, bounds)  # no bincount: that would sync on its max
+    flat = _flat(src)
+    out, arg = _csr_reduce(rowptr, perm, None, flat, reduce, True, True, src.size(0))
+    shape = (num_segments, *src.shape[1:])
+    return out.view(shape), (arg.view(shape) if arg is not None else None)
+
+
+def spmm_fwd(
+    rowptr: Tensor, col: Tensor, weight: Tensor | None, x: Tensor, reduce: str
+) -> tuple[Tensor, Tensor | None]:
+    """``out[v] = reduce_{e in rowptr[v]:rowptr[v+1]} weight[e] * x[col[e]]``, one pass, no
+    ``E x F`` tensor. ``arg`` (max) holds the edge position ``e`` of the maximum, ``E`` if none."""
+    n_edges = col.numel()
+    if n_edges == 0:
+        num_dst = rowptr.numel() - 1
+        return x.new_zeros(num_dst, x.size(1)), (
+            torch.zeros(num_dst, x.size(1), dtype=torch.long, device=x.device) if reduce == "max" else None
+        )
+    w = weight.contiguous() if weight is not None else None
+    return _csr_reduce(rowptr.long().contiguous(), col.contiguous(), w, x.contiguous(), reduce, False, False, n_edges)
+
+
+def edge_dot(row: Tensor, col: Tensor, a: Tensor, b: Tensor, chunk_elems: int = 1 << 23) -> Tensor:
+    """``out[e] = sum_f a[row[e], f] * b[col[e], f]`` (SDDMM); registers only, so
+    ``chunk_elems`` (kept for the signature of the torch path) is not needed."""
+    n_edges, feats = row.numel(), a.size(1)
+    out = torch.empty(n_edges, dtype=a.dtype, device=a.device)
+    if n_edges == 0:
+        return out
+    if feats == 0:
+        return out.zero_()
+    a, b = a.contiguous(), b.contiguous()
+    block_f = min(triton.next_power_of_2(feats), 64)
+    block_e = max(4096 // block_f // 4, 8)
+    _edge_dot_kernel[(triton.cdiv(n_edges, block_e),)](
+        row.contiguous(),
+        col.contiguous(),
+        a,
+        b,
+        out,
+        n_edges,
+        feats,
+        a.stride(0),
+        b.stride(0),
+        ACC=_acc_dtype(a.dtype),
+        BLOCK_E=block_e,
+        BLOCK_F=block_f,
+        num_warps=4,
+    )
+    return out
+
+
+def spmm_max_bwd(
+    t_rowptr: Tensor,
+    t_col: Tensor,
+    t_perm: Tensor,
+    row: Tensor,
+    col: Tensor,
+    weight: Tensor | None,
+    x: Tensor,
+    arg: Tensor,
+    grad_out: Tensor,
+    need_x: bool,
+    need_w: bool,
+) -> tuple[Tensor | None, Tensor | None]:
+    """Backward of ``spmm_fwd(..., "max")``: each output row is written by one program, so the
+    gradients are deterministic (the torch path's ``index_put_(accumulate=True)`` would use
+    floating-point atomics on CUDA)."""
+    n_edges, feats = col.numel(), x.size(1)
+    grad_x = grad_w = None
+    x, arg, grad_out = x.contiguous(), arg.contiguous(), grad_out.contiguous()
+    acc = _acc_dtype(x.dtype)
+    if need_x:
+        grad_x = torch.zeros_like(x)
+        if n_edges > 0 and feats > 0 and x.size(0) > 0:
+            block_e, block_f, num_warps = _launch_shape(n_edges, x.size(0), feats)
+            _spmm_max_bwd_x_kernel[(x.size(0), triton.cdiv(feats, block_f))](
+                t_rowptr.contiguous(),
+                t_col.contiguous(),
+                t_perm.contiguous(),
+                weight.contiguous() if weight is not None else x,
+                arg,
+                grad_out,
+                grad_x,
+                feats,
+                HAS_WEIGHT=weight is not None,
+                ACC=acc,
+                BLOCK_E=block_e,
+                BLOCK_F=block_f,
+                num_warps=num_warps,
+            )
+    if need_w and weight is not None:
+        grad_w = torch.zeros_like(weight)
+        if n_edges > 0 and feats > 0:
+            block_f = min(triton.next_power_of_2(feats), 64)
+            block_e = max(4096 // block_f // 4, 8)
+            _spmm_max_bwd_w_kernel[(triton.cdiv(n_edges, block_e),)](
+                row.contiguous(),
+                col.contiguous(),
+                arg,
+                grad_out,
+                x,
+                grad_w,
+                n_edges,
+                feats,
+                ACC=acc,
+                BLOCK_E=block_e,
+                BLOCK_F=block_f,
+                num_warps=4,
+            )
+    return grad_x, grad_w
