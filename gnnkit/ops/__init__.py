@@ -6,6 +6,13 @@ the same signature and give the same results.
 
 from gnnkit.ops._backend import get_backend, set_backend, use_backend
 from gnnkit.ops.csr import CSR
+from gnnkit.ops.hops import (
+    gcn_adjacency,
+    hop_distances,
+    khop_neighbourhood,
+    neighbourhood_homophily,
+    tree_decomposition,
+)
 from gnnkit.ops.reduce import scatter, scatter_softmax, segment
 from gnnkit.ops.spmm import spmm
 
@@ -15,6 +22,11 @@ __all__ = [
     "segment",
     "scatter_softmax",
     "spmm",
+    "hop_distances",
+    "gcn_adjacency",
+    "tree_decomposition",
+    "khop_neighbourhood",
+    "neighbourhood_homophily",
     "set_backend",
     "get_backend",
     "use_backend",
