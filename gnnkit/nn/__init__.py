@@ -2,6 +2,7 @@
 
 from gnnkit.nn.conv import GCNConv, add_remaining_self_loops, gcn_norm
 from gnnkit.nn.conv import GRUMessagePassing, RelationalConv
+from gnnkit.nn.conv import EdgeNetworkConv, GGNNConv, LiGRUCell
 from gnnkit.nn.message_passing import MessagePassing, as_csr
 from gnnkit.nn.readout import GatedReadout, MaxReadout, MeanReadout, Set2Set, SumReadout
 
@@ -13,6 +14,9 @@ __all__ = [
     "add_remaining_self_loops",
     "RelationalConv",
     "GRUMessagePassing",
+    "EdgeNetworkConv",
+    "GGNNConv",
+    "LiGRUCell",
     "SumReadout",
     "MeanReadout",
     "MaxReadout",

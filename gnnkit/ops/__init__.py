@@ -6,6 +6,7 @@ the same signature and give the same results.
 
 from gnnkit.ops._backend import get_backend, set_backend, use_backend
 from gnnkit.ops.csr import CSR
+from gnnkit.ops.edge_network import DegreeBuckets, outer_aggregate
 from gnnkit.ops.hops import (
     gcn_adjacency,
     hop_distances,
@@ -22,6 +23,8 @@ __all__ = [
     "segment",
     "scatter_softmax",
     "spmm",
+    "outer_aggregate",
+    "DegreeBuckets",
     "hop_distances",
     "gcn_adjacency",
     "tree_decomposition",

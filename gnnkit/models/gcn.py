@@ -1,0 +1,105 @@
+"""Graph convolutional networks of Kipf & Welling 2017 ("Semi-Supervised Classification with
+Graph Convolutional Networks", ICLR): the 2-layer node classifier and a graph-level variant."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from gnnkit.models._inputs import graph_inputs
+from gnnkit.nn import GCNConv, MaxReadout, MeanReadout, SumReadout
+
+_READOUTS: dict[str, type[nn.Module]] = {"sum": SumReadout, "mean": MeanReadout, "max": MaxReadout}
+
+
+class GCN(nn.Module):
+    """Kipf & Welling's 2-layer GCN node classifier:
+    ``logits = Â ReLU(Â dropout(X) W1) W2`` with dropout before each layer (their setting:
+    ``hidden=16``, ``dropout=0.5``). Returns one row of logits per node (apply ``log_softmax`` /
+    ``cross_entropy`` outside). Uses ``data.edge_weight`` if the data carries one.
+
+    Args:
+        in_channels: node feature size.
+        out_channels: number of classes.
+        hidden: hidden size.
+        dropout: dropout probability on the input of each layer.
+        cached: cache the normalised graph (transductive training on one static graph).
+
+    Shapes:
+        data.x ``[N, in_channels]``, data.edge_index ``[2, E]`` -> ``[N, out_channels]``.
+    """
+
+    def __init__(self, in_channels: int, out_channels: int, hidden: int = 16, dropout: float = 0.5, cached: bool = False) -> None:
+        super().__init__()
+        self.dropout = dropout
+        self.conv1 = GCNConv(in_channels, hidden, cached=cached)
+        self.conv2 = GCNConv(hidden, out_channels, cached=cached)
+
+    def forward(self, data: Any) -> Tensor:
+        x, edge_index = data.x, data.edge_index
+        edge_weight = getattr(data, "edge_weight", None)
+        x = F.dropout(x, self.dropout, self.training)
+        x = F.relu(self.conv1(x, edge_index, edge_weight))
+        x = F.dropout(x, self.dropout, self.training)
+        return self.conv2(x, edge_index, edge_weight)
+
+
+class GCNGraph(nn.Module):
+    """Graph-level GCN: ``num_layers`` GCN layers with ReLU, a readout over each graph's nodes
+    and an MLP head ``Linear(hidden, hidden) -> ReLU -> Linear(hidden, out_channels)``.
+
+    Args:
+        in_channels: node feature size.
+        out_channels: number of predicted targets.
+        hidden: hidden size of every layer.
+        num_layers: number of GCN layers (Kipf: 2).
+        readout: ``"mean"``, ``"sum"`` or ``"max"``.
+        dropout: dropout probability between layers.
+
+    Shapes:
+        data.x ``[N, in_channels]``, data.edge_index ``[2, E]``, data.batch ``[N]`` ->
+        ``[num_graphs, out_channels]``.
+    """
+
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        hidden: int = 64,
+        num_layers: int = 2,
+        readout: Literal["mean", "sum", "max"] = "mean",
+        dropout: float = 0.0,
+    ) -> None:
+        super().__init__()
+        if num_layers < 1:
+            raise ValueError(f"num_layers must be >= 1, got {num_layers}")
+        if readout not in _READOUTS:
+            raise ValueError(f"readout must be one of {tuple(_READOUTS)}, got {readout!r}")
+        self.dropout = dropout
+        sizes = [in_channels] + [hidden] * num_layers
+        self.convs = nn.ModuleList(GCNConv(a, b) for a, b in zip(sizes[:-1], sizes[1:]))
+        self.readout = _READOUTS[readout]()
+        self.head = nn.Sequential(nn.Linear(hidden, hidden), nn.ReLU(), nn.Linear(hidden, out_channels))
+
+    def forward(self, data: Any) -> Tensor:
+        x, edge_index, _, batch, num_graphs = graph_inputs(data)
+        edge_weight = getattr(data, "edge_weight", None)
+        for conv in self.convs:
+            x = F.relu(conv(F.dropout(x, self.dropout, self.training), edge_index, edge_weight))
+        return self.head(self.readout(x, batch, num_graphs))
+
+
+def build_gcn(in_channels: int, out_channels: int, edge_dim: int | None = None, **config: Any) -> GCN:
+    """``build_model("gcn", ...)``: see :class:`GCN`. ``edge_dim`` is ignored (GCN reads no edge
+    features)."""
+    return GCN(in_channels, out_channels, **config)
+
+
+def build_gcn_graph(in_channels: int, out_channels: int, edge_dim: int | None = None, **config: Any) -> GCNGraph:
+    """``build_model("gcn-graph", ...)``: see :class:`GCNGraph`. ``edge_dim`` is ignored."""
+    return GCNGraph(in_channels, out_channels, **config)
+
+
+__all__ = ["GCN", "GCNGraph", "build_gcn", "build_gcn_graph"]

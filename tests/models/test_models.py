@@ -1,0 +1,151 @@
+"""Models: build_model registry, permutation invariance/equivariance, batched == per-graph."""
+
+import pytest
+import torch
+from torch_geometric.data import Batch, Data
+
+from gnnkit.models import GGNN, MODELS, MPNN, build_model, edge_type_from_one_hot
+
+IN, EDGE = 7, 5
+
+
+def _molecule(n: int, seed: int) -> Data:
+    """A complete graph with QM9-style edge features (distance, bond one-hot of 4; zeros = no bond)."""
+    g = torch.Generator().manual_seed(seed)
+    pos = torch.randn(n, 3, generator=g)
+    ii, jj = torch.meshgrid(torch.arange(n), torch.arange(n), indexing="ij")
+    off = ii != jj
+    ei = torch.stack([ii[off], jj[off]])
+    dist = (pos[ei[0]] - pos[ei[1]]).norm(dim=1, keepdim=True)
+    bond = torch.zeros(ei.size(1), 4)
+    bonded = torch.rand(ei.size(1), generator=g) < 0.3
+    bond[bonded, torch.randint(0, 4, (int(bonded.sum()),), generator=g)] = 1.0
+    return Data(x=torch.randn(n, IN, generator=g), edge_index=ei, edge_attr=torch.cat([dist, bond], 1))
+
+
+def _permute(data: Data, perm: torch.Tensor) -> Data:
+    inv = torch.empty_like(perm)
+    inv[perm] = torch.arange(perm.numel())
+    return Data(x=data.x[perm], edge_index=inv[data.edge_index], edge_attr=data.edge_attr)
+
+
+GRAPH_MODELS = [
+    ("mpnn", {}),
+    ("mpnn", {"aggr": "mean", "readout": "gated"}),
+    ("mpnn", {"message": "edge_type"}),
+    ("ggnn", {"channels": 8}),
+    ("gcn-graph", {"hidden": 8}),
+]
+
+
+def _small(name, cfg):
+    cfg = dict(cfg)
+    if name == "mpnn":
+        cfg.update(channels=8, edge_hidden=6, set2set_steps=2)
+    return build_model(name, IN, 2, edge_dim=EDGE, **cfg).double().eval()
+
+
+def _double(data):
+    return Data(x=data.x.double(), edge_index=data.edge_index, edge_attr=data.edge_attr.double())
+
+
+@pytest.mark.parametrize("name,cfg", GRAPH_MODELS)
+def test_graph_output_invariant_to_node_permutation(name, cfg):
+    model = _small(name, cfg)
+    data = _double(_molecule(6, 1))
+    perm = torch.randperm(6)
+    with torch.no_grad():
+        torch.testing.assert_close(model(_permute(data, perm)), model(data))
+
+
+@pytest.mark.parametrize("name,cfg", GRAPH_MODELS)
+def test_batched_equals_per_graph(name, cfg):
+    model = _small(name, cfg)
+    graphs = [_double(_molecule(n, s)) for s, n in enumerate([1, 4, 2, 5])]  # incl. a one-atom molecule
+    with torch.no_grad():
+        batched = model(Batch.from_data_list(graphs))
+        single = torch.cat([model(Batch.from_data_list([g])) for g in graphs])
+        assert batched.shape == (4, 2)
+        torch.testing.assert_close(batched, single)
+        torch.testing.assert_close(model(graphs[3]), single[3:])  # a bare Data is one graph
+
+
+def test_node_outputs_equivariant():
+    perm = torch.randperm(6)
+    data = _double(_molecule(6, 2))
+    gcn = build_model("gcn", IN, 3, hidden=5).double().eval()
+    mpnn = _small("mpnn", {})
+    with torch.no_grad():
+        torch.testing.assert_close(gcn(_permute(data, perm)), gcn(data)[perm])
+        torch.testing.assert_close(mpnn.node_states(_permute(data, perm)), mpnn.node_states(data)[perm])
+
+
+def test_mpnn_computes_edge_network_once_per_forward():
+    model = build_model("mpnn", IN, 1, edge_dim=EDGE, channels=8, edge_hidden=6, steps=4)
+    calls = []
+    model.conv.edge_mlp.register_forward_hook(lambda *a: calls.append(1))
+    out = model(Batch.from_data_list([_molecule(4, 0), _molecule(3, 1)]))
+    out.sum().backward()
+    assert len(calls) == 1
+    assert model.conv.edge_out.weight.grad is not None and model.gru.weight_hh.grad is not None
+
+
+def test_mpnn_trains_on_a_tiny_batch():
+    batch = Batch.from_data_list([_molecule(n, n) for n in (3, 5, 4, 6)])
+    target = torch.randn(4, 1)
+    model = build_model("mpnn", IN, 1, edge_dim=EDGE, channels=16, edge_hidden=16)
+    opt = torch.optim.Adam(model.parameters(), lr=1e-2)
+    first = None
+    for _ in range(30):
+        loss = torch.nn.functional.mse_loss(model(batch), target)
+        first = loss.item() if first is None else first
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    assert loss.item() < 0.2 * first
+
+
+def test_edge_type_from_one_hot():
+    attr = torch.tensor([[0.5, 0, 1, 0, 0], [1.2, 0, 0, 0, 0], [0.7, 0, 0, 0, 1], [0.1, 1, 0, 0, 0]])
+    assert edge_type_from_one_hot(attr, 4).tolist() == [1, 4, 3, 0]
+    with pytest.raises(ValueError, match="num_one_hot"):
+        edge_type_from_one_hot(attr, 6)
+
+
+def test_explicit_edge_type_is_used():
+    data = _molecule(4, 3)
+    data.edge_type = torch.zeros(data.edge_index.size(1), dtype=torch.long)
+    model = build_model("ggnn", IN, 1, channels=8).eval()
+    with torch.no_grad():
+        out_typed = model(data)
+        del data.edge_type
+        out_onehot = model(data)
+    assert not torch.allclose(out_typed, out_onehot)
+
+
+def test_registry_and_errors():
+    assert {"mpnn", "ggnn", "gcn", "gcn-graph"} <= set(MODELS)
+    assert isinstance(build_model("mpnn", IN, 1, edge_dim=EDGE), MPNN)
+    assert isinstance(build_model("ggnn", IN, 1, edge_dim=EDGE), GGNN)
+    with pytest.raises(ValueError, match="unknown model"):
+        build_model("transformer", IN, 1)
+    with pytest.raises(TypeError):
+        build_model("mpnn", IN, 1, edge_dim=EDGE, depth=3)
+    with pytest.raises(ValueError, match="edge_dim"):
+        build_model("mpnn", IN, 1)
+    with pytest.raises(ValueError, match="message"):
+        build_model("mpnn", IN, 1, edge_dim=EDGE, message="attention")
+    with pytest.raises(ValueError, match="readout"):
+        build_model("mpnn", IN, 1, edge_dim=EDGE, readout="max")
+    with pytest.raises(ValueError, match="channels"):
+        build_model("ggnn", 100, 1, channels=16)
+    with pytest.raises(ValueError, match="num_bond_types"):
+        build_model("ggnn", IN, 1, edge_dim=3)
+    with pytest.raises(ValueError, match="readout"):
+        build_model("gcn-graph", IN, 1, readout="set2set")
+    with pytest.raises(TypeError, match="x and edge_index"):
+        build_model("gcn-graph", IN, 1)(torch.randn(3, IN))
+    no_attr = _molecule(3, 0)
+    del no_attr.edge_attr
+    with pytest.raises(ValueError, match="edge_attr"):
+        build_model("mpnn", IN, 1, edge_dim=EDGE)(no_attr)
