@@ -71,12 +71,14 @@ class CSR:
                 raise ValueError(f"num_nodes must be an int or a (num_src, num_dst) pair, got {num_nodes}")
             num_src = check_count("num_nodes[0]", num_nodes[0])
             num_dst = check_count("num_nodes[1]", num_nodes[1])
+            src_name, dst_name = "num_nodes[0]", "num_nodes[1]"
         else:
             num_src = num_dst = check_count("num_nodes", num_nodes)
+            src_name = dst_name = "num_nodes"
         edge_index = edge_index.long()
         src, dst = edge_index[0], edge_index[1]
-        check_range("edge_index[0] (sources)", src, num_src, "num_nodes")
-        check_range("edge_index[1] (targets)", dst, num_dst, "num_nodes")
+        check_range("edge_index[0] (sources)", src, num_src, src_name)
+        check_range("edge_index[1] (targets)", dst, num_dst, dst_name)
 
         # Sort once by (dst, src): stable and deterministic, and neighbours of a target are
         # visited in source order, which keeps gathers of x[col] cache-friendly.
