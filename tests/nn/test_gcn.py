@@ -1,0 +1,71 @@
+"""GCNConv == torch_geometric.nn.GCNConv with copied weights (isolated nodes, cache, edge weights)."""
+
+import pytest
+import torch
+from torch_geometric.nn import GCNConv as PygGCNConv
+
+from gnnkit.nn import GCNConv
+
+
+def _pair(cin, cout, **kw):
+    ours = GCNConv(cin, cout, **kw).double()
+    pyg = PygGCNConv(cin, cout, **kw).double()
+    with torch.no_grad():
+        pyg.lin.weight.copy_(ours.lin.weight)
+        pyg.bias.copy_(torch.randn(cout))
+        ours.bias.copy_(pyg.bias)
+    return ours, pyg
+
+
+def _graph(n=12, e=40):
+    ei = torch.randint(0, n - 3, (2, e))  # last 3 nodes isolated
+    ei = torch.cat([ei, torch.tensor([[2, 5], [2, 5]])], 1)  # existing self-loops
+    return ei, torch.randn(n, 5, dtype=torch.float64), torch.rand(ei.size(1), dtype=torch.float64) + 0.1
+
+
+@pytest.mark.parametrize("weighted", [False, True])
+# PyG refuses add_self_loops=True without normalisation (gnnkit allows it), so test the shared cases.
+@pytest.mark.parametrize("kw", [{}, {"add_self_loops": False}, {"normalize": False, "add_self_loops": False}])
+def test_matches_pyg(weighted, kw):
+    ei, x, w = _graph()
+    ours, pyg = _pair(5, 4, **kw)
+    w = w if weighted else None
+    x1, x2 = x.clone().requires_grad_(True), x.clone().requires_grad_(True)
+    out, ref = ours(x1, ei, w), pyg(x2, ei, w)
+    torch.testing.assert_close(out, ref)
+    out.sum().backward()
+    ref.sum().backward()
+    torch.testing.assert_close(x1.grad, x2.grad)
+    torch.testing.assert_close(ours.lin.weight.grad, pyg.lin.weight.grad)
+
+
+def test_edge_weight_gradient_matches_pyg():
+    ei, x, w = _graph()
+    ours, pyg = _pair(5, 4)
+    w1, w2 = w.clone().requires_grad_(True), w.clone().requires_grad_(True)
+    ours(x, ei, w1).square().sum().backward()
+    pyg(x, ei, w2).square().sum().backward()
+    torch.testing.assert_close(w1.grad, w2.grad)
+
+
+def test_cached_matches_pyg_and_reuses_the_graph():
+    ei, x, _ = _graph()
+    ours, pyg = _pair(5, 4, cached=True)
+    torch.testing.assert_close(ours(x, ei), pyg(x, ei))
+    cached = ours._cache
+    # A cached layer ignores a new edge_index of the same size, as PyG's does.
+    other = torch.randint(0, 12, (2, 30))
+    torch.testing.assert_close(ours(x, other), pyg(x, other))
+    assert ours._cache is cached
+    ours.reset_cache()
+    uncached = GCNConv(5, 4).double()
+    uncached.load_state_dict(ours.state_dict())
+    torch.testing.assert_close(ours(x, other), uncached(x, other))
+    with pytest.raises(ValueError, match="cached"):
+        ours(torch.randn(7, 5, dtype=torch.float64), other[:, other.max(0).values < 7])
+
+
+def test_errors():
+    conv = GCNConv(5, 4)
+    with pytest.raises(ValueError, match="x must have shape"):
+        conv(torch.randn(4, 3), torch.zeros(2, 0, dtype=torch.long))
