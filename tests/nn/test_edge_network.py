@@ -7,7 +7,7 @@ from torch.profiler import ProfilerActivity, profile
 from torch_geometric.nn import NNConv
 
 from gnnkit.nn import EdgeNetworkConv
-from gnnkit.ops import CSR, DegreeBuckets
+from gnnkit.ops import CSR, DegreeBuckets, use_backend
 
 
 def _pair(d, d_out, edge_dim, hidden, aggr, root):
@@ -57,6 +57,16 @@ def test_precomputed_hidden_and_csr_give_the_same_result():
     torch.testing.assert_close(conv(x, csr, z=z_sorted, edge_order="csr", buckets=DegreeBuckets.from_csr(csr)), ref)
     torch.testing.assert_close(conv.propagate(x, csr, z_sorted), ref)
     torch.testing.assert_close(conv(x, csr, csr.permute(ea), edge_order="csr"), ref)
+
+
+def test_triton_path_under_interpreter():
+    ei, x, ea = _random_graph(n=6, e=10)
+    conv = EdgeNetworkConv(6, 4, hidden=5, aggr="sum")
+    x, ea = x.float(), ea.float()
+    ref = conv(x, ei, ea)
+    with use_backend("triton"):
+        out = conv(x, ei, ea)
+    torch.testing.assert_close(out, ref)
 
 
 def test_errors():
