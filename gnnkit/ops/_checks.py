@@ -59,7 +59,7 @@ def check_range(name: str, index: Tensor, upper: int, upper_name: str) -> None:
     """Checks ``0 <= index < upper``. One reduction (and a host sync on GPU)."""
     if index.numel() == 0:
         return
-    lo, hi = int(index.min()), int(index.max())
+    lo, hi = (int(v) for v in torch.aminmax(index))
     if lo < 0:
         raise ValueError(f"{name} contains a negative value ({lo})")
     if hi >= upper:

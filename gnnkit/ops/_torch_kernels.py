@@ -5,7 +5,8 @@ Each function is a forward primitive without autograd; ``gnnkit.ops`` wraps them
 ``F`` features (all trailing dimensions flattened).
 
 For max/min the primitives also return ``arg``: for every output element the position (in the
-input rows) that produced it, ``E`` where the segment is empty. Ties go to the first position.
+input rows) that produced it, ``E`` where the segment is empty. Ties go to the first position; a
+segment whose values are all ``-inf`` (max) or ``+inf`` (min) also keeps ``E``.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import warnings
 import torch
 from torch import Tensor
 
-_AMAX = {"max": "amax", "min": "amin"}
+_ATEN_REDUCE = {"max": "amax", "min": "amin"}
 
 
 def _sparse_csr(rowptr: Tensor, col: Tensor, values: Tensor, shape: tuple[int, int]) -> Tensor:
@@ -24,14 +25,30 @@ def _sparse_csr(rowptr: Tensor, col: Tensor, values: Tensor, shape: tuple[int, i
         return torch.sparse_csr_tensor(rowptr, col, values, size=shape, check_invariants=False)
 
 
-def _first_arg(src: Tensor, out: Tensor, index: Tensor, num_segments: int) -> Tensor:
-    """Position of the first row of each segment that attains ``out`` (E for empty segments)."""
-    n_rows = src.size(0)
-    hit = src == out.index_select(0, index)
-    pos = torch.arange(n_rows, device=src.device).view(-1, *([1] * (src.dim() - 1))).expand_as(src)
-    cand = torch.where(hit, pos, torch.full_like(pos, n_rows))
-    arg = torch.full((num_segments, *src.shape[1:]), n_rows, dtype=torch.long, device=src.device)
-    return arg.scatter_reduce_(0, index.view(-1, *([1] * (src.dim() - 1))).expand_as(src), cand, "amin")
+def _flat(src: Tensor) -> Tensor:
+    feats = 1
+    for d in src.shape[1:]:
+        feats *= d
+    return src.reshape(src.size(0), feats)
+
+
+def _csr_extreme(rowptr: Tensor, col: Tensor, src: Tensor, reduce: str) -> tuple[Tensor, Tensor]:
+    """Max/min over CSR rows of ``src[col[e]]`` with the position ``e`` that attains it (strictly
+    better values only, so ties keep the first position and an empty row keeps ``E``)."""
+    num_rows, n_edges, feats = rowptr.numel() - 1, col.numel(), src.size(1)
+    if num_rows == 0 or n_edges == 0 or feats == 0:
+        return src.new_zeros(num_rows, feats), torch.full((num_rows, feats), n_edges, dtype=torch.long, device=src.device)
+    a = _sparse_csr(rowptr, col, src.new_ones(n_edges), (num_rows, src.size(0)))
+    # aten only produces the argmax when autograd is recording, so ask for it explicitly.
+    with torch.enable_grad():
+        out, arg = torch.ops.aten._sparse_mm_reduce_impl(a, src.detach().requires_grad_(), _ATEN_REDUCE[reduce])
+    return out.detach(), arg
+
+
+def _offsets(sorted_index: Tensor, num_segments: int) -> Tensor:
+    rowptr = torch.zeros(num_segments + 1, dtype=torch.long, device=sorted_index.device)
+    torch.cumsum(torch.bincount(sorted_index, minlength=num_segments), 0, out=rowptr[1:])
+    return rowptr
 
 
 def scatter_fwd(src: Tensor, index: Tensor, num_segments: int, reduce: str) -> tuple[Tensor, Tensor | None]:
@@ -42,15 +59,25 @@ def scatter_fwd(src: Tensor, index: Tensor, num_segments: int, reduce: str) -> t
             count = torch.bincount(index, minlength=num_segments).clamp_(min=1).to(src.dtype)
             out /= count.view(-1, *([1] * (src.dim() - 1)))
         return out, None
-    expanded = index.view(-1, *([1] * (src.dim() - 1))).expand_as(src)
-    out.scatter_reduce_(0, expanded, src, _AMAX[reduce], include_self=False)
-    return out, _first_arg(src, out, index, num_segments)
+    # Max/min: a stable sort turns the scatter into a CSR reduction through the permutation
+    # (aten's sparse-mm reduce returns the arg in the same pass; ties stay in input order).
+    sorted_index, perm = torch.sort(index, stable=True)
+    out, arg = _csr_extreme(_offsets(sorted_index, num_segments), perm, _flat(src), reduce)
+    # arg is a sorted position (or E): map it back to the row of src.
+    arg = torch.cat([perm, perm.new_full((1,), src.size(0))]).index_select(0, arg.view(-1))
+    shape = (num_segments, *src.shape[1:])
+    return out.view(shape), arg.view(shape)
 
 
 def segment_fwd(src: Tensor, rowptr: Tensor, reduce: str) -> tuple[Tensor, Tensor | None]:
-    num_segments = rowptr.numel() - 1
+    num_segments, n_rows = rowptr.numel() - 1, src.size(0)
+    shape = (num_segments, *src.shape[1:])
+    if reduce in ("max", "min"):
+        identity = torch.arange(n_rows, device=src.device)
+        out, arg = _csr_extreme(rowptr, identity, _flat(src), reduce)
+        return out.view(shape), arg.view(shape)
     counts = rowptr[1:] - rowptr[:-1]
-    index = torch.repeat_interleave(torch.arange(num_segments, device=src.device), counts, output_size=src.size(0))
+    index = torch.repeat_interleave(torch.arange(num_segments, device=src.device), counts, output_size=n_rows)
     return scatter_fwd(src, index, num_segments, reduce)
 
 
@@ -71,16 +98,17 @@ def spmm_fwd(
         return torch.sparse.mm(a, x, "mean"), None
     # aten only produces the argmax when autograd is recording, so ask for it explicitly.
     with torch.enable_grad():
-        out, arg = torch.ops.aten._sparse_mm_reduce_impl(a, x.detach().requires_grad_(), "max")
+        out, arg = torch.ops.aten._sparse_mm_reduce_impl(a, x.detach().requires_grad_(), "amax")
     return out.detach(), arg
 
 
 def spmm_max_bwd(
+    rowptr: Tensor,
+    row: Tensor,
+    col: Tensor,
     t_rowptr: Tensor,
     t_col: Tensor,
     t_perm: Tensor,
-    row: Tensor,
-    col: Tensor,
     weight: Tensor | None,
     x: Tensor,
     arg: Tensor,
@@ -89,20 +117,39 @@ def spmm_max_bwd(
     need_w: bool,
 ) -> tuple[Tensor | None, Tensor | None]:
     """Backward of ``spmm_fwd(..., "max")``: the gradient of each output element goes to the edge
-    ``arg`` that won it (nowhere for ``arg == E``). ``t_*`` (the transpose) is unused here but
-    part of the signature: the Triton kernel gathers over it instead of accumulating."""
+    ``arg`` that won it (nowhere for ``arg == E``). ``row`` and ``t_*`` (the transpose) are unused
+    here but part of the signature: the Triton kernels gather over them instead of accumulating.
+
+    Narrow features use flat ``index_add_``s (spare slot for ``arg == E``, no masking), wide ones
+    aten's sparse-mm-reduce backward, whichever is faster on CPU at that width; both are
+    sequential per output element, hence deterministic.
+    """
     n_edges, feats = col.numel(), x.size(1)
-    valid = arg < n_edges
-    edge = arg[valid]
-    feat = torch.arange(feats, device=x.device).expand_as(arg)[valid]
-    g = grad_out[valid]
-    src = col.index_select(0, edge)
+    if n_edges == 0 or feats == 0:
+        return (torch.zeros_like(x) if need_x else None), (
+            torch.zeros_like(weight) if need_w and weight is not None else None
+        )
+    need_w = need_w and weight is not None
+    if feats >= 64:
+        values = weight if weight is not None else x.new_ones(n_edges)
+        a = _sparse_csr(rowptr, col, values, (arg.size(0), x.size(0)))
+        grad_a, grad_x = torch.ops.aten._sparse_mm_reduce_impl_backward(
+            a, grad_out, x, "amax", arg, [need_w, need_x]
+        )
+        return (grad_x if need_x else None), (grad_a.values() if need_w else None)
+    flat_arg = arg.reshape(-1)
+    src = torch.cat([col, col.new_full((1,), x.size(0))]).index_select(0, flat_arg)
+    slot = src.view_as(arg) * feats + torch.arange(feats, device=x.device)  # x.size(0)*F+f: spare
     grad_x = grad_w = None
     if need_x:
-        w = weight.index_select(0, edge) if weight is not None else 1.0
-        grad_x = torch.zeros_like(x).index_put_((src, feat), g * w, accumulate=True)
-    if need_w and weight is not None:
-        grad_w = weight.new_zeros(n_edges).index_put_((edge,), g * x[src, feat], accumulate=True)
+        g = grad_out
+        if weight is not None:
+            g = g * torch.cat([weight, weight.new_zeros(1)]).index_select(0, flat_arg).view_as(arg)
+        grad_x = x.new_zeros((x.size(0) + 1) * feats).index_add_(0, slot.view(-1), g.reshape(-1))
+        grad_x = grad_x[: x.size(0) * feats].view_as(x)
+    if need_w:
+        x_won = torch.cat([x.reshape(-1), x.new_zeros(feats)]).index_select(0, slot.view(-1))
+        grad_w = weight.new_zeros(n_edges + 1).index_add_(0, flat_arg, grad_out.reshape(-1) * x_won)[:n_edges]
     return grad_x, grad_w
 
 

@@ -11,11 +11,10 @@ Loads along the feature dimension are contiguous (rows of ``x`` are row-major), 
 BLOCK_F`` tile is ``BLOCK_E`` coalesced row segments. Half-precision inputs (float16/bfloat16)
 accumulate in float32, float64 in float64; outputs have the input dtype.
 
-Max/min follow the torch path exactly, so the shared backward is identical: ties go to the first
-position of the segment; ``arg = E`` marks an empty segment (value 0). ``scatter``/``segment``
-report the first position attaining the extreme value even when it is ``-inf`` (as
-``_torch_kernels._first_arg`` does), ``spmm`` only strictly greater values (as aten's
-``_sparse_mm_reduce_impl`` does: a row of ``-inf`` keeps ``arg = E``).
+Max/min follow the torch path (aten's ``_sparse_mm_reduce_impl``) exactly, so the shared backward
+is identical: only strictly better values replace the running extreme, so ties go to the first
+position of the segment, an empty segment gives 0 with ``arg = E``, and a segment whose values
+are all ``-inf`` (max) or ``+inf`` (min) keeps ``arg = E`` (it receives no gradient).
 
 Sizes come from tensor shapes (host ints), never from tensor values, so there is no host sync.
 The kernels also run under ``TRITON_INTERPRET=1`` on CPU tensors, which is how the tests check them.
@@ -46,7 +45,6 @@ def _csr_reduce_kernel(
     GATHER: tl.constexpr,  # rows read are col[e] (True) or e itself (False)
     HAS_WEIGHT: tl.constexpr,
     ARG_FROM_COL: tl.constexpr,  # arg reports col[e] (scatter: original row) instead of e
-    FIRST_EQUAL: tl.constexpr,  # arg may take a value equal to the initial -inf (scatter/segment)
     ACC: tl.constexpr,
     BLOCK_E: tl.constexpr,
     BLOCK_F: tl.constexpr,
@@ -98,8 +96,6 @@ def _csr_reduce_kernel(
             tile_arg = tl.min(tl.where(hit, pos[:, None], sentinel), axis=0)
             # Strictly greater keeps the earlier tile on ties: first position wins.
             upd = tile_max > acc
-            if FIRST_EQUAL:
-                upd = upd | (best == sentinel)
             acc = tl.where(upd, tile_max, acc)
             best = tl.where(upd, tile_arg, best)
 
@@ -248,7 +244,6 @@ def _csr_reduce(
     x: Tensor,
     reduce: str,
     arg_from_col: bool,
-    first_equal: bool,
     sentinel: int,
 ) -> tuple[Tensor, Tensor | None]:
     num_rows, feats = rowptr.numel() - 1, x.size(1)
@@ -277,7 +272,6 @@ def _csr_reduce(
         GATHER=col is not None,
         HAS_WEIGHT=weight is not None,
         ARG_FROM_COL=arg_from_col,
-        FIRST_EQUAL=first_equal,
         ACC=_acc_dtype(x.dtype),
         BLOCK_E=block_e,
         BLOCK_F=block_f,
@@ -296,7 +290,7 @@ def _flat(src: Tensor) -> Tensor:
 def segment_fwd(src: Tensor, rowptr: Tensor, reduce: str) -> tuple[Tensor, Tensor | None]:
     """Segment reduction over sorted rows; rows are read in place (no gather)."""
     flat = _flat(src)
-    out, arg = _csr_reduce(rowptr.long().contiguous(), None, None, flat, reduce, False, True, src.size(0))
+    out, arg = _csr_reduce(rowptr.long().contiguous(), None, None, flat, reduce, False, src.size(0))
     shape = (rowptr.numel() - 1, *src.shape[1:])
     return out.view(shape), (arg.view(shape) if arg is not None else None)
 
@@ -309,7 +303,7 @@ def scatter_fwd(src: Tensor, index: Tensor, num_segments: int, reduce: str) -> t
     bounds = torch.arange(num_segments + 1, device=index.device)
     rowptr = torch.searchsorted(sorted_index, bounds)  # no bincount: that would sync on its max
     flat = _flat(src)
-    out, arg = _csr_reduce(rowptr, perm, None, flat, reduce, True, True, src.size(0))
+    out, arg = _csr_reduce(rowptr, perm, None, flat, reduce, True, src.size(0))
     shape = (num_segments, *src.shape[1:])
     return out.view(shape), (arg.view(shape) if arg is not None else None)
 
@@ -326,7 +320,7 @@ def spmm_fwd(
             torch.zeros(num_dst, x.size(1), dtype=torch.long, device=x.device) if reduce == "max" else None
         )
     w = weight.contiguous() if weight is not None else None
-    return _csr_reduce(rowptr.long().contiguous(), col.contiguous(), w, x.contiguous(), reduce, False, False, n_edges)
+    return _csr_reduce(rowptr.long().contiguous(), col.contiguous(), w, x.contiguous(), reduce, False, n_edges)
 
 
 def edge_dot(row: Tensor, col: Tensor, a: Tensor, b: Tensor, chunk_elems: int = 1 << 23) -> Tensor:
@@ -360,11 +354,12 @@ def edge_dot(row: Tensor, col: Tensor, a: Tensor, b: Tensor, chunk_elems: int = 
 
 
 def spmm_max_bwd(
+    rowptr: Tensor,
+    row: Tensor,
+    col: Tensor,
     t_rowptr: Tensor,
     t_col: Tensor,
     t_perm: Tensor,
-    row: Tensor,
-    col: Tensor,
     weight: Tensor | None,
     x: Tensor,
     arg: Tensor,

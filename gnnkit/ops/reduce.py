@@ -55,11 +55,10 @@ class _Scatter(torch.autograd.Function):
         index, arg = ctx.saved_tensors
         if ctx.reduce in ("max", "min"):
             return _grad_from_arg(grad_out, arg, ctx.n_rows), None, None, None
-        grad = grad_out.index_select(0, index)
-        if ctx.reduce == "mean":
-            count = _counts(index, ctx.num_segments).clamp_(min=1).to(grad.dtype)
-            grad = grad / _bcast(count.index_select(0, index), grad)
-        return grad, None, None, None
+        if ctx.reduce == "mean":  # divide the [S, *] gradient before gathering it to [E, *]
+            count = _counts(index, ctx.num_segments).clamp_(min=1).to(grad_out.dtype)
+            grad_out = grad_out / _bcast(count, grad_out)
+        return grad_out.index_select(0, index), None, None, None
 
 
 class _Segment(torch.autograd.Function):

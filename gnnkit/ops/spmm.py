@@ -35,7 +35,7 @@ class _SpMM(torch.autograd.Function):
         k = kernels_for(grad_out)
         if ctx.reduce == "max":
             grad_x, grad_w = k.spmm_max_bwd(
-                csr.t_rowptr, csr.t_col, csr.t_perm, csr.row, csr.col, weight, x, arg, grad_out, need_x, need_w
+                csr.rowptr, csr.row, csr.col, csr.t_rowptr, csr.t_col, csr.t_perm, weight, x, arg, grad_out, need_x, need_w
             )
             return grad_x, grad_w, None, None
         if ctx.reduce == "mean":

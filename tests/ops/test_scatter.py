@@ -104,6 +104,15 @@ def test_empty_segments_give_zero_and_no_gradient():
         assert torch.equal(grad, torch.zeros_like(src))
 
 
+@pytest.mark.parametrize("reduce,fill", [("max", -float("inf")), ("min", float("inf"))])
+def test_all_infinite_segment_keeps_value_and_gets_no_gradient(reduce, fill):
+    src = torch.tensor([[fill], [fill], [1.0]], requires_grad=True)
+    out = scatter(src, torch.tensor([0, 0, 1]), 2, reduce)
+    assert out.tolist() == [[fill], [1.0]]
+    out.sum().backward()
+    assert src.grad.tolist() == [[0.0], [0.0], [1.0]]
+
+
 def naive_softmax(src: torch.Tensor, index: torch.Tensor, num_segments: int) -> torch.Tensor:
     out = torch.empty_like(src)
     for s in range(num_segments):

@@ -92,14 +92,15 @@ def test_edge_dot(num_edges, feats):
     )
 
 
+@pytest.mark.parametrize("feats", [6, 64])  # both methods of the torch path
 @pytest.mark.parametrize("weighted", [False, True], ids=["unweighted", "weighted"])
-def test_spmm_max_bwd(weighted):
+def test_spmm_max_bwd(weighted, feats):
     csr = graph(14, 45, 2)
-    x = torch.randn(14, 6)
+    x = torch.randn(14, feats)
     weight = torch.randn(45) if weighted else None
     _, arg = _torch_kernels.spmm_fwd(csr.rowptr, csr.col, weight, x, "max")
-    grad_out = torch.randn(14, 6)
-    args = (csr.t_rowptr, csr.t_col, csr.t_perm, csr.row, csr.col, weight, x, arg, grad_out, True, weighted)
+    grad_out = torch.randn(14, feats)
+    args = (csr.rowptr, csr.row, csr.col, csr.t_rowptr, csr.t_col, csr.t_perm, weight, x, arg, grad_out, True, weighted)
     got, want = _triton_kernels.spmm_max_bwd(*args), _torch_kernels.spmm_max_bwd(*args)
     torch.testing.assert_close(got[0], want[0])
     if weighted:
