@@ -21,6 +21,7 @@ with ``G = dL/dS``.
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 from typing import Literal
 
@@ -37,32 +38,56 @@ OuterReduce = Literal["sum", "mean"]
 # buckets with at most 1/_OCTAVE_SPLITS relative padding, so a power-law graph needs few GEMMs.
 _EXACT_DEGREE = 32
 _OCTAVE_SPLITS = 8
+# Runs of at least this many consecutive equal-degree targets are processed in place.
+_MIN_SLAB = 4
 
 
 @dataclass(frozen=True, eq=False)
 class DegreeBuckets:
-    """Target nodes grouped by in-degree, for the bucketed batched GEMM of the CPU path.
+    """Target nodes grouped by in-degree, for the batched GEMMs of the CPU path.
+
+    Two kinds of groups:
+
+    * **slabs**: runs of at least ``_MIN_SLAB`` consecutive targets with the same in-degree (e.g.
+      the atoms of one molecule in a batch of complete graphs). Their edges are one contiguous
+      range of the CSR order, so ``z``, ``S`` and the gradients are read and written as views,
+      without gathers or copies.
+    * **buckets**: the other targets, grouped by in-degree (exact up to ``_EXACT_DEGREE``,
+      larger degrees rounded up to ``_OCTAVE_SPLITS`` steps per power of two and padded).
 
     Build once per graph with :meth:`from_csr` and pass to :func:`outer_aggregate` on every
     message-passing step (it is built on the fly otherwise).
 
     Attributes:
+        slabs: per slab, ``(first_node, num_nodes, first_edge, degree)``.
         nodes: per bucket, ``[B]`` target nodes.
         edges: per bucket, ``[B, L]`` positions (in the CSR's sorted order) of each node's in-edges,
             padded to the bucket width ``L`` with a valid position.
         mask: per bucket, ``[B, L]`` bool, False on padding (``None`` when the bucket has none).
-        num_edges: edge count of the graph the buckets were built for.
+        isolated: ``[I]`` targets without in-edges (their ``S`` is 0).
+        num_edges / num_dst: size of the graph the buckets were built for.
     """
 
+    slabs: tuple[tuple[int, int, int, int], ...]
     nodes: tuple[Tensor, ...]
     edges: tuple[Tensor, ...]
     mask: tuple[Tensor | None, ...]
+    isolated: Tensor
     num_edges: int
     num_dst: int
 
     @staticmethod
     def from_csr(csr: CSR) -> "DegreeBuckets":
         deg = csr.rowptr[1:] - csr.rowptr[:-1]
+        # Slabs: long runs of equal, non-zero degree among consecutive targets.
+        run_deg, run_len = torch.unique_consecutive(deg, return_counts=True)
+        run_start = torch.cumsum(run_len, 0) - run_len
+        long_run = (run_len >= _MIN_SLAB) & (run_deg > 0)
+        in_slab = torch.repeat_interleave(long_run, run_len, output_size=deg.numel())
+        slabs = tuple(
+            (s, n, int(csr.rowptr[s]), d)
+            for s, n, d in zip(run_start[long_run].tolist(), run_len[long_run].tolist(), run_deg[long_run].tolist())
+        )
         width = deg.clone()
         big = deg > _EXACT_DEGREE
         if bool(big.any()):
@@ -70,6 +95,7 @@ class DegreeBuckets:
             d = deg[big].double()
             step = torch.exp2(torch.floor(torch.log2(d)) - torch.log2(torch.tensor(float(_OCTAVE_SPLITS))))
             width[big] = (torch.ceil(d / step) * step).long()
+        width[in_slab] = 0  # handled by slabs
         nodes, edges, masks = [], [], []
         order = torch.argsort(width, stable=True)
         widths, counts = torch.unique_consecutive(width[order], return_counts=True)
@@ -78,11 +104,10 @@ class DegreeBuckets:
             sel = order[start : start + c]
             start += c
             if w == 0:
-                continue  # isolated targets: S stays 0
+                continue  # isolated targets (S is 0) and slab members
             offs = torch.arange(w, device=deg.device)
             pos = csr.rowptr[sel].unsqueeze(1) + offs
-            d_sel = deg[sel].unsqueeze(1)
-            valid = offs < d_sel
+            valid = offs < deg[sel].unsqueeze(1)
             if bool(valid.all()):
                 masks.append(None)
             else:
@@ -90,41 +115,72 @@ class DegreeBuckets:
                 pos = torch.where(valid, pos, csr.rowptr[sel].unsqueeze(1))
             nodes.append(sel)
             edges.append(pos)
-        return DegreeBuckets(tuple(nodes), tuple(edges), tuple(masks), csr.num_edges, csr.num_dst)
+        isolated = torch.nonzero(deg == 0).view(-1)
+        return DegreeBuckets(slabs, tuple(nodes), tuple(edges), tuple(masks), isolated, csr.num_edges, csr.num_dst)
+
+
+def _rows(t: Tensor, pos: Tensor) -> Tensor:
+    """``t[pos]`` for a 2-D ``pos`` (index_select is much faster than advanced indexing on CPU)."""
+    return t.index_select(0, pos.reshape(-1)).view(*pos.shape, t.size(1))
 
 
 def _torch_fwd(buckets: DegreeBuckets, col: Tensor, z: Tensor, h: Tensor) -> Tensor:
-    out = z.new_zeros(buckets.num_dst, z.size(1), h.size(1))
+    k, d = z.size(1), h.size(1)
+    out = z.new_empty(buckets.num_dst, k, d)
+    if buckets.isolated.numel():  # only targets without in-edges need zeros
+        out.index_fill_(0, buckets.isolated, 0.0)
+    for n0, b, e0, deg in buckets.slabs:
+        zb = z[e0 : e0 + b * deg].view(b, deg, k)
+        hb = h.index_select(0, col[e0 : e0 + b * deg]).view(b, deg, d)
+        torch.bmm(zb.transpose(1, 2), hb, out=out[n0 : n0 + b])
     for nodes, pos, mask in zip(buckets.nodes, buckets.edges, buckets.mask):
-        zb = z[pos]  # [B, L, K]
+        zb = _rows(z, pos)  # [B, L, K]
         if mask is not None:
             zb = zb * mask.unsqueeze(-1)
-        hb = h[col[pos]]  # [B, L, d]
+        hb = _rows(h, col.index_select(0, pos.reshape(-1)).view_as(pos))  # [B, L, d]
         out.index_copy_(0, nodes, torch.bmm(zb.transpose(1, 2), hb))
     return out
 
 
 def _torch_bwd(
-    buckets: DegreeBuckets, col: Tensor, z: Tensor, h: Tensor, g: Tensor, need_z: bool, need_h: bool
+    buckets: DegreeBuckets, csr: CSR, z: Tensor, h: Tensor, g: Tensor, need_z: bool, need_h: bool
 ) -> tuple[Tensor | None, Tensor | None]:
-    grad_z = torch.zeros_like(z) if need_z else None
-    grad_h = torch.zeros_like(h) if need_h else None
-    for nodes, pos, mask in zip(buckets.nodes, buckets.edges, buckets.mask):
-        gb = g[nodes]  # [B, K, d]
-        src = col[pos]
+    # Every edge lies in exactly one slab or bucket, so grad_z and msg are fully overwritten.
+    k, d = z.size(1), h.size(1)
+    grad_z = torch.empty_like(z) if need_z else None
+    msg = z.new_empty(csr.num_edges, d) if need_h else None
+    col = csr.col
+    for n0, b, e0, deg in buckets.slabs:
+        gb = g[n0 : n0 + b]  # [B, K, d], a view
+        e1 = e0 + b * deg
         if need_z:
-            gz = torch.bmm(h[src], gb.transpose(1, 2))  # [B, L, K]
-            if mask is not None:
-                gz = gz[mask]
-                grad_z.index_copy_(0, pos[mask], gz)
-            else:
-                grad_z.index_copy_(0, pos.reshape(-1), gz.reshape(-1, gz.size(-1)))
+            hb = h.index_select(0, col[e0:e1]).view(b, deg, d)
+            torch.bmm(hb, gb.transpose(1, 2), out=grad_z[e0:e1].view(b, deg, k))
         if need_h:
-            zb = z[pos]
-            if mask is not None:
-                zb = zb * mask.unsqueeze(-1)
-            gh = torch.bmm(zb, gb)  # [B, L, d]: one d-vector per edge, like a message
-            grad_h.index_add_(0, src.reshape(-1), gh.reshape(-1, gh.size(-1)))
+            torch.bmm(z[e0:e1].view(b, deg, k), gb, out=msg[e0:e1].view(b, deg, d))
+    for nodes, pos, mask in zip(buckets.nodes, buckets.edges, buckets.mask):
+        gb = g.index_select(0, nodes)  # [B, K, d]
+        flat = pos.reshape(-1) if mask is None else pos[mask]
+        if need_z:
+            gz = torch.bmm(_rows(h, col.index_select(0, pos.reshape(-1)).view_as(pos)), gb.transpose(1, 2))  # [B, L, K]
+            gz = gz.reshape(-1, k) if mask is None else gz[mask]
+            grad_z.index_copy_(0, flat, gz)
+        if need_h:
+            gh = torch.bmm(_rows(z, pos), gb)  # [B, L, d]: one d-vector per edge, like a message
+            gh = gh.reshape(-1, d) if mask is None else gh[mask]
+            msg.index_copy_(0, flat, gh)
+    grad_h = None
+    if need_h:
+        if csr.num_edges == 0:
+            grad_h = torch.zeros_like(h)
+        else:
+            # Sum each source's out-edge messages: a sparse [num_src, E] product over the transpose.
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # "sparse CSR support is in beta"
+                t = torch.sparse_csr_tensor(
+                    csr.t_rowptr, csr.t_perm, msg.new_ones(csr.num_edges), size=(csr.num_src, csr.num_edges)
+                )
+                grad_h = torch.sparse.mm(t, msg)
     return grad_z, grad_h
 
 
@@ -133,9 +189,9 @@ def _use_triton(t: Tensor) -> bool:
     return backend == "triton" or (backend == "auto" and t.is_cuda)
 
 
-class _OuterAggregate(torch.autograd.Function):
+class _OuterSum(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, z: Tensor, h: Tensor, csr: CSR, buckets: DegreeBuckets | None, reduce: str) -> Tensor:
+    def forward(ctx, z: Tensor, h: Tensor, csr: CSR, buckets: DegreeBuckets | None) -> Tensor:
         triton = _use_triton(z)
         if triton:
             from gnnkit.ops import _triton_outer
@@ -145,27 +201,22 @@ class _OuterAggregate(torch.autograd.Function):
             if buckets is None:
                 buckets = DegreeBuckets.from_csr(csr)
             out = _torch_fwd(buckets, csr.col, z, h)
-        if reduce == "mean":
-            out = out / csr.degree(out.dtype).clamp(min=1).view(-1, 1, 1)
-        ctx.csr, ctx.buckets, ctx.reduce, ctx.triton = csr, buckets, reduce, triton
+        ctx.csr, ctx.buckets, ctx.triton = csr, buckets, triton
         ctx.save_for_backward(z, h)
         return out
 
     @staticmethod
     def backward(ctx, grad_out: Tensor):
         z, h = ctx.saved_tensors
-        csr: CSR = ctx.csr
         g = grad_out.contiguous()
-        if ctx.reduce == "mean":
-            g = g / csr.degree(g.dtype).clamp(min=1).view(-1, 1, 1)
         need_z, need_h = ctx.needs_input_grad[0], ctx.needs_input_grad[1]
         if ctx.triton:
             from gnnkit.ops import _triton_outer
 
-            grad_z, grad_h = _triton_outer.outer_bwd(csr, z, h, g, need_z, need_h)
+            grad_z, grad_h = _triton_outer.outer_bwd(ctx.csr, z, h, g, need_z, need_h)
         else:
-            grad_z, grad_h = _torch_bwd(ctx.buckets, csr.col, z, h, g, need_z, need_h)
-        return grad_z, grad_h, None, None, None
+            grad_z, grad_h = _torch_bwd(ctx.buckets, ctx.csr, z, h, g, need_z, need_h)
+        return grad_z, grad_h, None, None
 
 
 def outer_aggregate(
@@ -217,4 +268,8 @@ def outer_aggregate(
     check_same_device(z=z, h=h, csr=csr.col)
     if z_order == "edge_index":
         z = csr.permute(z)
-    return _OuterAggregate.apply(z.contiguous(), h.contiguous(), csr, buckets, reduce)
+    if reduce == "mean":
+        # Scale the K-vectors of the edges (E x K work) rather than S (N x K x d).
+        inv_deg = 1.0 / csr.degree(z.dtype).clamp(min=1)
+        z = z * inv_deg.index_select(0, csr.row).unsqueeze(1)
+    return _OuterSum.apply(z.contiguous(), h.contiguous(), csr, buckets)

@@ -1,0 +1,285 @@
+"""Benchmark: gnnkit's EdgeNetworkConv and MPNN against PyG's NNConv and the model of PyG's
+examples/qm9_nn_conv.py, forward + backward, on QM9-sized batches of complete graphs.
+
+Data: synthetic molecules (sizes drawn uniformly from ``min_atoms..max_atoms``, mean 18 atoms
+like QM9 with hydrogens; random 3-D positions); complete graphs without self-loops; edge features
+``(distance, bond one-hot of 4)`` with a random bond on a fraction of the pairs; 11 atom features.
+
+Measured, for each variant, in the same process and interleaved:
+
+* **time**: median wall-clock time of ``repeats`` forward + backward passes (after ``warmup``).
+* **peak tensor memory**: the peak of live CPU tensor bytes allocated during one forward +
+  backward, from ``torch.profiler``'s memory events (``profile_memory=True``: every allocation
+  and free of the CPU allocator, summed in time order). Inputs and parameters exist beforehand and
+  are not counted; gradients of parameters are.
+* **RSS delta** (optional, ``--rss``): each variant once in a fresh subprocess, ``ru_maxrss``
+  after one forward + backward minus ``ru_maxrss`` before it (includes allocator caching).
+
+The layer comparison uses the same weights in both layers and checks that their outputs agree.
+The baseline model is our own transcription of PyG's example (NNConv(mean) inside a GRU loop, 3
+steps sharing one conv, Set2Set(3), d=64); its NNConv recomputes the E x d x d edge matrices in
+every step, while gnnkit's MPNN computes the edge MLP's hidden activation once.
+
+Usage::
+
+    python recipes/bench_layers.py --out recipes/results/bench_layers_cpu.md
+    python recipes/bench_layers.py --quick        # smoke test, seconds
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import statistics
+import subprocess
+import sys
+import time
+from dataclasses import asdict, dataclass
+from typing import Callable
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from torch.profiler import ProfilerActivity, profile
+from torch_geometric.data import Batch, Data
+from torch_geometric.nn import NNConv
+from torch_geometric.nn.aggr import Set2Set as PygSet2Set
+
+from gnnkit.models import build_model
+from gnnkit.nn import EdgeNetworkConv
+
+ATOM_FEATURES, EDGE_DIM = 11, 5
+
+
+@dataclass
+class Config:
+    molecules: int = 128
+    min_atoms: int = 10
+    max_atoms: int = 26
+    channels: int = 64
+    edge_hidden: int = 128
+    steps: int = 3
+    set2set_steps: int = 3
+    repeats: int = 5
+    warmup: int = 1
+    threads: int | None = None
+    seed: int = 0
+    rss: bool = False
+    out: str | None = None
+    quick: bool = False
+
+
+def make_batch(cfg: Config) -> Batch:
+    g = torch.Generator().manual_seed(cfg.seed)
+    graphs = []
+    for _ in range(cfg.molecules):
+        n = int(torch.randint(cfg.min_atoms, cfg.max_atoms + 1, (1,), generator=g))
+        pos = torch.randn(n, 3, generator=g) * 1.5
+        ii, jj = torch.meshgrid(torch.arange(n), torch.arange(n), indexing="ij")
+        off = ii != jj
+        ei = torch.stack([ii[off], jj[off]])
+        dist = (pos[ei[0]] - pos[ei[1]]).norm(dim=1, keepdim=True)
+        bond = torch.zeros(ei.size(1), 4)
+        bonded = torch.rand(ei.size(1), generator=g) < 0.1
+        bond[bonded, torch.randint(0, 4, (int(bonded.sum()),), generator=g)] = 1.0
+        x = torch.randn(n, ATOM_FEATURES, generator=g)
+        graphs.append(Data(x=x, edge_index=ei, edge_attr=torch.cat([dist, bond], 1)))
+    return Batch.from_data_list(graphs)
+
+
+class PygQM9Baseline(nn.Module):
+    """Our transcription of the model in PyG's examples/qm9_nn_conv.py: Linear+ReLU, then ``steps``
+    rounds of ``m = ReLU(NNConv_mean(h))`` and a GRU (one conv and GRU shared by all rounds),
+    Set2Set, and a 2-layer head."""
+
+    def __init__(self, in_channels: int, edge_dim: int, dim: int, edge_hidden: int, steps: int, s2s_steps: int) -> None:
+        super().__init__()
+        self.steps = steps
+        self.lin0 = nn.Linear(in_channels, dim)
+        edge_net = nn.Sequential(nn.Linear(edge_dim, edge_hidden), nn.ReLU(), nn.Linear(edge_hidden, dim * dim))
+        self.conv = NNConv(dim, dim, edge_net, aggr="mean")
+        self.gru = nn.GRU(dim, dim)
+        self.set2set = PygSet2Set(dim, processing_steps=s2s_steps)
+        self.lin1 = nn.Linear(2 * dim, dim)
+        self.lin2 = nn.Linear(dim, 1)
+
+    def forward(self, data: Batch) -> Tensor:
+        out = F.relu(self.lin0(data.x))
+        h = out.unsqueeze(0)
+        for _ in range(self.steps):
+            m = F.relu(self.conv(out, data.edge_index, data.edge_attr))
+            out, h = self.gru(m.unsqueeze(0), h)
+            out = out.squeeze(0)
+        out = self.set2set(out, data.batch)
+        return self.lin2(F.relu(self.lin1(out)))
+
+
+def _layers(cfg: Config) -> tuple[nn.Module, nn.Module]:
+    d, k = cfg.channels, cfg.edge_hidden
+    ours = EdgeNetworkConv(d, EDGE_DIM, hidden=k, aggr="mean", root_weight=True)
+    pyg = NNConv(d, d, nn.Sequential(nn.Linear(EDGE_DIM, k), nn.ReLU(), nn.Linear(k, d * d)), aggr="mean")
+    with torch.no_grad():
+        pyg.nn[0].load_state_dict(ours.edge_mlp[0].state_dict())
+        pyg.nn[2].load_state_dict(ours.edge_out.state_dict())
+        pyg.lin.weight.copy_(ours.root.weight)
+        pyg.bias.copy_(ours.bias)
+    return ours, pyg
+
+
+def _models(cfg: Config) -> tuple[nn.Module, nn.Module]:
+    ours = build_model(
+        "mpnn", ATOM_FEATURES, 1, edge_dim=EDGE_DIM, channels=cfg.channels, steps=cfg.steps,
+        set2set_steps=cfg.set2set_steps, edge_hidden=cfg.edge_hidden, aggr="mean",
+    )
+    pyg = PygQM9Baseline(ATOM_FEATURES, EDGE_DIM, cfg.channels, cfg.edge_hidden, cfg.steps, cfg.set2set_steps)
+    return ours, pyg
+
+
+def _steps(cfg: Config, batch: Batch) -> dict[str, Callable[[], None]]:
+    """One forward + backward closure per variant."""
+    torch.manual_seed(cfg.seed)
+    x = torch.randn(batch.num_nodes, cfg.channels, requires_grad=True)
+    layer_ours, layer_pyg = _layers(cfg)
+    model_ours, model_pyg = _models(cfg)
+    target = torch.randn(batch.num_graphs, 1)
+    ei, ea = batch.edge_index, batch.edge_attr
+    return {
+        "layer/gnnkit": lambda: layer_ours(x, ei, ea).square().mean().backward(),
+        "layer/pyg": lambda: layer_pyg(x, ei, ea).square().mean().backward(),
+        "model/gnnkit": lambda: F.mse_loss(model_ours(batch), target).backward(),
+        "model/pyg": lambda: F.mse_loss(model_pyg(batch), target).backward(),
+    }
+
+
+def peak_tensor_bytes(fn: Callable[[], None]) -> int:
+    """Peak of live CPU tensor memory allocated while ``fn`` runs (torch.profiler memory events)."""
+    with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
+        fn()
+    events = sorted((e.start_ns(), e.nbytes()) for e in prof.profiler.kineto_results.events() if e.name() == "[memory]")
+    live = peak = 0
+    for _, nbytes in events:
+        live += nbytes
+        peak = max(peak, live)
+    return peak
+
+
+def _rss_child(cfg: Config, variant: str) -> None:
+    batch = make_batch(cfg)
+    step = _steps(cfg, batch)[variant]
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    step()
+    after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    print(json.dumps({"rss_delta_kb": after - before}))
+
+
+def _rss_delta_mb(cfg: Config, variant: str) -> float:
+    child_cfg = json.dumps({k: v for k, v in asdict(cfg).items() if k not in ("out", "rss")})
+    cmd = [sys.executable, os.path.abspath(__file__), "--rss-child", variant, "--config-json", child_cfg]
+    res = subprocess.run(cmd, capture_output=True, text=True, check=True)
+    return json.loads(res.stdout.strip().splitlines()[-1])["rss_delta_kb"] / 1024
+
+
+def check_agreement(cfg: Config, batch: Batch) -> float:
+    ours, pyg = _layers(cfg)
+    x = torch.randn(batch.num_nodes, cfg.channels)
+    with torch.no_grad():
+        return float((ours(x, batch.edge_index, batch.edge_attr) - pyg(x, batch.edge_index, batch.edge_attr)).abs().max())
+
+
+def run(cfg: Config) -> str:
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    load_before = os.getloadavg()
+    batch = make_batch(cfg)
+    steps = _steps(cfg, batch)
+    max_diff = check_agreement(cfg, batch)
+    times: dict[str, list[float]] = {k: [] for k in steps}
+    for _ in range(cfg.warmup):
+        for fn in steps.values():
+            fn()
+    for _ in range(cfg.repeats):  # interleaved, so load changes hit all variants alike
+        for name, fn in steps.items():
+            t0 = time.perf_counter()
+            fn()
+            times[name].append(time.perf_counter() - t0)
+    peaks = {name: peak_tensor_bytes(fn) / 2**20 for name, fn in steps.items()}
+    rss = {name: _rss_delta_mb(cfg, name) for name in steps} if cfg.rss else {}
+    load_after = os.getloadavg()
+
+    med = {k: statistics.median(v) * 1e3 for k, v in times.items()}
+    e = batch.edge_index.size(1)
+    lines = [
+        "# bench_layers: EdgeNetworkConv / MPNN vs PyG NNConv / qm9_nn_conv.py model (forward + backward)",
+        "",
+        f"Command: `python recipes/bench_layers.py {' '.join(sys.argv[1:])}`".rstrip(),
+        f"Device: CPU ({platform.processor() or platform.machine()}, {os.cpu_count()} cores), "
+        f"torch {torch.__version__}, {torch.get_num_threads()} torch thread(s).",
+        f"Machine load average (1 min) {load_before[0]:.1f} before, {load_after[0]:.1f} after: "
+        "the CPU was shared with other jobs" if max(load_before[0], load_after[0]) > 1.5 else
+        f"Machine load average (1 min) {load_before[0]:.1f} before, {load_after[0]:.1f} after.",
+        "",
+        f"Batch: {cfg.molecules} synthetic molecules (random positions), {batch.num_nodes} atoms, "
+        f"complete graphs: {e} directed edges, edge_attr (distance, bond one-hot 4). d={cfg.channels}, "
+        f"edge MLP hidden {cfg.edge_hidden}, mean aggregation; model: {cfg.steps} steps, Set2Set({cfg.set2set_steps}).",
+        f"Layers agree: max |gnnkit - pyg| = {max_diff:.2e}. Time: median of {cfg.repeats} runs (interleaved). "
+        "Peak tensor memory: torch.profiler allocation events during one fwd+bwd.",
+        f"An E x d x d float32 tensor (what NNConv materialises per step) is {e * cfg.channels ** 2 * 4 / 2**20:.1f} MB.",
+        "",
+        "| benchmark | variant | fwd+bwd time (ms) | peak tensor memory (MB) |" + (" RSS delta (MB) |" if rss else ""),
+        "|---|---|---:|---:|" + ("---:|" if rss else ""),
+    ]
+    for name in steps:
+        bench, variant = name.split("/")
+        label = {"gnnkit": "gnnkit EdgeNetworkConv" if bench == "layer" else "gnnkit MPNN",
+                 "pyg": "PyG NNConv" if bench == "layer" else "PyG qm9_nn_conv model"}[variant]
+        row = f"| {bench} | {label} | {med[name]:.1f} | {peaks[name]:.1f} |"
+        lines.append(row + (f" {rss[name]:.1f} |" if rss else ""))
+    lines += ["", "| benchmark | speed-up (pyg time / gnnkit time) | memory ratio (pyg peak / gnnkit peak) |" + (" RSS ratio |" if rss else ""),
+              "|---|---:|---:|" + ("---:|" if rss else "")]
+    for bench in ("layer", "model"):
+        row = (f"| {bench} | {med[bench + '/pyg'] / med[bench + '/gnnkit']:.2f}x | "
+               f"{peaks[bench + '/pyg'] / peaks[bench + '/gnnkit']:.2f}x |")
+        if rss:
+            row += f" {rss[bench + '/pyg'] / max(rss[bench + '/gnnkit'], 1e-3):.2f}x |"
+        lines.append(row)
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> str:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--quick", action="store_true", help="tiny sizes, one repeat (smoke test)")
+    p.add_argument("--out", help="also write the markdown table to this file")
+    p.add_argument("--threads", type=int, help="torch.set_num_threads")
+    p.add_argument("--repeats", type=int)
+    p.add_argument("--molecules", type=int)
+    p.add_argument("--rss", action="store_true", help="also measure ru_maxrss deltas in subprocesses")
+    p.add_argument("--rss-child", help=argparse.SUPPRESS)
+    p.add_argument("--config-json", help=argparse.SUPPRESS)
+    args = p.parse_args(argv)
+    if args.rss_child:
+        cfg = Config(**json.loads(args.config_json))
+        if cfg.threads:
+            torch.set_num_threads(cfg.threads)
+        _rss_child(cfg, args.rss_child)
+        return ""
+    cfg = Config(out=args.out, threads=args.threads, rss=args.rss, quick=args.quick)
+    if args.quick:
+        cfg.molecules, cfg.min_atoms, cfg.max_atoms = 4, 3, 6
+        cfg.channels, cfg.edge_hidden, cfg.repeats, cfg.warmup = 8, 8, 1, 0
+    if args.repeats:
+        cfg.repeats = args.repeats
+    if args.molecules:
+        cfg.molecules = args.molecules
+    table = run(cfg)
+    print(table, end="")
+    if cfg.out:
+        with open(cfg.out, "w") as f:
+            f.write(table)
+    return table
+
+
+if __name__ == "__main__":
+    main()
