@@ -45,19 +45,24 @@ def _grad_from_arg(grad_out: Tensor, arg: Tensor, n_rows: int) -> Tensor:
 class _Scatter(torch.autograd.Function):
     @staticmethod
     def forward(ctx, src: Tensor, index: Tensor, num_segments: int, reduce: str) -> Tensor:
-        out, arg = kernels_for(src).scatter_fwd(src, index, num_segments, reduce)
-        ctx.reduce, ctx.n_rows, ctx.num_segments = reduce, src.size(0), num_segments
+        k = kernels_for(src)
+        ctx.reduce, ctx.n_rows = reduce, src.size(0)
+        if reduce == "mean":  # sum, then divide by counts that the backward reuses
+            out, _ = k.scatter_fwd(src, index, num_segments, "sum")
+            count = _counts(index, num_segments).clamp_(min=1).to(src.dtype)
+            ctx.save_for_backward(index, count)
+            return out.div_(_bcast(count, out))
+        out, arg = k.scatter_fwd(src, index, num_segments, reduce)
         ctx.save_for_backward(index, arg if arg is not None else index.new_empty(0))
         return out
 
     @staticmethod
     def backward(ctx, grad_out: Tensor):
-        index, arg = ctx.saved_tensors
+        index, saved = ctx.saved_tensors
         if ctx.reduce in ("max", "min"):
-            return _grad_from_arg(grad_out, arg, ctx.n_rows), None, None, None
+            return _grad_from_arg(grad_out, saved, ctx.n_rows), None, None, None
         if ctx.reduce == "mean":  # divide the [S, *] gradient before gathering it to [E, *]
-            count = _counts(index, ctx.num_segments).clamp_(min=1).to(grad_out.dtype)
-            grad_out = grad_out / _bcast(count, grad_out)
+            grad_out = grad_out / _bcast(saved, grad_out)
         return grad_out.index_select(0, index), None, None, None
 
 

@@ -1,0 +1,325 @@
+"""Benchmark: gnnkit scatter/spmm forward+backward against PyG's default aggregation path.
+
+    python recipes/bench_ops.py --out recipes/results/bench_ops_cpu.md      # CPU: ~10 min
+    python recipes/bench_ops.py --quick                                       # smoke run, seconds
+
+For every graph, feature width F and reduction it times, in the same run and on the same inputs:
+
+* ``spmm``: :func:`gnnkit.ops.spmm` over a prebuilt CSR (gather and reduce in one pass);
+* ``scatter``: :func:`gnnkit.ops.scatter` on the gathered messages ``x[src]``;
+* ``PyG``: PyG's default aggregation, ``torch_geometric.utils.scatter(x[src], dst, ...)``, with
+  ``x[src]`` as ``x.index_select(0, src)`` (what PyG's ``MessagePassing`` does, and the same
+  gather as the ``scatter`` row);
+* ``torch.sparse``: ``torch.sparse.mm`` with a CSR adjacency (sum; mean/max where the device
+  supports the reduce argument).
+
+Each time is the median over ``repeats`` runs of ``forward + backward`` (after ``warmup`` runs);
+the CSR and the sparse matrix are built once outside the timed region, as a model would build
+them once per batch. Ratios are gnnkit / PyG (below 1 means gnnkit is faster). On a GPU the table
+also gives the spmm forward time, the effective bandwidth of the bytes-per-edge model
+(:func:`spmm_bytes`) and its fraction of the device's peak HBM bandwidth.
+
+Graphs: a power-law random graph (1M nodes / 10M edges on GPU, 100k / 1M on CPU), Cora (read with
+PyG's ``Planetoid`` from a temporary copy of ``--data-root``/planetoid, default ``$GNNKIT_DATA``
+or ``../shared/data``) and a QM9-sized batch (128 molecules of 18 atoms, complete graphs).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import pathlib
+import platform
+import sys
+import shutil
+import statistics
+import tempfile
+import time
+import warnings
+from dataclasses import dataclass, field
+from typing import Callable
+
+import torch
+from torch import Tensor
+from torch_geometric.utils import scatter as pyg_scatter
+
+from gnnkit.ops import CSR, scatter, spmm
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
+
+# Peak HBM bandwidth in GB/s by device name (vendor datasheets).
+PEAK_GBPS = {"H200": 4800.0, "H100 SXM": 3350.0, "H100 PCIe": 2000.0, "H100": 3350.0, "A100": 2039.0}
+
+
+@dataclass
+class BenchConfig:
+    device: str = "cuda" if torch.cuda.is_available() else "cpu"
+    feats: tuple[int, ...] = (16, 64, 256)
+    reduces: tuple[str, ...] = ("sum", "mean", "max")
+    graphs: tuple[str, ...] = ("powerlaw", "cora", "qm9")
+    powerlaw_nodes: int | None = None  # default: 1M on GPU, 100k on CPU
+    powerlaw_edges: int | None = None  # default: 10 per node
+    qm9_molecules: int = 128
+    qm9_atoms: int = 18
+    data_root: str = os.environ.get("GNNKIT_DATA", str(REPO.parent / "shared" / "data"))
+    repeats: int = 7
+    warmup: int = 2
+    seed: int = 0
+    out: str | None = None
+    command: str = field(default="", repr=False)
+
+
+def quick_config(cfg: BenchConfig) -> BenchConfig:
+    """Tiny sizes for a smoke test: every code path in seconds."""
+    cfg.feats, cfg.powerlaw_nodes, cfg.powerlaw_edges = (16,), 2000, 10000
+    cfg.qm9_molecules, cfg.repeats, cfg.warmup = 8, 2, 1
+    return cfg
+
+
+def powerlaw_graph(num_nodes: int, num_edges: int, generator: torch.Generator) -> Tensor:
+    """Chung-Lu style random multigraph: endpoints drawn with probability ``~ rank^-0.5`` (degree
+    distribution with a power-law tail of exponent 3, as in preferential attachment), node ids
+    shuffled so that hubs are spread over memory."""
+    weights = torch.arange(1, num_nodes + 1, dtype=torch.float64).pow(-0.5)
+    ends = torch.multinomial(weights, 2 * num_edges, replacement=True, generator=generator)
+    relabel = torch.randperm(num_nodes, generator=generator)
+    return relabel[ends].view(2, num_edges)
+
+
+def qm9_batch(num_molecules: int, atoms: int) -> tuple[Tensor, int]:
+    """``num_molecules`` disjoint complete graphs of ``atoms`` nodes (no self-loops)."""
+    local = torch.ones(atoms, atoms, dtype=torch.bool).fill_diagonal_(False).nonzero().t()
+    offsets = torch.arange(num_molecules).repeat_interleave(local.size(1)) * atoms
+    return local.repeat(1, num_molecules) + offsets, num_molecules * atoms
+
+
+def cora(data_root: str) -> tuple[Tensor, int]:
+    from torch_geometric.datasets import Planetoid
+
+    raw = pathlib.Path(data_root) / "planetoid" / "Cora" / "raw"
+    if not raw.is_dir():
+        raise FileNotFoundError(f"Cora raw files not found under {raw}; pass --data-root or set GNNKIT_DATA")
+    with tempfile.TemporaryDirectory() as tmp:  # PyG writes processed/ beside raw/
+        shutil.copytree(raw, pathlib.Path(tmp) / "Cora" / "raw")
+        data = Planetoid(tmp, "Cora")[0]
+    return data.edge_index, data.num_nodes
+
+
+def load_graphs(cfg: BenchConfig) -> dict[str, tuple[Tensor, int]]:
+    gen = torch.Generator().manual_seed(cfg.seed)
+    on_gpu = cfg.device.startswith("cuda")
+    graphs: dict[str, tuple[Tensor, int]] = {}
+    for name in cfg.graphs:
+        if name == "powerlaw":
+            n = cfg.powerlaw_nodes or (1_000_000 if on_gpu else 100_000)
+            graphs[f"powerlaw {n // 1000}k"] = (powerlaw_graph(n, cfg.powerlaw_edges or 10 * n, gen), n)
+        elif name == "cora":
+            graphs["Cora"] = cora(cfg.data_root)
+        elif name == "qm9":
+            graphs[f"QM9 batch {cfg.qm9_molecules}x{cfg.qm9_atoms}"] = qm9_batch(cfg.qm9_molecules, cfg.qm9_atoms)
+        else:
+            raise ValueError(f"unknown graph {name!r}; choose from powerlaw, cora, qm9")
+    return graphs
+
+
+def sync(device: str) -> None:
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
+
+
+def median_times(fns: dict[str, Callable[[], None]], cfg: BenchConfig) -> dict[str, float]:
+    """Median wall time in ms of each ``fn``. The candidates run interleaved, one call of each per
+    round, so that a change in machine load hits all of them alike (the CPU may be shared)."""
+    for _ in range(cfg.warmup):
+        for fn in fns.values():
+            fn()
+    sync(cfg.device)
+    times: dict[str, list[float]] = {name: [] for name in fns}
+    for _ in range(cfg.repeats):
+        for name, fn in fns.items():
+            t0 = time.perf_counter()
+            fn()
+            sync(cfg.device)
+            times[name].append((time.perf_counter() - t0) * 1e3)
+    return {name: statistics.median(t) for name, t in times.items()}
+
+
+def fwd_bwd(forward: Callable[[Tensor], Tensor], x: Tensor, grad: Tensor) -> Callable[[], None]:
+    def run() -> None:
+        x.grad = None
+        forward(x).backward(grad)
+
+    return run
+
+
+def spmm_bytes(num_edges: int, num_nodes: int, feats: int, elem: int) -> float:
+    """Bytes moved by the spmm forward in the model of the kernel's docstring: per edge an 8 B
+    column index and one gathered row (``elem * F``), per target row 16 B of offsets and the
+    written row. Every gathered row counts as a read, so this is an effective bandwidth."""
+    return num_edges * (8 + elem * feats) + num_nodes * (16 + elem * feats)
+
+
+def sparse_mm(adj: Tensor, x: Tensor, reduce: str) -> Tensor:
+    return torch.sparse.mm(adj, x) if reduce == "sum" else torch.sparse.mm(adj, x, reduce)
+
+
+def sparse_supports(reduce: str, device: str) -> bool:
+    return reduce == "sum" or not device.startswith("cuda")  # the reduce argument is CPU-only
+
+
+def bench_graph(name: str, edge_index: Tensor, num_nodes: int, cfg: BenchConfig) -> list[dict]:
+    dev = cfg.device
+    edge_index = edge_index.to(dev)
+    src, dst = edge_index
+    csr = CSR.from_edge_index(edge_index, num_nodes)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # "sparse CSR support is in beta"
+        adj = torch.sparse_csr_tensor(
+            csr.rowptr, csr.col, torch.ones(csr.num_edges, device=dev), size=(num_nodes, num_nodes)
+        )
+    rows = []
+    for feats in cfg.feats:
+        x = torch.randn(num_nodes, feats, device=dev, requires_grad=True)
+        grad = torch.randn(num_nodes, feats, device=dev)
+        for reduce in cfg.reduces:
+            row = {"graph": name, "N": num_nodes, "E": csr.num_edges, "F": feats, "reduce": reduce}
+            fns = {
+                "spmm": fwd_bwd(lambda x: spmm(csr, x, reduce=reduce), x, grad),
+                "scatter": fwd_bwd(lambda x: scatter(x.index_select(0, src), dst, num_nodes, reduce), x, grad),
+                "pyg": fwd_bwd(lambda x: pyg_scatter(x.index_select(0, src), dst, 0, num_nodes, reduce), x, grad),
+            }
+            if sparse_supports(reduce, dev):
+                fns["sparse"] = fwd_bwd(lambda x: sparse_mm(adj, x, reduce), x, grad)
+            row.update({"sparse": None, **median_times(fns, cfg)})
+            if dev.startswith("cuda"):
+                with torch.no_grad():
+                    fwd = median_times(
+                        {
+                            "spmm_fwd": lambda: spmm(csr, x, reduce=reduce),
+                            "pyg_fwd": lambda: pyg_scatter(x.index_select(0, src), dst, 0, num_nodes, reduce),
+                        },
+                        cfg,
+                    )
+                row.update(fwd)
+                row["gbps"] = spmm_bytes(csr.num_edges, num_nodes, feats, 4) / row["spmm_fwd"] / 1e6
+            rows.append(row)
+            print(format_row(row, dev), flush=True)
+    return rows
+
+
+def device_line(device: str) -> str:
+    if device.startswith("cuda"):
+        return f"device: {torch.cuda.get_device_name()}, torch {torch.__version__}"
+    model = platform.processor() or "unknown CPU"
+    try:
+        for line in pathlib.Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return f"device: CPU {model}, {os.cpu_count()} cores, torch {torch.__version__}, {torch.get_num_threads()} threads"
+
+
+def peak_gbps() -> float | None:
+    name = torch.cuda.get_device_name()
+    for key, value in PEAK_GBPS.items():  # ordered: the most specific name first
+        if key in name:
+            return value
+    return None
+
+
+def header(device: str) -> str:
+    cols = "| graph | N | E | F | reduce | spmm ms | scatter ms | PyG ms | torch.sparse ms | spmm/PyG | scatter/PyG |"
+    sep = "|---|---:|---:|---:|---|---:|---:|---:|---:|---:|---:|"
+    if device.startswith("cuda"):
+        cols += " spmm fwd ms | PyG fwd ms | spmm fwd GB/s | % of peak |"
+        sep += "---:|---:|---:|---:|"
+    return cols + "\n" + sep
+
+
+def format_row(row: dict, device: str) -> str:
+    sparse = f"{row['sparse']:.3f}" if row["sparse"] is not None else "n/a"
+    text = (
+        f"| {row['graph']} | {row['N']} | {row['E']} | {row['F']} | {row['reduce']} | {row['spmm']:.3f} | "
+        f"{row['scatter']:.3f} | {row['pyg']:.3f} | {sparse} | {row['spmm'] / row['pyg']:.2f} | "
+        f"{row['scatter'] / row['pyg']:.2f} |"
+    )
+    if device.startswith("cuda"):
+        peak = peak_gbps()
+        frac = f"{100 * row['gbps'] / peak:.0f}%" if peak else "n/a"
+        text += f" {row['spmm_fwd']:.3f} | {row['pyg_fwd']:.3f} | {row['gbps']:.0f} | {frac} |"
+    return text
+
+
+def main(cfg: BenchConfig) -> list[dict]:
+    torch.manual_seed(cfg.seed)
+    lines = [
+        "# gnnkit ops benchmark",
+        "",
+        f"command: `{cfg.command or 'python recipes/bench_ops.py'}`",
+        "",
+        device_line(cfg.device),
+        "",
+        "Times are medians of forward+backward in ms; ratios are gnnkit / PyG (< 1: gnnkit faster).",
+        "",
+        header(cfg.device),
+    ]
+    print("\n".join(lines), flush=True)
+    load_start = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+    rows = []
+    for name, (edge_index, num_nodes) in load_graphs(cfg).items():
+        rows += bench_graph(name, edge_index, num_nodes, cfg)
+    load_end = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+    spmm_ratios = [r["spmm"] / r["pyg"] for r in rows]
+    scatter_ratios = [r["scatter"] / r["pyg"] for r in rows]
+    summary = (
+        f"\nmax spmm/PyG = {max(spmm_ratios):.2f}, max scatter/PyG = {max(scatter_ratios):.2f}, "
+        f"geometric mean spmm/PyG = {statistics.geometric_mean(spmm_ratios):.2f} over {len(rows)} rows\n\n"
+        f"1-minute load average {load_start:.1f} at the start and {load_end:.1f} at the end on "
+        f"{os.cpu_count()} cores (above the thread count: other jobs shared the machine)"
+    )
+    print(summary, flush=True)
+    if cfg.out:
+        out = pathlib.Path(cfg.out)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text("\n".join(lines + [format_row(r, cfg.device) for r in rows]) + "\n" + summary + "\n")
+    return rows
+
+
+def parse_args(argv: list[str] | None = None) -> BenchConfig:
+    defaults = BenchConfig()
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--device", default=defaults.device)
+    p.add_argument("--feats", type=int, nargs="+", default=list(defaults.feats))
+    p.add_argument("--reduces", nargs="+", default=list(defaults.reduces), choices=["sum", "mean", "max"])
+    p.add_argument("--graphs", nargs="+", default=list(defaults.graphs), choices=["powerlaw", "cora", "qm9"])
+    p.add_argument("--powerlaw-nodes", type=int, default=None)
+    p.add_argument("--powerlaw-edges", type=int, default=None)
+    p.add_argument("--data-root", default=defaults.data_root, help="folder holding planetoid/Cora/raw")
+    p.add_argument("--repeats", type=int, default=defaults.repeats)
+    p.add_argument("--warmup", type=int, default=defaults.warmup)
+    p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
+    p.add_argument("--quick", action="store_true", help="tiny sizes: a smoke test in seconds")
+    p.add_argument("--out", default=None, help="also write the markdown table to this file")
+    args = p.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    cfg = BenchConfig(
+        device=args.device,
+        feats=tuple(args.feats),
+        reduces=tuple(args.reduces),
+        graphs=tuple(args.graphs),
+        powerlaw_nodes=args.powerlaw_nodes,
+        powerlaw_edges=args.powerlaw_edges,
+        data_root=args.data_root,
+        repeats=args.repeats,
+        warmup=args.warmup,
+        out=args.out,
+        command="python recipes/bench_ops.py " + " ".join(argv if argv is not None else sys.argv[1:]),
+    )
+    return quick_config(cfg) if args.quick else cfg
+
+
+if __name__ == "__main__":
+    main(parse_args())

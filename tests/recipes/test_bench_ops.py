@@ -1,0 +1,61 @@
+"""Smoke test for recipes/bench_ops.py: every graph, method and reduction end to end in seconds."""
+
+import importlib.util
+import math
+import pathlib
+import sys
+
+import pytest
+import torch
+
+REPO = pathlib.Path(__file__).resolve().parents[2]
+
+
+def load_recipe():
+    spec = importlib.util.spec_from_file_location("bench_ops", REPO / "recipes" / "bench_ops.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up there
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture
+def one_thread():
+    # Tiny ops gain nothing from threads and, on a shared CI machine, lose a lot to OpenMP
+    # waiting for a descheduled second thread.
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def test_bench_ops_quick(shared_data, tmp_path, one_thread):
+    bench = load_recipe()
+    out = tmp_path / "bench.md"
+    cfg = bench.parse_args(["--quick", "--device", "cpu", "--data-root", str(shared_data), "--out", str(out)])
+    cfg.powerlaw_nodes, cfg.powerlaw_edges, cfg.qm9_molecules, cfg.repeats = 300, 1500, 4, 1
+    rows = bench.main(cfg)
+    assert [(r["graph"], r["reduce"]) for r in rows] == [
+        (g, r) for g in ("powerlaw 0k", "Cora", "QM9 batch 4x18") for r in ("sum", "mean", "max")
+    ]
+    by_graph = {r["graph"]: (r["N"], r["E"]) for r in rows}
+    assert by_graph["Cora"] == (2708, 10556)
+    assert by_graph["QM9 batch 4x18"] == (4 * 18, 4 * 18 * 17)
+    for r in rows:
+        for key in ("spmm", "scatter", "pyg", "sparse"):
+            assert r[key] > 0 and math.isfinite(r[key])
+    text = out.read_text()
+    assert text.startswith("# gnnkit ops benchmark")
+    assert "command: `python recipes/bench_ops.py --quick" in text and "threads" in text
+    assert text.count("| Cora |") == 3 and "max spmm/PyG" in text
+
+
+def test_graph_builders():
+    bench = load_recipe()
+    edge_index, n = bench.qm9_batch(3, 4)
+    assert n == 12 and edge_index.shape == (2, 3 * 12)
+    assert bool((edge_index[0] // 4 == edge_index[1] // 4).all()) and bool((edge_index[0] != edge_index[1]).all())
+    edge_index = bench.powerlaw_graph(500, 4000, torch.Generator().manual_seed(0))
+    assert edge_index.shape == (2, 4000) and int(edge_index.max()) < 500
+    degree = torch.bincount(edge_index[1], minlength=500)
+    assert int(degree.max()) > 8 * 4000 / 500  # heavy tail: hubs far above the mean degree
