@@ -1,10 +1,22 @@
 """gnnkit.data."""
 
 from gnnkit.data.grid import grid_graph, grid_offsets, path_graph
+from gnnkit.data.molecule import FeaturizerOptions, atom_features, featurize, mol_from_xyz
+from gnnkit.data.normalize import TargetNormalizer
+from gnnkit.data.qm9 import QM9, load_split, make_split, target_index
 from gnnkit.data.smiles import EncodeSmiles, SmilesVocab, tokenize
 from gnnkit.data.voxel import Voxelize, random_rotation, voxelize
 
 __all__ = [
+    "QM9",
+    "load_split",
+    "make_split",
+    "target_index",
+    "TargetNormalizer",
+    "FeaturizerOptions",
+    "featurize",
+    "atom_features",
+    "mol_from_xyz",
     "grid_graph",
     "grid_offsets",
     "path_graph",
