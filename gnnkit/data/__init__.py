@@ -4,7 +4,7 @@ from gnnkit.data.grid import grid_graph, grid_offsets, path_graph
 from gnnkit.data.molecule import FeaturizerOptions, atom_features, featurize, mol_from_xyz
 from gnnkit.data.normalize import TargetNormalizer
 from gnnkit.data.qm9 import QM9, load_split, make_split, target_index
-from gnnkit.data.smiles import EncodeSmiles, SmilesVocab, tokenize
+from gnnkit.data.smiles import EncodeSmiles, SmilesVocab, read_qm9_smiles, tokenize
 from gnnkit.data.voxel import Voxelize, random_rotation, voxelize
 
 __all__ = [
@@ -23,6 +23,7 @@ __all__ = [
     "tokenize",
     "SmilesVocab",
     "EncodeSmiles",
+    "read_qm9_smiles",
     "voxelize",
     "random_rotation",
     "Voxelize",

@@ -9,9 +9,11 @@ know is an error rather than a silent drop.
 
 from __future__ import annotations
 
+import os
 import re
 from collections import Counter
 from collections.abc import Iterable, Sequence
+from pathlib import Path
 
 import torch
 from torch import Tensor
@@ -160,3 +162,33 @@ class EncodeSmiles:
 
     def __repr__(self) -> str:
         return f"EncodeSmiles({self.vocab!r}, max_length={self.max_length}, key={self.key!r})"
+
+
+def read_qm9_smiles(folder: str | os.PathLike | None = None) -> list[str]:
+    """The SMILES of every QM9 molecule, in dataset row order (``data.idx``), straight from
+    qm9pack's CSV files.
+
+    Fast (under a second): each CSV row is one line and the SMILES, which has no commas, is its
+    third field, so no CSV parser is needed.
+
+    Args:
+        folder: the folder of ``qm9_part{1,2,3}.csv``; default qm9pack's data folder.
+
+    Raises:
+        FileNotFoundError: a CSV is missing.
+        ValueError: a file does not have the expected header.
+    """
+    from gnnkit.data.qm9 import CSV_FILES, qm9pack_folder
+
+    folder = Path(folder) if folder is not None else qm9pack_folder()
+    out: list[str] = []
+    for name in CSV_FILES:
+        path = folder / name
+        if not path.is_file():
+            raise FileNotFoundError(f"QM9 CSV {path} is missing (reinstall qm9pack)")
+        with open(path) as f:
+            header = next(f).split(",")
+            if header[:3] != ["XYZ_file", "Index", "SMILES"]:
+                raise ValueError(f"{path}: expected the columns XYZ_file, Index, SMILES first, got {header[:3]}")
+            out.extend(line.split(",", 3)[2].strip('"') for line in f)
+    return out
