@@ -414,10 +414,12 @@ class QM9(InMemoryDataset):
             report.pop("sources", None)
             report.pop("fallback_reasons", None)
         else:
-            raw = read_raw(self.raw_dir)
+            # A subset needs the CSV rows only up to its last row.
+            last = None if self.subset is None else int(self.subset[-1]) + 1
+            raw = read_raw(self.raw_dir, max_rows=last)
+            if len(raw) != (last or NUM_MOLECULES):
+                raise ValueError(f"expected {last or NUM_MOLECULES} molecules in qm9pack, found {len(raw)}")
             rows = np.arange(len(raw)) if self.subset is None else self.subset
-            if len(raw) != NUM_MOLECULES:
-                raise ValueError(f"expected {NUM_MOLECULES} molecules in qm9pack, found {len(raw)}")
             results, report = featurize_qm9(raw, rows, self.options, self.num_workers)
             if report["featurized"] == 0:
                 raise RuntimeError(f"no molecule could be featurized: {report['failures'][:3]}")

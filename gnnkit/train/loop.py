@@ -1,0 +1,421 @@
+"""A model-agnostic training loop for graph-level regression.
+
+``fit`` trains any ``model(batch) -> [num_graphs, T]`` with MSE on encoded targets and reports
+MAE in physical units: per-epoch validation MAE, test MAE at the best validation epoch. It handles
+the device, optional AMP (bf16 autocast on CUDA), DDP (when a process group is initialised, e.g.
+by ``torchrun``), an atomic checkpoint every epoch, resuming from it, a CSV log and a
+learning-curve PNG.
+
+Resuming is exact: batch order comes from ``(seed, epoch)`` through the sampler (see
+:func:`gnnkit.train.make_loader`), and the checkpoint holds model, optimizer, scheduler and every
+RNG state; on CPU a resumed run ends with the same numbers as an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import math
+import time
+from collections.abc import Iterable, Sequence
+from contextlib import nullcontext
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Literal, Protocol
+
+import torch
+import torch.distributed as dist
+from torch import Tensor, nn
+from torch.nn.parallel import DistributedDataParallel
+
+from gnnkit.train.checkpoint import atomic_save, atomic_write_text, rng_state, seed_everything, set_rng_state
+from gnnkit.train.distributed import current_dist
+
+Schedule = Literal["linear", "cosine", "plateau", "constant"]
+_SCHEDULES = ("linear", "cosine", "plateau", "constant")
+CHECKPOINT_NAME = "checkpoint.pt"
+BEST_MODEL_NAME = "best_model.pt"
+LOG_NAME = "log.csv"
+CURVE_NAME = "learning_curve.png"
+
+
+class Targets(Protocol):
+    """How the loop turns a batch into training targets and predictions into physical values
+    (e.g. :class:`gnnkit.data.TargetNormalizer`)."""
+
+    def encode(self, batch: Any) -> Tensor:
+        """Training targets ``[B, T]`` (float32) the model output is compared with."""
+        ...
+
+    def decode(self, pred: Tensor, batch: Any) -> Tensor:
+        """Model output ``[B, T]`` -> predictions in physical units ``[B, T]``."""
+        ...
+
+    def truth(self, batch: Any) -> Tensor:
+        """True values in physical units ``[B, T]``."""
+        ...
+
+
+class IdentityTargets:
+    """Trains on ``batch.y`` as it is (no normalisation)."""
+
+    def encode(self, batch: Any) -> Tensor:
+        return batch.y.float()
+
+    def decode(self, pred: Tensor, batch: Any) -> Tensor:
+        return pred.double()
+
+    def truth(self, batch: Any) -> Tensor:
+        return batch.y.double()
+
+
+@dataclass
+class TrainConfig:
+    """Settings of :func:`fit`.
+
+    Args:
+        epochs: number of passes over the training loader.
+        lr: initial learning rate (Adam).
+        weight_decay: Adam weight decay.
+        schedule: ``"linear"`` (per step, from ``lr`` to ``lr * final_lr_factor``, as in Gilmer
+            et al.), ``"cosine"`` (per step, same end point), ``"plateau"`` (ReduceLROnPlateau on
+            the validation score, as PyG's QM9 example) or ``"constant"``.
+        final_lr_factor: end of the linear/cosine schedule relative to ``lr``.
+        plateau_factor, plateau_patience, min_lr: ReduceLROnPlateau settings.
+        grad_clip: clip the gradient norm to this (``None``: no clipping).
+        amp: bf16 autocast on CUDA (ignored on CPU).
+        device: ``"cpu"``, ``"cuda"``, ``"cuda:1"`` or ``"auto"`` (CUDA if available). Under DDP
+            with CUDA each process uses ``cuda:LOCAL_RANK``.
+        seed: seeds Python, NumPy and torch before the model is trained.
+        out_dir: where checkpoints, the CSV log and the PNG go (``None``: nothing written).
+        resume: continue from ``out_dir/checkpoint.pt`` if it exists.
+        progress: tqdm progress bar (main process only).
+        stop_after_epoch: stop after this epoch as if the run were killed (testing resume).
+        target_names: names of the ``T`` targets, for the log.
+        score_scale: per-target divisor for the selection score (e.g. chemical accuracy); the
+            score is the mean over targets of ``MAE / scale``.
+    """
+
+    epochs: int = 10
+    lr: float = 1e-3
+    weight_decay: float = 0.0
+    schedule: Schedule = "linear"
+    final_lr_factor: float = 0.05
+    plateau_factor: float = 0.7
+    plateau_patience: int = 5
+    min_lr: float = 1e-5
+    grad_clip: float | None = None
+    amp: bool = False
+    device: str = "auto"
+    seed: int = 0
+    out_dir: str | None = None
+    resume: bool = False
+    progress: bool = True
+    stop_after_epoch: int | None = None
+    target_names: Sequence[str] | None = None
+    score_scale: Sequence[float] | None = None
+
+    def __post_init__(self) -> None:
+        if self.epochs < 1:
+            raise ValueError(f"epochs must be >= 1, got {self.epochs}")
+        if not self.lr > 0:
+            raise ValueError(f"lr must be > 0, got {self.lr}")
+        if self.schedule not in _SCHEDULES:
+            raise ValueError(f"schedule must be one of {_SCHEDULES}, got {self.schedule!r}")
+        if self.resume and self.out_dir is None:
+            raise ValueError("resume=True needs out_dir (where the checkpoint is)")
+
+
+@dataclass
+class FitResult:
+    """What :func:`fit` returns. MAEs are per target, in physical units."""
+
+    best_epoch: int
+    val_mae: list[float]
+    test_mae: list[float] | None
+    epochs_completed: int
+    seconds: float
+    train_molecules_per_second: float
+    history: list[dict[str, float]] = field(default_factory=list)
+    interrupted: bool = False
+
+
+def resolve_device(device: str) -> torch.device:
+    """``"auto"`` -> CUDA if available else CPU; under DDP with CUDA, ``cuda:LOCAL_RANK``."""
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    dev = torch.device(device)
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ValueError(f"device {device!r} requested but CUDA is not available")
+        info = current_dist()
+        if info.distributed and dev.index is None:
+            dev = torch.device("cuda", info.local_rank)
+    return dev
+
+
+def _all_reduce(t: Tensor) -> Tensor:
+    if dist.is_available() and dist.is_initialized():
+        dist.all_reduce(t)
+    return t
+
+
+def _autocast(device: torch.device, amp: bool):
+    if amp and device.type == "cuda":
+        return torch.autocast("cuda", dtype=torch.bfloat16)
+    return nullcontext()
+
+
+@torch.no_grad()
+def evaluate(model: nn.Module, loader: Iterable, targets: Targets, device: torch.device, amp: bool = False) -> Tensor:
+    """MAE per target in physical units over ``loader`` (summed over DDP ranks).
+
+    Shapes:
+        -> ``[T]`` float64.
+    """
+    was_training = model.training
+    model.eval()
+    abs_err: Tensor | None = None
+    count = torch.zeros(1, dtype=torch.float64, device=device)
+    for batch in loader:
+        batch = batch.to(device, non_blocking=True)
+        with _autocast(device, amp):
+            out = model(batch)
+        truth = targets.truth(batch)
+        err = (targets.decode(out.float().reshape(truth.shape), batch) - truth).abs().sum(0)
+        abs_err = err if abs_err is None else abs_err + err
+        count += truth.size(0)
+    model.train(was_training)
+    if abs_err is None:
+        raise ValueError("evaluation loader is empty")
+    totals = _all_reduce(torch.cat([abs_err.to(torch.float64), count]))
+    return (totals[:-1] / totals[-1]).cpu()
+
+
+def _scheduler(opt: torch.optim.Optimizer, config: TrainConfig, total_steps: int):
+    f = config.final_lr_factor
+    if config.schedule == "linear":
+        return torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 1.0 - (1.0 - f) * min(s / total_steps, 1.0))
+    if config.schedule == "cosine":
+        return torch.optim.lr_scheduler.LambdaLR(
+            opt, lambda s: f + (1.0 - f) * 0.5 * (1.0 + math.cos(math.pi * min(s / total_steps, 1.0)))
+        )
+    if config.schedule == "plateau":
+        return torch.optim.lr_scheduler.ReduceLROnPlateau(
+            opt, mode="min", factor=config.plateau_factor, patience=config.plateau_patience, min_lr=config.min_lr
+        )
+    return torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 1.0)
+
+
+def write_log_csv(history: list[dict[str, float]], path: str | Path) -> None:
+    """Writes the per-epoch history as CSV (atomically)."""
+    keys: list[str] = []
+    for row in history:
+        keys += [k for k in row if k not in keys]
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=keys)
+    writer.writeheader()
+    writer.writerows(history)
+    atomic_write_text(buf.getvalue(), path)
+
+
+def plot_learning_curve(history: list[dict[str, float]], path: str | Path, title: str = "") -> None:
+    """Train loss and validation score per epoch, as a PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    epochs = [row["epoch"] for row in history]
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(9, 3.5))
+    ax1.plot(epochs, [row["train_loss"] for row in history], marker="o")
+    ax1.set(xlabel="epoch", ylabel="train loss (MSE, normalised)", yscale="log")
+    ax2.plot(epochs, [row["val_score"] for row in history], marker="o", color="tab:orange")
+    ax2.set(xlabel="epoch", ylabel="validation MAE / scale", yscale="log")
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp.png")
+    fig.savefig(tmp, dpi=100)
+    plt.close(fig)
+    tmp.replace(path)
+
+
+def fit(
+    model: nn.Module,
+    train_loader: Iterable,
+    val_loader: Iterable,
+    test_loader: Iterable | None = None,
+    targets: Targets | None = None,
+    config: TrainConfig | None = None,
+) -> FitResult:
+    """Trains ``model`` and returns validation/test MAE at the best validation epoch.
+
+    Args:
+        model: any module with ``model(batch) -> [num_graphs, T]``.
+        train_loader: training batches; if its sampler has ``set_epoch`` (see
+            :func:`gnnkit.train.make_loader`) it is called every epoch.
+        val_loader: validation batches (select the best epoch on them).
+        test_loader: test batches, evaluated whenever validation improves.
+        targets: turns batches into training targets and outputs into physical values;
+            default :class:`IdentityTargets`.
+        config: :class:`TrainConfig`.
+    """
+    config = config or TrainConfig()
+    targets = targets or IdentityTargets()
+    info = current_dist()
+    device = resolve_device(config.device)
+    out_dir = Path(config.out_dir) if config.out_dir is not None else None
+    seed_everything(config.seed)
+    model = model.to(device)
+    if isinstance(targets, nn.Module):
+        targets = targets.to(device)
+    opt = torch.optim.Adam(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    steps_per_epoch = len(train_loader)  # type: ignore[arg-type]
+    sched = _scheduler(opt, config, max(config.epochs * steps_per_epoch, 1))
+    per_step = config.schedule != "plateau"
+
+    start_epoch, best_score, best_epoch = 1, math.inf, 0
+    best_val: list[float] = []
+    best_test: list[float] | None = None
+    history: list[dict[str, float]] = []
+    elapsed, mol_seconds, mols = 0.0, 0.0, 0.0
+    ckpt_path = out_dir / CHECKPOINT_NAME if out_dir is not None else None
+    if config.resume and ckpt_path is not None and ckpt_path.exists():
+        ck = torch.load(ckpt_path, map_location="cpu", weights_only=False)
+        model.load_state_dict(ck["model"])
+        opt.load_state_dict(ck["optimizer"])
+        sched.load_state_dict(ck["scheduler"])
+        start_epoch, best_score, best_epoch = ck["epoch"] + 1, ck["best_score"], ck["best_epoch"]
+        best_val, best_test, history = ck["best_val"], ck["best_test"], ck["history"]
+        elapsed, mol_seconds, mols = ck["elapsed"], ck["mol_seconds"], ck["mols"]
+        set_rng_state(ck["rng"])
+
+    net: nn.Module = model
+    if info.distributed:
+        net = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+    names = list(config.target_names) if config.target_names is not None else None
+    scale = torch.as_tensor(config.score_scale, dtype=torch.float64) if config.score_scale is not None else None
+    show = config.progress and info.is_main
+
+    epoch = start_epoch - 1
+    for epoch in range(start_epoch, config.epochs + 1):
+        t_epoch = time.perf_counter()
+        sampler = getattr(train_loader, "sampler", None)
+        if hasattr(sampler, "set_epoch"):
+            sampler.set_epoch(epoch)
+        net.train()
+        loss_sum = torch.zeros(2, dtype=torch.float64, device=device)
+        batches: Iterable = train_loader
+        bar = None
+        if show:
+            from tqdm.auto import tqdm
+
+            bar = tqdm(train_loader, desc=f"epoch {epoch}/{config.epochs}", leave=False, dynamic_ncols=True)
+            batches = bar
+        t_train = time.perf_counter()
+        for step, batch in enumerate(batches):
+            batch = batch.to(device, non_blocking=True)
+            goal = targets.encode(batch)
+            with _autocast(device, config.amp):
+                out = net(batch)
+            loss = torch.nn.functional.mse_loss(out.float().reshape(goal.shape), goal)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            if config.grad_clip is not None:
+                torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
+            opt.step()
+            if per_step:
+                sched.step()
+            loss_sum += torch.stack([loss.detach().double() * goal.size(0), torch.tensor(goal.size(0), dtype=torch.float64, device=device)])
+            if bar is not None and step % 10 == 0:
+                rate = loss_sum[1].item() * info.world_size / max(time.perf_counter() - t_train, 1e-9)
+                bar.set_postfix(loss=f"{loss.item():.4f}", mol_s=f"{rate:.0f}")
+        if bar is not None:
+            bar.close()
+        train_seconds = time.perf_counter() - t_train
+        loss_sum = _all_reduce(loss_sum)
+        train_loss = (loss_sum[0] / loss_sum[1]).item()
+        epoch_mols = loss_sum[1].item()
+
+        val = evaluate(model, val_loader, targets, device, config.amp)
+        score = float((val / scale).mean() if scale is not None else val.mean())
+        if not per_step:
+            sched.step(score)
+        improved = score < best_score
+        row: dict[str, float] = {"epoch": epoch, "lr": opt.param_groups[0]["lr"], "train_loss": train_loss}
+        row.update(_named("val_mae", val.tolist(), names))
+        row["val_score"] = score
+        if improved:
+            best_score, best_epoch, best_val = score, epoch, val.tolist()
+            if test_loader is not None:
+                best_test = evaluate(model, test_loader, targets, device, config.amp).tolist()
+                row.update(_named("test_mae", best_test, names))
+            if out_dir is not None and info.is_main:
+                atomic_save({"model": model.state_dict(), "epoch": epoch}, out_dir / BEST_MODEL_NAME)
+        elapsed += time.perf_counter() - t_epoch
+        mol_seconds += train_seconds
+        mols += epoch_mols
+        row.update({"best_epoch": best_epoch, "epoch_seconds": time.perf_counter() - t_epoch,
+                    "train_molecules_per_second": epoch_mols / max(train_seconds, 1e-9)})  # fmt: skip
+        history.append(row)
+        if show:
+            msg = " ".join(f"{k}={v:.5g}" for k, v in row.items() if k.startswith(("val_mae", "test_mae")))
+            print(f"epoch {epoch}: train_loss={train_loss:.4f} {msg} ({row['train_molecules_per_second']:.0f} mol/s)", flush=True)
+        if out_dir is not None and info.is_main:
+            atomic_save(
+                {"model": model.state_dict(), "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
+                 "epoch": epoch, "best_score": best_score, "best_epoch": best_epoch, "best_val": best_val,
+                 "best_test": best_test, "history": history, "elapsed": elapsed, "mol_seconds": mol_seconds,
+                 "mols": mols, "rng": rng_state(), "config": asdict(config)},
+                ckpt_path,
+            )  # fmt: skip
+            write_log_csv(history, out_dir / LOG_NAME)
+        if info.distributed:
+            dist.barrier()
+        if config.stop_after_epoch is not None and epoch >= config.stop_after_epoch:
+            break
+
+    interrupted = epoch < config.epochs
+    if out_dir is not None and info.is_main and history and not interrupted:
+        plot_learning_curve(history, out_dir / CURVE_NAME)
+    return FitResult(
+        best_epoch=best_epoch, val_mae=best_val, test_mae=best_test, epochs_completed=epoch, seconds=elapsed,
+        train_molecules_per_second=mols / max(mol_seconds, 1e-9), history=history, interrupted=interrupted,
+    )  # fmt: skip
+
+
+def _named(prefix: str, values: list[float], names: list[str] | None) -> dict[str, float]:
+    if names is None or len(names) != len(values):
+        names = [str(i) for i in range(len(values))] if len(values) > 1 else [""]
+    return {f"{prefix}_{n}" if n else prefix: v for n, v in zip(names, values)}
+
+
+def loader_throughput(loader: Iterable, device: str | torch.device = "cpu", max_batches: int | None = None) -> float:
+    """Molecules (graphs) per second of iterating ``loader`` and moving batches to ``device``,
+    with no model: the rate the data pipeline can feed."""
+    device = torch.device(device)
+    n, t0 = 0, time.perf_counter()
+    for i, batch in enumerate(loader):
+        if max_batches is not None and i >= max_batches:
+            break
+        batch = batch.to(device, non_blocking=True)
+        n += batch.num_graphs
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    return n / max(time.perf_counter() - t0, 1e-9)
+
+
+__all__ = [
+    "FitResult",
+    "IdentityTargets",
+    "Targets",
+    "TrainConfig",
+    "evaluate",
+    "fit",
+    "loader_throughput",
+    "plot_learning_curve",
+    "resolve_device",
+    "write_log_csv",
+]
