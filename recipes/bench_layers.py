@@ -12,8 +12,9 @@ Measured, for each variant, in the same process and interleaved:
   backward, from ``torch.profiler``'s memory events (``profile_memory=True``: every allocation
   and free of the CPU allocator, summed in time order). Inputs and parameters exist beforehand and
   are not counted; gradients of parameters are.
-* **RSS delta** (optional, ``--rss``): each variant once in a fresh subprocess, ``ru_maxrss``
-  after one forward + backward minus ``ru_maxrss`` before it (includes allocator caching).
+* **RSS delta** (optional, ``--rss``, Linux): each variant once in a fresh subprocess; the peak
+  resident set size (``VmHWM``, reset through ``/proc/self/clear_refs`` just before) during one
+  forward + backward minus the resident size before it (includes allocator caching).
 
 The layer comparison uses the same weights in both layers and checks that their outputs agree.
 The baseline model is our own transcription of PyG's example (NNConv(mean) inside a GRU loop, 3
@@ -32,7 +33,6 @@ import argparse
 import json
 import os
 import platform
-import resource
 import statistics
 import subprocess
 import sys
@@ -166,13 +166,20 @@ def peak_tensor_bytes(fn: Callable[[], None]) -> int:
     return peak
 
 
+def _vm_hwm_kb() -> int:
+    with open("/proc/self/status") as f:
+        return next(int(line.split()[1]) for line in f if line.startswith("VmHWM:"))
+
+
 def _rss_child(cfg: Config, variant: str) -> None:
     batch = make_batch(cfg)
     step = _steps(cfg, batch)[variant]
-    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    # ru_maxrss would include the parent's RSS at fork time; reset the high-water mark instead.
+    with open("/proc/self/clear_refs", "w") as f:
+        f.write("5")
+    before = _vm_hwm_kb()
     step()
-    after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    print(json.dumps({"rss_delta_kb": after - before}))
+    print(json.dumps({"rss_delta_kb": _vm_hwm_kb() - before}))
 
 
 def _rss_delta_mb(cfg: Config, variant: str) -> float:

@@ -8,10 +8,11 @@ features reshaped to ``d x d``. When the MLP's last layer is linear, ``A(e) = W2
 
 followed by one dense ``(K * d) -> d'`` product per node (see
 :class:`gnnkit.nn.EdgeNetworkConv`). :func:`outer_aggregate` computes ``S`` as a segmented product
-per target node: on CPU, targets are grouped into buckets of similar in-degree and each bucket is
-one batched GEMM ``Z_v^T [K x deg] @ H_v [deg x d]``; on CUDA a Triton kernel computes one ``K x d``
-tile per program. Neither path builds the ``E x K x d`` outer products, and the backward stores no
-per-edge ``K x d`` blocks either::
+per target node: on CPU, targets of equal in-degree form batched GEMMs ``Z_v^T [K x deg] @ H_v
+[deg x d]`` (runs of consecutive equal-degree targets, such as the atoms of one molecule in a batch
+of complete graphs, in place on views of ``z`` and ``S``; the rest in degree buckets); on CUDA a
+Triton kernel computes one ``K x d`` tile per program. Neither path builds the ``E x K x d`` outer
+products, and the backward stores no per-edge ``K x d`` blocks either::
 
     grad_z[e] = G[v] @ h_w            (per target bucket: H_v @ G_v^T)
     grad_h[w] += G[v]^T z_e           (per target bucket: Z_v @ G_v, then summed by source)
