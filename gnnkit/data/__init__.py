@@ -2,6 +2,7 @@
 
 from gnnkit.data.grid import grid_graph, grid_offsets, path_graph
 from gnnkit.data.molecule import FeaturizerOptions, atom_features, featurize, mol_from_xyz
+from gnnkit.data.node_classification import NODE_DATASETS, load_node_dataset, random_splits, undirected_graph
 from gnnkit.data.normalize import TargetNormalizer
 from gnnkit.data.qm9 import QM9, load_split, make_split, target_index
 from gnnkit.data.smiles import EncodeSmiles, SmilesVocab, read_qm9_smiles, tokenize
@@ -27,4 +28,8 @@ __all__ = [
     "voxelize",
     "random_rotation",
     "Voxelize",
+    "NODE_DATASETS",
+    "load_node_dataset",
+    "random_splits",
+    "undirected_graph",
 ]

@@ -18,6 +18,8 @@ from gnnkit.models.baselines import GridCNN, SeqRNN, build_cnn, build_rnn
 from gnnkit.models.gcn import GCN, GCNGraph, build_gcn, build_gcn_graph
 from gnnkit.models.ggnn import GGNN, build_ggnn
 from gnnkit.models.mpnn import MPNN, build_mpnn
+from gnnkit.models.nhgcn import NHGCN, build_nhgcn
+from gnnkit.models.tdgnn import TDGNN, build_tdgnn_s, build_tdgnn_w
 
 MODELS: dict[str, Callable[..., nn.Module]] = {
     "mpnn": build_mpnn,
@@ -26,6 +28,9 @@ MODELS: dict[str, Callable[..., nn.Module]] = {
     "gcn-graph": build_gcn_graph,
     "cnn": build_cnn,
     "rnn": build_rnn,
+    "tdgnn-s": build_tdgnn_s,
+    "tdgnn-w": build_tdgnn_w,
+    "nhgcn": build_nhgcn,
 }
 
 
@@ -55,6 +60,8 @@ __all__ = [
     "GGNN",
     "GCN",
     "GCNGraph",
+    "TDGNN",
+    "NHGCN",
     "GridCNN",
     "SeqRNN",
     "graph_inputs",

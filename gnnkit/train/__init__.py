@@ -14,6 +14,7 @@ from gnnkit.train.loop import (
     resolve_device,
     write_log_csv,
 )
+from gnnkit.train.node import NodeResult, train_node_classifier
 
 __all__ = [
     "fit",
@@ -35,4 +36,6 @@ __all__ = [
     "rng_state",
     "set_rng_state",
     "seed_everything",
+    "train_node_classifier",
+    "NodeResult",
 ]

@@ -1,0 +1,96 @@
+"""Benchmark loaders and split protocols on the shared raw files (copied to a temp dir)."""
+
+import shutil
+
+import pytest
+import torch
+
+from gnnkit.data.node_classification import data_root, load_node_dataset, random_splits, undirected_graph
+
+
+@pytest.fixture(scope="module")
+def root(shared_data, tmp_path_factory):
+    dst = tmp_path_factory.mktemp("nc_data")
+    shutil.copytree(shared_data / "webkb" / "texas", dst / "webkb" / "texas")
+    shutil.copytree(shared_data / "planetoid" / "Cora", dst / "planetoid" / "Cora")
+    return dst
+
+
+def test_texas_geom_gcn(root):
+    d = load_node_dataset("Texas", "geom-gcn", root)
+    assert d.x.shape == (183, 1703) and d.edge_index.shape == (2, 325) and d.num_classes == 5
+    assert d.train_mask.shape == (183, 10) and d.y.dtype == torch.long
+    assert [int(m[:, 0].sum()) for m in (d.train_mask, d.val_mask, d.test_mask)] == [87, 59, 37]
+    assert not (d.train_mask & d.val_mask).any() and not (d.val_mask & d.test_mask).any()
+    sums = d.x.sum(1)
+    assert torch.allclose(sums[sums > 0], torch.ones(int((sums > 0).sum())))  # row-normalised
+    assert int((d.edge_index[0] == d.edge_index[1]).sum()) == 16  # as loaded: self-loops kept
+    u = load_node_dataset("texas", "geom-gcn", root, graph="undirected")
+    assert (u.edge_index[0] != u.edge_index[1]).all()
+    pairs = set(map(tuple, u.edge_index.t().tolist()))
+    assert all((b, a) in pairs for a, b in pairs)
+
+
+def test_cora_public_and_geom_gcn(root):
+    pub = load_node_dataset("cora", "public", root)
+    assert pub.train_mask.shape == (2708, 1)
+    assert [int(m.sum()) for m in (pub.train_mask, pub.val_mask, pub.test_mask)] == [140, 500, 1000]
+    geo = load_node_dataset("cora", "geom-gcn", root)
+    assert geo.train_mask.shape == (2708, 10)
+    assert [int(m[:, 0].sum()) for m in (geo.train_mask, geo.val_mask, geo.test_mask)] == [1192, 796, 497]
+
+
+def reference_random_split(y, num_classes, seed):
+    """rockcor/NHGCN random_planetoid_splits after seed_everything(seed), on the global RNG."""
+    torch.manual_seed(seed)
+    n = y.numel()
+    per_class, n_val = int(round(0.6 * n / num_classes)), int(round(0.2 * n))
+    idx = [(y == c).nonzero().view(-1) for c in range(num_classes)]
+    idx = [i[torch.randperm(i.size(0))] for i in idx]
+    train = torch.cat([i[:per_class] for i in idx])
+    rest = torch.cat([i[per_class:] for i in idx])
+    rest = rest[torch.randperm(rest.size(0))]
+    return train, rest[:n_val], rest[n_val:]
+
+
+def test_random_splits_equal_reference_protocol(root):
+    d = load_node_dataset("texas", "random", root)
+    assert d.train_mask.shape == (183, 10)
+    for s in (0, 3, 9):
+        train, val, test = reference_random_split(d.y, 5, 42 + s)
+        for mask, idx in ((d.train_mask, train), (d.val_mask, val), (d.test_mask, test)):
+            assert set(mask[:, s].nonzero().view(-1).tolist()) == set(idx.tolist())
+    # disjoint, covering, class-balanced (a class smaller than its quota goes wholly to training)
+    cover = d.train_mask.int() + d.val_mask.int() + d.test_mask.int()
+    assert (cover == 1).all()
+    per_class = round(0.6 * 183 / 5)
+    counts = torch.bincount(d.y[d.train_mask[:, 0]], minlength=5)
+    assert torch.equal(counts, torch.bincount(d.y, minlength=5).clamp(max=per_class))
+    again = random_splits(d.y, 5)
+    assert torch.equal(again[0], d.train_mask)
+    assert not torch.equal(d.train_mask[:, 0], d.train_mask[:, 1])
+
+
+def test_undirected_graph():
+    ei = torch.tensor([[0, 1, 2, 2, 1], [1, 0, 2, 0, 2]])
+    assert undirected_graph(ei, 3).tolist() == [[0, 0, 1, 1, 2, 2], [1, 2, 0, 2, 0, 1]]
+
+
+def test_errors_and_root(root, monkeypatch, tmp_path):
+    with pytest.raises(ValueError, match="dataset"):
+        load_node_dataset("pubmed", "random", root)
+    with pytest.raises(ValueError, match="public"):
+        load_node_dataset("texas", "public", root)
+    with pytest.raises(ValueError, match="split"):
+        load_node_dataset("texas", "full", root)
+    with pytest.raises(ValueError, match="graph"):
+        load_node_dataset("texas", "random", root, graph="directed")
+    with pytest.raises(FileNotFoundError, match="GNNKIT_DATA"):
+        load_node_dataset("actor", "random", tmp_path)
+    monkeypatch.setenv("GNNKIT_DATA", str(root))
+    assert data_root() == root
+    assert load_node_dataset("texas", "random").num_nodes == 183
+    monkeypatch.delenv("GNNKIT_DATA")
+    assert str(data_root()) == "datasets"
+    with pytest.raises(ValueError, match="train_rate"):
+        random_splits(torch.zeros(4, dtype=torch.long), 1, train_rate=1.5)
