@@ -45,6 +45,14 @@ def graphs(n: int, seed: int) -> list[Data]:
     return out
 
 
+@pytest.fixture(autouse=True)
+def one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture(scope="module")
 def loaders():
     train, val, test = graphs(96, 0), graphs(32, 1), graphs(32, 2)
