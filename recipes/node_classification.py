@@ -96,7 +96,14 @@ class Runner:
         if model.startswith("tdgnn"):
             self.operators = _tdgnn_operators(data, hp, device)
         if model == "nhgcn":
-            self.neigh = khop_neighbourhood(self.edge_index, data.num_nodes, int(hp["hops"]), bool(hp["includeself"]))
+            # nh_variant "reference_code" reproduces two quirks of rockcor/NHGCN's NH estimate (see
+            # khop_neighbourhood(drop_lowest_id=...) and reestimate below); "as_described" is the
+            # documented rule: N_k(i) with or without i, true labels on training nodes.
+            self.nh_reference = hp.get("nh_variant", "as_described") == "reference_code"
+            include = bool(hp["includeself"])
+            self.neigh = khop_neighbourhood(
+                self.edge_index, data.num_nodes, int(hp["hops"]), include, drop_lowest_id=self.nh_reference and not include
+            )
 
     def run_split(self, i: int, seed: int) -> NodeResult:
         torch.manual_seed(seed)
@@ -137,7 +144,14 @@ class Runner:
 
         def reestimate(logits: Tensor) -> None:
             # true labels on training nodes, predictions elsewhere; high NH <=> 1/NH <= threshold
-            labels = torch.where(train_mask, self.y, logits.argmax(1))
+            pred = logits.argmax(1)
+            if self.nh_reference:
+                # the reference's one-hot broadcasts [N, 1] * [N] to [N, N] and so marks a training
+                # node with both its true label and its prediction
+                labels = torch.nn.functional.one_hot(pred, c).float()
+                labels[train_mask, self.y[train_mask]] = 1.0
+            else:
+                labels = torch.where(train_mask, self.y, pred)
             nh = neighbourhood_homophily(self.neigh, labels, n)
             high = nh >= 1.0 / float(hp["threshold"])
             state["graphs"] = NHGCN.channel_graphs(self.edge_index, n, high, add_self)
@@ -226,8 +240,21 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
     p.add_argument("--epochs", type=int, default=None, help="override the configured number of epochs")
     p.add_argument("--device", default="cpu")
     p.add_argument("--config", default=str(CONFIG))
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a setting (value parsed as JSON)")
     args = p.parse_args(argv)
-    common = dict(data_root=args.data_root, num_splits=args.num_splits, epochs=args.epochs, device=args.device, config_file=args.config)
+    hparams = {}
+    for item in args.set:
+        key, sep, value = item.partition("=")
+        if not sep:
+            p.error(f"--set expects KEY=VALUE, got {item!r}")
+        try:
+            hparams[key] = json.loads(value)
+        except json.JSONDecodeError:
+            hparams[key] = value
+    common = dict(
+        data_root=args.data_root, num_splits=args.num_splits, epochs=args.epochs, device=args.device,
+        config_file=args.config, hparams=hparams,
+    )
     if not args.all:
         missing = [k for k in ("model", "dataset", "splits") if getattr(args, k) is None]
         if missing:

@@ -249,6 +249,7 @@ def khop_neighbourhood(
     hops: int,
     include_self: bool = False,
     block_size: int | None = None,
+    drop_lowest_id: bool = False,
 ) -> Tensor:
     """Pairs ``(u, i)`` such that ``u`` reaches ``i`` by a walk ``u -> ... -> i`` of at most
     ``hops`` edges: the nodes that send messages to ``i`` within ``hops`` rounds (PyG's
@@ -260,6 +261,10 @@ def khop_neighbourhood(
         hops: ``k``.
         include_self: count ``i`` as its own neighbour.
         block_size: BFS sources per block (default: from a memory budget).
+        drop_lowest_id: with ``include_self=False``, reproduce rockcor/NHGCN exactly: it takes
+            ``k_hop_subgraph(i, k, ei)[0][1:]``, and since that subset is sorted by node id, the
+            ``[1:]`` drops the lowest-id member, which is ``i`` only when ``i`` has the smallest id
+            in its neighbourhood (otherwise ``i`` stays and its lowest-id neighbour goes).
 
     Returns:
         ``[2, P]`` int64 pairs, row 0 = neighbour ``u``, row 1 = centre ``i`` (usable as an
@@ -274,9 +279,15 @@ def khop_neighbourhood(
     block = _block_size(num_nodes, 4, block_size)
     sources = torch.arange(num_nodes, device=edge_index.device)
     parts = []
+    if drop_lowest_id and include_self:
+        raise ValueError("drop_lowest_id=True reproduces the include_self=False case; pass include_self=False")
     for src, dist in _bfs_blocks(csr, num_nodes, sources, hops, block):
-        mask = dist > 0 if not include_self else dist >= 0
-        b, u = mask.t().nonzero(as_tuple=True)
+        mask = dist > 0 if not (include_self or drop_lowest_id) else dist >= 0
+        b, u = mask.t().nonzero(as_tuple=True)  # sorted by centre, then by neighbour id
+        if drop_lowest_id:
+            first = torch.ones_like(b, dtype=torch.bool)
+            first[1:] = b[1:] != b[:-1]
+            b, u = b[~first], u[~first]
         parts.append(torch.stack([u, src[b]]))
     if not parts:
         return torch.empty(2, 0, dtype=torch.long, device=edge_index.device)

@@ -149,3 +149,16 @@ def test_homophily_errors():
         neighbourhood_homophily(neigh, torch.ones(2, 2, dtype=torch.long), 2)
     with pytest.raises(ValueError, match="hops"):
         khop_neighbourhood(neigh, 2, 0)
+
+
+def test_khop_neighbourhood_reference_lowest_id_drop():
+    from torch_geometric.utils import k_hop_subgraph
+
+    n = 16
+    ei = random_digraph(n, 0.12, 8, self_loops=0)
+    neigh = khop_neighbourhood(ei, n, 2, drop_lowest_id=True, block_size=5)
+    for i in range(n):
+        ref = k_hop_subgraph(i, 2, ei, num_nodes=n)[0][1:]  # rockcor/NHGCN cal_nei_index, includeself=0
+        assert sorted(neigh[0, neigh[1] == i].tolist()) == ref.tolist()
+    with pytest.raises(ValueError, match="drop_lowest_id"):
+        khop_neighbourhood(ei, n, 2, include_self=True, drop_lowest_id=True)

@@ -35,6 +35,7 @@ CASES = [
     ("tdgnn-s", "texas", "geom-gcn", 40, {}, 65.0),
     ("tdgnn-w", "texas", "geom-gcn", 40, {}, 65.0),
     ("nhgcn", "texas", "random", 20, {"hidden": 64}, 65.0),
+    ("nhgcn", "texas", "random", 20, {"hidden": 64, "nh_variant": "reference_code", "ego": "linear"}, 65.0),
     ("gcn", "cora", "public", 25, {"lr": 0.05}, 50.0),
     ("tdgnn-s", "cora", "public", 25, {"levels": [1, 2], "max_hops": 3, "lr": 0.05}, 50.0),
     ("tdgnn-w", "cora", "geom-gcn", 20, {"levels": [1, 2], "max_hops": 3, "lr": 0.05}, 50.0),
@@ -68,8 +69,10 @@ def test_cli_table_and_errors(recipe, root, tmp_path, capsys):
     with pytest.raises(ValueError, match="--model"):
         recipe.run(recipe.RunConfig("gat", "texas", "random", data_root=str(root)))
     out = recipe.main(
-        ["--model", "tdgnn-s", "--dataset", "texas", "--splits", "geom-gcn", "--data-root", str(root), "--num-splits", "2", "--epochs", "5", "--out", str(tmp_path)]
+        ["--model", "tdgnn-s", "--dataset", "texas", "--splits", "geom-gcn", "--data-root", str(root), "--num-splits", "2",
+         "--epochs", "5", "--out", str(tmp_path), "--set", "levels=[1]", "--set", "hidden=8"]
     )
     assert len(out[0]["accs"]) == 2 and out[0]["paper"] == 82.95
+    assert out[0]["hparams"]["levels"] == [1] and out[0]["hparams"]["hidden"] == 8
     printed = capsys.readouterr().out
     assert "tdgnn-s texas geom-gcn: " in printed and "(paper: 82.95)" in printed
