@@ -1,0 +1,98 @@
+"""Smoke test of recipes/benchmark.py: every architecture end to end on a tiny real QM9 slice."""
+
+import importlib.util
+import json
+import math
+import pathlib
+import sys
+import time
+
+import pytest
+import torch
+
+REPO = pathlib.Path(__file__).resolve().parents[2]
+
+
+def _recipe():
+    spec = importlib.util.spec_from_file_location("benchmark_recipe", REPO / "recipes" / "benchmark.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up there
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture
+def one_thread():
+    # The many tiny ops of a smoke run gain nothing from threads and, on a shared CI machine,
+    # lose a lot to OpenMP waiting for a descheduled second thread.
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def test_benchmark_recipe_smoke(tmp_path, one_thread):
+    bench = _recipe()
+    out = tmp_path / "results"
+    config = bench.parse_args(
+        ["--target", "U0", "--train-size", "32", "--eval-size", "16", "--batch-size", "16",
+         "--budget-minutes", "0.01", "--evals", "2", "--data-root", str(tmp_path / "qm9"), "--out", str(out), "--device", "cpu"]
+    )  # fmt: skip
+    assert config.models == ("mpnn", "ggnn", "gcn", "cnn", "rnn")
+    results = bench.main(config)
+
+    data = json.loads((out / "benchmark_U0.json").read_text())
+    assert data == json.loads(json.dumps(results))
+    assert set(data["models"]) == {"mpnn", "ggnn", "gcn", "cnn", "rnn"}
+    assert data["sizes"] == {"train": 32, "val": 16, "test": 16}
+    for name, r in data["models"].items():
+        assert math.isfinite(r["test_mae"]) and r["test_mae"] > 0, name
+        assert r["mae_over_chemical_accuracy"] == pytest.approx(r["test_mae"] / 0.043)
+        assert r["parameters"] > 0 and r["molecules_seen"] >= 16 and r["molecules_per_second"] > 0
+        assert len(r["curve"]) == 2 and r["curve"][0][0] < r["curve"][1][0]
+        assert r["peak_memory_mb"] is None or r["peak_memory_mb"] >= 0
+    md = (out / "benchmark_U0.md").read_text()
+    assert "recipes/benchmark.py --target U0" in md
+    for name in data["models"]:
+        assert f"| {name} |" in md
+    assert (out / "benchmark_U0.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_timed_chunks_and_config_errors():
+    bench = _recipe()
+
+    class Batch:
+        num_graphs = 2
+
+    class Loader:
+        sampler = None
+
+        def __len__(self):
+            return 3
+
+        def __iter__(self):
+            for _ in range(3):
+                time.sleep(0.01)
+                yield Batch()
+
+    chunks = bench.TimedChunks(Loader(), seconds=0.05)
+    first = list(chunks)
+    second = list(chunks)
+    # A chunk runs past the end of a pass into the next one and stops after ~0.05 s.
+    assert len(first) >= 4 and len(second) >= 4
+    assert chunks.molecules == 2 * (len(first) + len(second))
+    assert len(chunks.marks) == 2 and 0.05 <= chunks.marks[0] < chunks.marks[1]
+
+    with pytest.raises(ValueError, match="models"):
+        bench.parse_args(["--models", "mpnn,transformer"])
+    with pytest.raises(ValueError, match="target"):
+        bench.parse_args(["--target", "U7"])
+    with pytest.raises(ValueError, match="budget"):
+        bench.parse_args(["--budget-minutes", "0"])
+    quick = bench.parse_args([])
+    assert (quick.train_size, quick.eval_size) == (10_000, 500)
+    full = bench.parse_args(["--train-size", "all"])
+    assert (full.train_size, full.eval_size) == (None, None)
+    assert bench.parse_args(["--train-size", "50", "--eval-size", "20"]).eval_size == 20
+    with pytest.raises(SystemExit):
+        bench.parse_args(["--train-size", "0"])
