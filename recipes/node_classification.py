@@ -240,6 +240,7 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
     p.add_argument("--epochs", type=int, default=None, help="override the configured number of epochs")
     p.add_argument("--device", default="cpu")
     p.add_argument("--config", default=str(CONFIG))
+    p.add_argument("--collect", default=None, metavar="DIR", help="only tabulate DIR/*/result.json into --results-dir")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a setting (value parsed as JSON)")
     args = p.parse_args(argv)
     hparams = {}
@@ -255,6 +256,15 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
         data_root=args.data_root, num_splits=args.num_splits, epochs=args.epochs, device=args.device,
         config_file=args.config, hparams=hparams,
     )
+    if args.collect:
+        results = [json.loads(f.read_text()) for f in sorted(pathlib.Path(args.collect).glob("*/result.json"))]
+        order = {m: i for i, m in enumerate(MODELS)}
+        results.sort(key=lambda r: (order[r["model"]], r["splits"], NODE_DATASETS.index(r["dataset"])))
+        dest = pathlib.Path(args.results_dir)
+        dest.mkdir(parents=True, exist_ok=True)
+        (dest / "node_classification_table.md").write_text(markdown_table(results))
+        print(markdown_table(results))
+        return results
     if not args.all:
         missing = [k for k in ("model", "dataset", "splits") if getattr(args, k) is None]
         if missing:

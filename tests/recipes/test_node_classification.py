@@ -70,9 +70,12 @@ def test_cli_table_and_errors(recipe, root, tmp_path, capsys):
         recipe.run(recipe.RunConfig("gat", "texas", "random", data_root=str(root)))
     out = recipe.main(
         ["--model", "tdgnn-s", "--dataset", "texas", "--splits", "geom-gcn", "--data-root", str(root), "--num-splits", "2",
-         "--epochs", "5", "--out", str(tmp_path), "--set", "levels=[1]", "--set", "hidden=8"]
+         "--epochs", "5", "--out", str(tmp_path / "run1"), "--set", "levels=[1]", "--set", "hidden=8"]
     )
     assert len(out[0]["accs"]) == 2 and out[0]["paper"] == 82.95
     assert out[0]["hparams"]["levels"] == [1] and out[0]["hparams"]["hidden"] == 8
     printed = capsys.readouterr().out
     assert "tdgnn-s texas geom-gcn: " in printed and "(paper: 82.95)" in printed
+    collected = recipe.main(["--collect", str(tmp_path), "--results-dir", str(tmp_path / "tables")])
+    assert collected[0]["accs"] == out[0]["accs"]
+    assert "| tdgnn-s | texas | geom-gcn |" in (tmp_path / "tables" / "node_classification_table.md").read_text()
