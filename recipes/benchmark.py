@@ -155,8 +155,11 @@ class MapBatches:
 class TimedChunks:
     """The training loader cut into "epochs" of ``seconds`` of training wall-clock each.
 
-    Batches come from an endless stream over ``loader`` (a new shuffled pass whenever one ends);
-    a chunk ends at the first batch boundary after ``seconds``. The time between batches (the
+    Batches come from an endless stream over ``loader`` (a new shuffled pass whenever one ends).
+    Chunk ``k`` ends at the batch boundary nearest to ``k * seconds`` of cumulative training
+    time: it stops when the next batch, at the average batch time so far, would end more than
+    half a batch past that mark, so a slow model (seconds per batch) is not handed an extra
+    batch per chunk. Every chunk has at least one batch. The time between batches (the
     optimisation step) counts, evaluation between chunks does not. ``marks`` holds the
     cumulative training seconds at the end of each chunk.
     """
@@ -164,7 +167,7 @@ class TimedChunks:
     def __init__(self, loader, seconds: float) -> None:
         self.loader, self.seconds = loader, seconds
         self.marks: list[float] = []
-        self.molecules = 0
+        self.molecules = self.batches = 0
         self._it = None
         self._pass = 0
 
@@ -185,11 +188,20 @@ class TimedChunks:
 
     def __iter__(self):
         t0 = time.perf_counter()
-        while time.perf_counter() - t0 < self.seconds:
+        done = self.marks[-1] if self.marks else 0.0
+        mark = (len(self.marks) + 1) * self.seconds  # cumulative, so overshoots do not add up
+        first = True
+        while True:
+            now = done + time.perf_counter() - t0
+            per_batch = now / self.batches if self.batches else 0.0
+            if not first and now + 0.5 * per_batch >= mark:
+                break
+            first = False
             batch = self._next()
             self.molecules += batch.num_graphs
+            self.batches += 1
             yield batch
-        self.marks.append((self.marks[-1] if self.marks else 0.0) + time.perf_counter() - t0)
+        self.marks.append(done + time.perf_counter() - t0)
 
 
 class PeakMemory:

@@ -58,8 +58,10 @@ def test_benchmark_recipe_smoke(tmp_path, one_thread):
     assert (out / "benchmark_U0.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
-def test_timed_chunks_and_config_errors():
+def test_timed_chunks_and_config_errors(monkeypatch):
     bench = _recipe()
+    clock = [0.0]
+    monkeypatch.setattr(bench.time, "perf_counter", lambda: clock[0])
 
     class Batch:
         num_graphs = 2
@@ -67,21 +69,26 @@ def test_timed_chunks_and_config_errors():
     class Loader:
         sampler = None
 
+        def __init__(self, batch_seconds):
+            self.batch_seconds = batch_seconds
+
         def __len__(self):
             return 3
 
         def __iter__(self):
             for _ in range(3):
-                time.sleep(0.01)
+                clock[0] += self.batch_seconds  # the consumer's training step, on the fake clock
                 yield Batch()
 
-    chunks = bench.TimedChunks(Loader(), seconds=0.05)
-    first = list(chunks)
-    second = list(chunks)
-    # A chunk runs past the end of a pass into the next one and stops after ~0.05 s.
-    assert len(first) >= 4 and len(second) >= 4
-    assert chunks.molecules == 2 * (len(first) + len(second))
-    assert len(chunks.marks) == 2 and 0.05 <= chunks.marks[0] < chunks.marks[1]
+    chunks = bench.TimedChunks(Loader(0.01), seconds=0.05)
+    first, second = list(chunks), list(chunks)
+    # Each chunk runs on into the next pass of the 3-batch loader and stops at its time mark.
+    assert len(first) == len(second) == 5 and chunks.molecules == 20
+    assert chunks.marks == pytest.approx([0.05, 0.10])
+    # A batch slower than a chunk: one batch per chunk, never an empty one.
+    slow = bench.TimedChunks(Loader(0.2), seconds=0.05)
+    assert [len(list(slow)) for _ in range(3)] == [1, 1, 1]
+    monkeypatch.undo()
 
     with pytest.raises(ValueError, match="models"):
         bench.parse_args(["--models", "mpnn,transformer"])
