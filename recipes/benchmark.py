@@ -32,6 +32,7 @@ import json
 import os
 import platform
 import shlex
+import subprocess
 import sys
 import tempfile
 import threading
@@ -71,7 +72,7 @@ class Config:
     train_size: int | None = QUICK_TRAIN_SIZE  # None: the whole training split
     eval_size: int | None = QUICK_EVAL_SIZE  # None: the whole validation and test splits
     evals: int = 6
-    batch_size: int = 64
+    batch_size: int = 32
     lr: float = 1e-3
     seed: int = 0
     device: str = "auto"
@@ -351,7 +352,22 @@ def run_model(name: str, config: Config, info: dict[str, Any], device: torch.dev
 def device_description(device: torch.device) -> str:
     if device.type == "cuda":
         return f"{torch.cuda.get_device_name(device)} (CUDA {torch.version.cuda})"
-    return f"CPU {platform.processor() or platform.machine()}, {torch.get_num_threads()} threads"
+    name = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as f:
+            name = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    return f"CPU {name}, {torch.get_num_threads()} threads"
+
+
+def _git_commit() -> str | None:
+    try:
+        out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=Path(__file__).resolve().parent,
+                             capture_output=True, text=True, timeout=10)  # fmt: skip
+        return out.stdout.strip() or None if out.returncode == 0 else None
+    except (OSError, subprocess.SubprocessError):
+        return None
 
 
 def _load() -> float | None:
@@ -392,7 +408,7 @@ def write_report(results: dict[str, Any], out_dir: Path) -> list[Path]:
         f"# Architecture benchmark: QM9 {target}",
         "",
         f"Command: `{results['command']}`  ",
-        f"Device: {results['device']}; torch {results['torch']}; {results['date']}  ",
+        f"Device: {results['device']}; torch {results['torch']}; commit {results['commit']}; {results['date']}  ",
         f"Split: {results['sizes']['train']} train / {results['sizes']['val']} val / {results['sizes']['test']} test "
         f"molecules of the committed QM9 split; budget {results['config']['budget_minutes']} min of training per model "
         f"(evaluation excluded), validation after each of {results['config']['evals']} equal pieces; test MAE at the "
@@ -443,7 +459,7 @@ def main(config: Config) -> dict[str, Any]:
     print(f"QM9 {target}: {info['sizes']} molecules, device {device}", flush=True)
     results: dict[str, Any] = {
         "command": config.command or "python recipes/benchmark.py", "device": device_description(device),
-        "torch": torch.__version__, "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+        "torch": torch.__version__, "commit": _git_commit(), "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
         "target": config.target, "unit": UNITS[target], "chemical_accuracy": CHEMICAL_ACCURACY[target],
         "sizes": info["sizes"], "config": {k: v for k, v in asdict(config).items() if k != "command"},
         "models": {}, "notes": [],
