@@ -147,8 +147,15 @@ def model_options(cfg: Config) -> dict:
     return opts
 
 
+def _cpu_seconds(since: os.times_result) -> float:
+    """CPU time of this process and its finished children (featurization workers) since ``since``."""
+    now = os.times()
+    return (now.user - since.user) + (now.system - since.system) + (now.children_user - since.children_user) + (
+        now.children_system - since.children_system)  # fmt: skip
+
+
 def main(cfg: Config) -> dict:
-    t_start = time.perf_counter()
+    t_start, cpu_start = time.perf_counter(), os.times()
     info = init_distributed(cfg.device)
     device = resolve_device(cfg.device)
     if device.type == "cpu" and info.distributed:
@@ -203,6 +210,7 @@ def main(cfg: Config) -> dict:
         "train_size": len(parts["train"]), "val_size": len(parts["val"]), "test_size": len(parts["test"]),
         "steps": res.epochs_completed * len(loaders["train"]),
         "seconds": round(time.perf_counter() - t_start, 2), "train_seconds": round(res.seconds, 2),
+        "cpu_seconds": round(_cpu_seconds(cpu_start), 2), "threads": torch.get_num_threads(),
         "data_seconds": round(data_seconds, 2), "molecules_per_second": round(res.train_molecules_per_second, 1),
         "loader_molecules_per_second": round(loader_rate, 1), "device": str(device), "world_size": info.world_size,
         "interrupted": res.interrupted, "featurization": {k: v for k, v in dataset.report.items() if k != "failures"},
@@ -214,9 +222,10 @@ def main(cfg: Config) -> dict:
         if res.test_mae:
             print(f"{name}: val MAE {result['val_mae']:.4f} {UNITS[name]}, test MAE {result['test_mae']:.4f} "
                   f"{UNITS[name]} = {result['test_mae_ratio']:.2f} x chemical accuracy ({acc} {UNITS[name]}) "
-                  f"at epoch {res.best_epoch}/{res.epochs_completed}, {result['steps']} steps of batch {cfg.batch_size} "
-                  f"(Gilmer enn-s2s on U0: 0.45 after 3M steps of batch 20); {result['molecules_per_second']:.0f} mol/s "
-                  f"training, {result['seconds']:.0f} s total -> {cfg.out}/result.json", flush=True)  # fmt: skip
+                  f"at epoch {res.best_epoch}/{res.epochs_completed}, {result['steps']} steps of batch {cfg.batch_size}"
+                  + (f" (Gilmer enn-s2s: {GILMER_U0_RATIO} after 3M steps of batch 20)" if name == "u0" else "")
+                  + f"; {result['molecules_per_second']:.0f} mol/s training, {result['seconds']:.0f} s total "
+                  f"-> {cfg.out}/result.json", flush=True)  # fmt: skip
     if info.distributed:
         torch.distributed.barrier()
         torch.distributed.destroy_process_group()

@@ -90,6 +90,7 @@ class TrainConfig:
         out_dir: where checkpoints, the CSV log and the PNG go (``None``: nothing written).
         resume: continue from ``out_dir/checkpoint.pt`` if it exists.
         progress: tqdm progress bar (main process only).
+        log_epochs: print one line per epoch (main process only).
         stop_after_epoch: stop after this epoch as if the run were killed (testing resume).
         target_names: names of the ``T`` targets, for the log.
         score_scale: per-target divisor for the selection score (e.g. chemical accuracy); the
@@ -111,6 +112,7 @@ class TrainConfig:
     out_dir: str | None = None
     resume: bool = False
     progress: bool = True
+    log_epochs: bool = True
     stop_after_epoch: int | None = None
     target_names: Sequence[str] | None = None
     score_scale: Sequence[float] | None = None
@@ -360,7 +362,7 @@ def fit(
         row.update({"best_epoch": best_epoch, "epoch_seconds": time.perf_counter() - t_epoch,
                     "train_molecules_per_second": epoch_mols / max(train_seconds, 1e-9)})  # fmt: skip
         history.append(row)
-        if show:
+        if config.log_epochs and info.is_main:
             msg = " ".join(f"{k}={v:.5g}" for k, v in row.items() if k.startswith(("val_mae", "test_mae")))
             print(f"epoch {epoch}: train_loss={train_loss:.4f} {msg} ({row['train_molecules_per_second']:.0f} mol/s)", flush=True)
         if out_dir is not None and info.is_main:
