@@ -176,10 +176,10 @@ def main(cfg: Config) -> dict:
     parts = {k: dataset.select(v, missing="skip") for k, v in rows.items()}
     data_seconds = time.perf_counter() - t_start
 
-    train_idx = torch.from_numpy(dataset.positions(rows["train"], missing="skip"))
     normalizer = TargetNormalizer.fit(
-        dataset._data.y[train_idx], dataset._data.atom_counts[train_idx], [col], [name in EXTENSIVE]
-    )
+        dataset.graph_attr("y", rows["train"], missing="skip"), dataset.graph_attr("atom_counts", rows["train"], missing="skip"),
+        [col], [name in EXTENSIVE],
+    )  # fmt: skip
     pin = device.type == "cuda"
     loaders = {k: make_loader(d, cfg.batch_size, shuffle=k == "train", seed=cfg.seed, dist_info=info,
                               num_workers=cfg.loader_workers, pin_memory=pin) for k, d in parts.items()}  # fmt: skip

@@ -470,13 +470,30 @@ class QM9(InMemoryDataset):
             raise ValueError(f"missing must be 'raise' or 'skip', got {missing!r}")
         rows = np.asarray(rows, dtype=np.int64)
         have = self.rows
-        pos = np.searchsorted(have, rows).clip(max=max(len(have) - 1, 0))
-        found = have[pos] == rows
+        order = np.argsort(have, kind="stable")  # a select()ed view need not be sorted
+        at = np.searchsorted(have[order], rows).clip(max=max(len(have) - 1, 0))
+        pos = order[at] if len(have) else at
+        found = have[pos] == rows if len(have) else np.zeros(len(rows), dtype=bool)
         if not found.all():
             if missing == "raise":
                 raise ValueError(f"rows not in this dataset: {rows[~found][:10].tolist()}")
             pos = pos[found]
         return pos
+
+    def graph_attr(self, key: str, rows: Sequence[int] | np.ndarray | None = None, missing: str = "raise") -> torch.Tensor:
+        """A per-molecule attribute (``"y"``, ``"atom_counts"``, ``"idx"`` or ``"gdb_id"``) of the
+        given rows (default: all), stacked without building Data objects, e.g. to fit a
+        :class:`gnnkit.data.TargetNormalizer` on the training rows.
+
+        Shapes:
+            -> ``[len(rows), ...]`` (``y``: ``[M, 13]``).
+        """
+        if key not in ("y", "atom_counts", "idx", "gdb_id"):
+            raise ValueError(f"key must be a per-molecule attribute (y, atom_counts, idx, gdb_id), got {key!r}")
+        pos = np.arange(len(self)) if rows is None else self.positions(rows, missing)
+        if self._indices is not None:
+            pos = np.asarray(self.indices())[pos]
+        return getattr(self._data, key)[torch.from_numpy(np.asarray(pos, dtype=np.int64))]
 
     def select(self, rows: Sequence[int] | np.ndarray, missing: str = "raise") -> QM9:
         """The sub-dataset of the given rows, in the given order (see :meth:`positions`)."""

@@ -87,6 +87,11 @@ def test_dataset_items(tmp_path, counting):
     assert [d.idx.item() for d in sub] == [31, 0, 5]
     batch = next(iter(DataLoader(sub, batch_size=3)))
     assert batch.idx.tolist() == [31, 0, 5] and batch.gdb_id.tolist() == raw.gdb_index[[31, 0, 5]].tolist()
+    np.testing.assert_array_equal(ds.graph_attr("y", [31, 0]).numpy(), raw.targets[[31, 0]])
+    assert sub.graph_attr("idx").tolist() == [31, 0, 5] and sub.graph_attr("idx", [5, 31]).tolist() == [5, 31]
+    assert [d.idx.item() for d in sub.select([0, 31])] == [0, 31]  # a view of a view
+    with pytest.raises(ValueError, match="key"):
+        ds.graph_attr("x")
     with pytest.raises(ValueError, match="not in this dataset"):
         ds.select([1])
     assert len(ds.select([1, 2], missing="skip")) == 1
