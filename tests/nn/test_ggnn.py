@@ -7,6 +7,16 @@ from gnnkit.nn import GGNNConv, LiGRUCell
 from gnnkit.ops import CSR
 
 
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    # Tiny tensors gain nothing from intra-op threads, and on a loaded machine each parallel op
+    # can wait on a descheduled worker thread.
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 def _dense_ggnn(conv: GGNNConv, x, edge_index, edge_type):
     n, d, num_types = x.size(0), conv.channels, conv.num_edge_types
     a_in = torch.zeros(num_types, n, n, dtype=x.dtype)  # a_in[t, v, w]: edges w -> v of type t

@@ -5,6 +5,8 @@ import pathlib
 import re
 import sys
 
+import torch
+
 REPO = pathlib.Path(__file__).resolve().parents[2]
 
 
@@ -19,7 +21,11 @@ def _load():
 def test_quick_run_writes_the_table(tmp_path):
     bench = _load()
     out = tmp_path / "bench.md"
-    table = bench.main(["--quick", "--out", str(out)])
+    threads = torch.get_num_threads()
+    try:
+        table = bench.main(["--quick", "--threads", "1", "--out", str(out)])
+    finally:
+        torch.set_num_threads(threads)
     assert out.read_text() == table
     rows = [line for line in table.splitlines() if line.startswith("| layer") or line.startswith("| model")]
     assert len(rows) == 6  # 4 variants + 2 ratio rows
@@ -29,7 +35,6 @@ def test_quick_run_writes_the_table(tmp_path):
 
 def test_peak_tensor_bytes_sees_an_allocation():
     bench = _load()
-    import torch
 
     def alloc():
         t = torch.empty(1 << 20)  # 4 MiB
