@@ -12,6 +12,7 @@ from typing import Literal
 import torch
 from torch import Tensor
 
+from gnnkit.ops import _torch_kernels
 from gnnkit.ops._backend import kernels_for
 from gnnkit.ops._checks import (
     check_count,
@@ -115,7 +116,17 @@ def scatter(src: Tensor, index: Tensor, num_segments: int, reduce: Reduce = "sum
         )
     check_same_device(src=src, index=index)
     check_range("index", index, num_segments, "num_segments")
-    return _Scatter.apply(src, index.long(), num_segments, reduce)
+    index = index.long()
+    k = kernels_for(src)
+    if reduce in ("sum", "mean") and k is _torch_kernels:
+        # torch differentiates index_add with exactly the backward _Scatter runs (an
+        # index_select of the gradient); skipping the Python autograd.Function saves its
+        # per-call overhead, which is most of the cost on small graphs.
+        out = src.new_zeros((num_segments, *src.shape[1:])).index_add_(0, index, src)
+        if reduce == "mean":
+            out = out / _bcast(_counts(index, num_segments).clamp_(min=1).to(src.dtype), out)
+        return out
+    return _Scatter.apply(src, index, num_segments, reduce)
 
 
 def segment(src: Tensor, rowptr: Tensor, reduce: Reduce = "sum") -> Tensor:
