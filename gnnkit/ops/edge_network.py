@@ -130,16 +130,15 @@ def _torch_fwd(buckets: DegreeBuckets, col: Tensor, z: Tensor, h: Tensor) -> Ten
     out = z.new_empty(buckets.num_dst, k, d)
     if buckets.isolated.numel():  # only targets without in-edges need zeros
         out.index_fill_(0, buckets.isolated, 0.0)
+    h_src = h.index_select(0, col)  # [E, d], one gather (like a message tensor) for all groups
     for n0, b, e0, deg in buckets.slabs:
-        zb = z[e0 : e0 + b * deg].view(b, deg, k)
-        hb = h.index_select(0, col[e0 : e0 + b * deg]).view(b, deg, d)
-        torch.bmm(zb.transpose(1, 2), hb, out=out[n0 : n0 + b])
+        e1 = e0 + b * deg
+        torch.bmm(z[e0:e1].view(b, deg, k).transpose(1, 2), h_src[e0:e1].view(b, deg, d), out=out[n0 : n0 + b])
     for nodes, pos, mask in zip(buckets.nodes, buckets.edges, buckets.mask):
         zb = _rows(z, pos)  # [B, L, K]
         if mask is not None:
             zb = zb * mask.unsqueeze(-1)
-        hb = _rows(h, col.index_select(0, pos.reshape(-1)).view_as(pos))  # [B, L, d]
-        out.index_copy_(0, nodes, torch.bmm(zb.transpose(1, 2), hb))
+        out.index_copy_(0, nodes, torch.bmm(zb.transpose(1, 2), _rows(h_src, pos)))
     return out
 
 
@@ -150,20 +149,19 @@ def _torch_bwd(
     k, d = z.size(1), h.size(1)
     grad_z = torch.empty_like(z) if need_z else None
     msg = z.new_empty(csr.num_edges, d) if need_h else None
-    col = csr.col
+    h_src = h.index_select(0, csr.col) if need_z else None
     for n0, b, e0, deg in buckets.slabs:
         gb = g[n0 : n0 + b]  # [B, K, d], a view
         e1 = e0 + b * deg
         if need_z:
-            hb = h.index_select(0, col[e0:e1]).view(b, deg, d)
-            torch.bmm(hb, gb.transpose(1, 2), out=grad_z[e0:e1].view(b, deg, k))
+            torch.bmm(h_src[e0:e1].view(b, deg, d), gb.transpose(1, 2), out=grad_z[e0:e1].view(b, deg, k))
         if need_h:
             torch.bmm(z[e0:e1].view(b, deg, k), gb, out=msg[e0:e1].view(b, deg, d))
     for nodes, pos, mask in zip(buckets.nodes, buckets.edges, buckets.mask):
         gb = g.index_select(0, nodes)  # [B, K, d]
         flat = pos.reshape(-1) if mask is None else pos[mask]
         if need_z:
-            gz = torch.bmm(_rows(h, col.index_select(0, pos.reshape(-1)).view_as(pos)), gb.transpose(1, 2))  # [B, L, K]
+            gz = torch.bmm(_rows(h_src, pos), gb.transpose(1, 2))  # [B, L, K]
             gz = gz.reshape(-1, k) if mask is None else gz[mask]
             grad_z.index_copy_(0, flat, gz)
         if need_h:
