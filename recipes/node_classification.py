@@ -28,8 +28,8 @@ from torch import Tensor
 from gnnkit.data.node_classification import NODE_DATASETS, SPLITS, graph_key, load_node_dataset
 from gnnkit.models import build_model
 from gnnkit.models.nhgcn import NHGCN
-from gnnkit.models.tdgnn import TDGNN
-from gnnkit.ops import CSR, khop_neighbourhood, neighbourhood_homophily
+from gnnkit.models.tdgnn import TreeOperators
+from gnnkit.ops import khop_neighbourhood, neighbourhood_homophily
 from gnnkit.train.node import NodeResult, train_node_classifier
 
 MODELS = ("gcn", "tdgnn-s", "tdgnn-w", "nhgcn")
@@ -64,7 +64,7 @@ def paper_number(config: dict, model: str, splits: str, dataset: str, key: str =
     return config.get(key, {}).get(model, {}).get(splits, {}).get(dataset)
 
 
-def _tdgnn_operators(data, hp: dict, device: str) -> list[tuple[CSR, Tensor]]:
+def _tdgnn_operators(data, hp: dict, device: str) -> TreeOperators:
     """The tree operators of this graph, cached on disk beside the dataset (datasets/**/cache)."""
     levels, hops, sym = list(hp["levels"]), int(hp.get("max_hops", 10)), bool(hp.get("symmetric", False))
     path = pathlib.Path(data.cache_dir) / f"tdgnn-{graph_key(data.edge_index, data.num_nodes, levels, hops, sym)}.pt"
@@ -76,11 +76,7 @@ def _tdgnn_operators(data, hp: dict, device: str) -> list[tuple[CSR, Tensor]]:
         pairs = tree_decomposition(data.edge_index, data.num_nodes, levels, hops, sym)
         path.parent.mkdir(parents=True, exist_ok=True)
         torch.save(pairs, path)
-    out = []
-    for index, weight in pairs:
-        csr = CSR.from_edge_index(index.to(device), data.num_nodes)
-        out.append((csr, csr.permute(weight.to(device))))
-    return out
+    return TreeOperators.from_pairs(pairs, data.num_nodes).to(device)
 
 
 class Runner:
@@ -214,15 +210,15 @@ def run(cfg: RunConfig) -> dict[str, Any]:
 
 def markdown_table(results: list[dict[str, Any]]) -> str:
     lines = [
-        "| model | dataset | splits | ours (mean ± std) | paper | official code on these files | Δ vs paper | time (s) |",
-        "| --- | --- | --- | ---: | ---: | ---: | ---: | ---: |",
+        "| model | dataset | splits | runs | ours (mean ± std) | paper | official code on these files | Δ vs paper | time (s) |",
+        "| --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     for r in results:
         paper = f"{r['paper']:.2f}" if r["paper"] is not None else "n/a"
         ref = f"{r['reference_run']:.2f}" if r.get("reference_run") is not None else "n/a"
         delta = f"{r['mean'] - r['paper']:+.2f}" if r["paper"] is not None else ""
         lines.append(
-            f"| {r['model']} | {r['dataset']} | {r['splits']} | {r['mean']:.2f} ± {r['std']:.2f} | {paper} | {ref} | {delta} | {r['seconds']:.0f} |"
+            f"| {r['model']} | {r['dataset']} | {r['splits']} | {len(r['accs'])} | {r['mean']:.2f} ± {r['std']:.2f} | {paper} | {ref} | {delta} | {r['seconds']:.0f} |"
         )
     return "\n".join(lines) + "\n"
 

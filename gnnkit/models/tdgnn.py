@@ -4,7 +4,9 @@ Network"; reference code yuwvandy/TDGNN).
 ``Z = MLP(X)`` once, then ``out = Z + sum_{l in levels} (T^l ⊙ E^{l,K}) Z`` (TDGNN-s) or
 ``out = w_0 Z + sum_i w_i (T^{l_i} ⊙ E^{l_i,K}) Z`` with free scalars ``w`` (TDGNN-w). The
 operators come from :func:`gnnkit.ops.tree_decomposition`; build them once per graph with
-:meth:`TDGNN.operators` and pass them to every forward call.
+:meth:`TDGNN.operators` (or :meth:`TreeOperators.from_pairs`) and pass them to every forward
+call. All levels are stacked into one constant sparse matrix with a prebuilt transpose, so a
+forward/backward pass costs one sparse product each way.
 
 Choices taken from the reference code (the paper leaves them open):
 
@@ -24,16 +26,80 @@ linear map becomes a sparse product (bag-of-words features are ~1% dense).
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from gnnkit.ops import CSR, spmm, tree_decomposition
+from gnnkit.ops import tree_decomposition
 
-Operators = list[tuple[CSR, Tensor]]
+
+
+class _ConstantSpMM(torch.autograd.Function):
+    """``a @ x`` for a constant sparse ``a`` whose transpose ``a_t`` is prebuilt, so the backward
+    is one more sparse product (no gradient for the weights, no per-call re-sorting)."""
+
+    @staticmethod
+    def forward(ctx, x: Tensor, a: Tensor, a_t: Tensor) -> Tensor:
+        ctx.a_t = a_t
+        return torch.sparse.mm(a, x)
+
+    @staticmethod
+    def backward(ctx, grad: Tensor):
+        return torch.sparse.mm(ctx.a_t, grad.contiguous()), None, None
+
+
+@dataclass(frozen=True, eq=False)
+class TreeOperators:
+    """The levels ``T^l ⊙ E^{l,K}`` stacked into one ``[L * N, N]`` sparse CSR matrix (block ``i``
+    = level ``levels[i]``, rows = targets), with its transpose, so that one sparse product
+    propagates ``Z`` through every level. Build with :meth:`TDGNN.operators` or
+    :meth:`from_pairs`.
+
+    Attributes:
+        stacked: ``[L * N, N]`` sparse CSR, ``stacked[i * N + v, s]`` = weight of ``s -> v`` in
+            level ``levels[i]``.
+        stacked_t: its transpose ``[N, L * N]`` (sparse CSR).
+        num_levels: ``L``.
+        num_nodes: ``N``.
+    """
+
+    stacked: Tensor
+    stacked_t: Tensor
+    num_levels: int
+    num_nodes: int
+
+    @staticmethod
+    def from_pairs(pairs: Sequence[tuple[Tensor, Tensor]], num_nodes: int) -> "TreeOperators":
+        """From the ``(edge_index, weight)`` list of :func:`gnnkit.ops.tree_decomposition`."""
+        if not pairs:
+            raise ValueError("pairs must hold at least one level")
+        rows, cols, vals = [], [], []
+        for i, (index, weight) in enumerate(pairs):
+            rows.append(index[1] + i * num_nodes)
+            cols.append(index[0])
+            vals.append(weight)
+        row, col, val = torch.cat(rows), torch.cat(cols), torch.cat(vals)
+        shape = (len(pairs) * num_nodes, num_nodes)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # "sparse CSR support is in beta"
+            a = torch.sparse_coo_tensor(torch.stack([row, col]), val, shape).coalesce().to_sparse_csr()
+            a_t = torch.sparse_coo_tensor(torch.stack([col, row]), val, shape[::-1]).coalesce().to_sparse_csr()
+        return TreeOperators(a, a_t, len(pairs), num_nodes)
+
+    def to(self, device: torch.device | str) -> "TreeOperators":
+        return TreeOperators(self.stacked.to(device), self.stacked_t.to(device), self.num_levels, self.num_nodes)
+
+    def propagate(self, z: Tensor) -> Tensor:
+        """``[L, N, C]``: ``z`` propagated through each level."""
+        if z.size(0) != self.num_nodes:
+            raise ValueError(f"z has {z.size(0)} rows but the operators are built for {self.num_nodes} nodes")
+        a, a_t = self.stacked.to(z.dtype), self.stacked_t.to(z.dtype)
+        return _ConstantSpMM.apply(z.contiguous(), a, a_t).view(self.num_levels, self.num_nodes, -1)
 
 
 def _sparse_dropout(x: Tensor, p: float, training: bool) -> Tensor:
@@ -59,8 +125,8 @@ class TDGNN(nn.Module):
         dropout2: dropout on the hidden layer.
 
     Shapes:
-        x ``[N, in_channels]`` (dense or sparse COO), one ``(CSR, weight)`` per level ->
-        ``[N, out_channels]``.
+        x ``[N, in_channels]`` (dense or sparse COO), :class:`TreeOperators` over ``L =
+        len(levels)`` levels -> ``[N, out_channels]``.
     """
 
     def __init__(
@@ -93,14 +159,10 @@ class TDGNN(nn.Module):
         levels: Sequence[int],
         max_hops: int = 10,
         symmetric: bool = False,
-    ) -> Operators:
-        """Builds ``(CSR, weight)`` for each level (weights in CSR order), from
-        :func:`gnnkit.ops.tree_decomposition`."""
-        out = []
-        for index, weight in tree_decomposition(edge_index, num_nodes, levels, max_hops, symmetric):
-            csr = CSR.from_edge_index(index, num_nodes)
-            out.append((csr, csr.permute(weight)))
-        return out
+    ) -> TreeOperators:
+        """Builds the stacked operators of ``levels`` with :func:`gnnkit.ops.tree_decomposition`."""
+        pairs = tree_decomposition(edge_index, num_nodes, levels, max_hops, symmetric)
+        return TreeOperators.from_pairs(pairs, num_nodes)
 
     def param_groups(self, wd1: float, wd2: float, wd3: float = 0.0) -> list[dict[str, Any]]:
         """Adam parameter groups with the reference's three weight decays."""
@@ -112,21 +174,22 @@ class TDGNN(nn.Module):
             groups.append({"params": [self.level_weight], "weight_decay": wd3})
         return groups
 
-    def forward(self, x: Tensor, operators: Operators) -> Tensor:
-        if len(operators) != len(self.levels):
-            raise ValueError(f"expected {len(self.levels)} operators (levels {self.levels}), got {len(operators)}")
+    def forward(self, x: Tensor, operators: TreeOperators) -> Tensor:
+        if not isinstance(operators, TreeOperators):
+            raise TypeError(f"operators must be TreeOperators (see TDGNN.operators), got {type(operators).__name__}")
+        if operators.num_levels != len(self.levels):
+            raise ValueError(f"expected operators for {len(self.levels)} levels {self.levels}, got {operators.num_levels}")
         if x.is_sparse:
             x = _sparse_dropout(x, self.dropout1, self.training)
             h = torch.sparse.mm(x, self.lin1.weight.t()) + self.lin1.bias
         else:
             h = self.lin1(F.dropout(x, self.dropout1, self.training))
         z = self.lin2(F.dropout(F.relu(h), self.dropout2, self.training))
+        hz = operators.propagate(z)  # [L, N, C]
         w = self.level_weight
-        out = z * w[0] if w is not None else z
-        for i, (csr, weight) in enumerate(operators):
-            hz = spmm(csr, z, weight.to(z.dtype), "sum", weight_order="csr")
-            out = out + (hz * w[i + 1] if w is not None else hz)
-        return out
+        if w is None:
+            return z + hz.sum(0)
+        return w[0] * z + (w[1:].view(-1, 1, 1) * hz).sum(0)
 
     def extra_repr(self) -> str:
         return f"levels={self.levels}, weighted={self.weighted}, dropout=({self.dropout1}, {self.dropout2})"
@@ -142,4 +205,4 @@ def build_tdgnn_w(in_channels: int, out_channels: int, edge_dim: int | None = No
     return TDGNN(in_channels, out_channels, weighted=True, **config)
 
 
-__all__ = ["TDGNN", "build_tdgnn_s", "build_tdgnn_w"]
+__all__ = ["TDGNN", "TreeOperators", "build_tdgnn_s", "build_tdgnn_w"]

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from gnnkit.models import build_model
-from gnnkit.models.tdgnn import TDGNN
+from gnnkit.models.tdgnn import TDGNN, TreeOperators
 from gnnkit.ops import tree_decomposition
 
 
@@ -17,8 +17,8 @@ def graph(n=12, p=0.2, seed=0):
 
 def dense_ops(ei, n, levels, K=10):
     out = []
-    for idx, w in tree_decomposition(ei, n, levels, K):
-        m = torch.zeros(n, n)
+    for idx, w in tree_decomposition(ei, n, levels, K, dtype=torch.float64):
+        m = torch.zeros(n, n, dtype=torch.float64)
         m[idx[1], idx[0]] = w  # out[v] = sum_s w(s, v) z[s]
         out.append(m)
     return out
@@ -41,7 +41,7 @@ def test_forward_matches_dense(weighted):
     ops = TDGNN.operators(ei, n, levels)
     z = model.lin2(torch.relu(model.lin1(x)))
     w = model.level_weight if weighted else torch.ones(len(levels) + 1)
-    expected = w[0] * z + sum(w[i + 1] * m @ z for i, m in enumerate(dense_ops(ei, n, levels)))
+    expected = w[0] * z + sum(w[i + 1] * m.float() @ z for i, m in enumerate(dense_ops(ei, n, levels)))
     torch.testing.assert_close(model(x, ops), expected, rtol=1e-5, atol=1e-6)
     torch.testing.assert_close(model(x.to_sparse(), ops), expected, rtol=1e-5, atol=1e-6)
 
@@ -81,5 +81,22 @@ def test_errors():
         TDGNN(3, 2, dropout1=1.0)
     model = TDGNN(3, 2, levels=[1, 2])
     ei = graph(5)
-    with pytest.raises(ValueError, match="operators"):
+    with pytest.raises(ValueError, match="levels"):
         model(torch.rand(5, 3), TDGNN.operators(ei, 5, [1]))
+    with pytest.raises(TypeError, match="TreeOperators"):
+        model(torch.rand(5, 3), [])
+    with pytest.raises(ValueError, match="rows"):
+        TDGNN.operators(ei, 5, [1, 2]).propagate(torch.rand(4, 2))
+    with pytest.raises(ValueError, match="level"):
+        TreeOperators.from_pairs([], 5)
+
+
+def test_stacked_operator_gradcheck_float64():
+    n, levels = 8, [1, 2, 3]
+    ei = graph(n, p=0.3, seed=5)
+    pairs = [(i, w.double()) for i, w in tree_decomposition(ei, n, levels, 4, dtype=torch.float64)]
+    ops = TreeOperators.from_pairs(pairs, n)
+    z = torch.randn(n, 3, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(lambda t: ops.propagate(t), (z,))
+    dense = torch.stack([m.double() for m in dense_ops(ei, n, levels, 4)])
+    torch.testing.assert_close(ops.propagate(z), dense @ z)

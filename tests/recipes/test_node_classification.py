@@ -59,9 +59,10 @@ def test_recipe_trains(recipe, root, tmp_path, model, dataset, splits, epochs, h
 
 def test_cli_table_and_errors(recipe, root, tmp_path, capsys):
     table = recipe.markdown_table(
-        [{"model": "gcn", "dataset": "cora", "splits": "public", "mean": 81.0, "std": 0.5, "paper": 81.5, "reference_run": None, "seconds": 3.0}]
+        [{"model": "gcn", "dataset": "cora", "splits": "public", "accs": [80.5, 81.5], "mean": 81.0, "std": 0.5, "paper": 81.5,
+          "reference_run": None, "seconds": 3.0}]
     )
-    assert "| gcn | cora | public | 81.00 ± 0.50 | 81.50 | n/a | -0.50 | 3 |" in table
+    assert "| gcn | cora | public | 2 | 81.00 ± 0.50 | 81.50 | n/a | -0.50 | 3 |" in table
     with pytest.raises(SystemExit):
         recipe.main(["--model", "gcn"])
     with pytest.raises(ValueError, match="public"):
