@@ -99,7 +99,7 @@ class MPNN(nn.Module):
         self.head = nn.Sequential(nn.Linear(2 * channels, channels), nn.ReLU(), nn.Linear(channels, out_channels))
 
     def node_states(self, data: Any) -> Tensor:
-        """Final node states ``h^T`` (``[N, channels]``) and ``h^0``, before the readout."""
+        """Final node states ``h^T`` (``[N, channels]``), before the readout."""
         return self._propagate(data)[0]
 
     def _propagate(self, data: Any) -> tuple[Tensor, Tensor]:
