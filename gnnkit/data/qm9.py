@@ -168,8 +168,8 @@ def parse_molecule(elements: str, xyz: str) -> tuple[list[str], np.ndarray]:
 def _featurize_rows(job: tuple[FeaturizerOptions, list[tuple[int, str, str, str]]]) -> list[tuple]:
     """Worker: featurizes ``(row, elements, xyz, smiles)`` tuples.
 
-    Returns ``(row, arrays, source, note)`` per molecule; ``arrays`` is None for a failure and
-    ``note`` then gives the reason."""
+    Returns ``(results, cpu_seconds)``: ``(row, arrays, source, note)`` per molecule (``arrays``
+    is None for a failure and ``note`` then gives the reason) and the worker's CPU time."""
     options, rows = job
     out = []
     t0 = time.process_time()
