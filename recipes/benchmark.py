@@ -380,7 +380,9 @@ def _load() -> float | None:
 def _notes(results: dict[str, Any], device: torch.device) -> list[str]:
     notes = [
         "Epochs = molecules seen / training-set size. Molecules/s = training molecules per second of "
-        "training wall-clock (data loading and input building included)."
+        "training wall-clock (data loading and input building included).",
+        "A budget of minutes ranks how fast each architecture learns, not where it converges: Gilmer et "
+        "al.'s MPNN reaches 0.45 x chemical accuracy on U0 after 3M steps on all 110k training molecules.",
     ]
     if device.type == "cuda":
         notes.append("Peak memory: torch.cuda.max_memory_allocated during training and evaluation.")
@@ -425,7 +427,7 @@ def write_report(results: dict[str, Any], out_dir: Path) -> list[Path]:
         )
     lines += ["", f"Chemical accuracy for {target}: {results['chemical_accuracy']} {unit}."]
     if results.get("notes"):
-        lines += ["", *results["notes"]]
+        lines += ["", *(f"- {n}" for n in results["notes"])]
     md = stem.with_suffix(".md")
     md.write_text("\n".join(lines) + "\n")
     js = stem.with_suffix(".json")
