@@ -32,14 +32,13 @@ def root(shared_data, tmp_path_factory):
 # (model, dataset, splits, epochs, smaller settings so that CI stays fast, minimum test accuracy)
 CASES = [
     ("gcn", "texas", "geom-gcn", 30, {"lr": 0.05}, 45.0),
-    ("tdgnn-s", "texas", "geom-gcn", 40, {}, 65.0),
-    ("tdgnn-w", "texas", "geom-gcn", 40, {}, 65.0),
-    ("nhgcn", "texas", "random", 20, {"hidden": 64}, 65.0),
-    ("nhgcn", "texas", "random", 20, {"hidden": 64, "nh_variant": "reference_code", "ego": "linear"}, 65.0),
+    ("tdgnn-s", "texas", "geom-gcn", 30, {}, 65.0),
+    ("tdgnn-w", "texas", "geom-gcn", 30, {}, 65.0),
+    ("nhgcn", "texas", "random", 12, {"hidden": 32}, 65.0),
+    ("nhgcn", "texas", "random", 12, {"hidden": 32, "nh_variant": "reference_code", "ego": "linear"}, 65.0),
     ("gcn", "cora", "public", 25, {"lr": 0.05}, 50.0),
-    ("tdgnn-s", "cora", "public", 25, {"levels": [1, 2], "max_hops": 3, "lr": 0.05}, 50.0),
     ("tdgnn-w", "cora", "geom-gcn", 20, {"levels": [1, 2], "max_hops": 3, "lr": 0.05}, 50.0),
-    ("nhgcn", "cora", "random", 10, {"hidden": 32}, 50.0),
+    ("nhgcn", "cora", "random", 8, {"hidden": 32}, 50.0),
 ]
 
 
