@@ -37,6 +37,7 @@ CASES = [
     ("nhgcn", "texas", "random", 12, {"hidden": 32}, 65.0),
     ("nhgcn", "texas", "random", 12, {"hidden": 32, "nh_variant": "reference_code", "ego": "linear"}, 65.0),
     ("gcn", "cora", "public", 25, {"lr": 0.05}, 50.0),
+    ("tdgnn-s", "cora", "public", 20, {"levels": [1, 2], "max_hops": 3, "lr": 0.05}, 50.0),
     ("tdgnn-w", "cora", "geom-gcn", 20, {"levels": [1, 2], "max_hops": 3, "lr": 0.05}, 50.0),
     ("nhgcn", "cora", "random", 8, {"hidden": 32}, 50.0),
 ]
