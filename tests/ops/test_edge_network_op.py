@@ -65,6 +65,39 @@ def test_buckets_pad_large_degrees():
     assert max(pos.size(1) for pos in buckets.edges) > 32
 
 
+def _complete_batch(sizes):
+    blocks, offset = [], 0
+    for n in sizes:
+        ii, jj = torch.meshgrid(torch.arange(n), torch.arange(n), indexing="ij")
+        blocks.append(torch.stack([ii[ii != jj], jj[ii != jj]]) + offset)
+        offset += n
+    return torch.cat(blocks, 1), offset
+
+
+def test_slabs_and_buckets_agree():
+    ei, n = _complete_batch([5, 5, 1, 6, 3, 7, 7, 7])  # runs of equal degree, and an isolated atom
+    csr = CSR.from_edge_index(ei, n)
+    slabs = DegreeBuckets.from_csr(csr, min_slab=4)
+    buckets = DegreeBuckets.from_csr(csr, min_slab=10**9)
+    assert [s[1] for s in slabs.slabs] == [10, 6, 21] and not buckets.slabs
+    assert sum(b.numel() for b in slabs.nodes) == 3  # the 3-atom molecule
+    z = torch.randn(csr.num_edges, 4, dtype=torch.float64, requires_grad=True)
+    h = torch.randn(n, 3, dtype=torch.float64, requires_grad=True)
+    g = torch.randn(n, 4, 3, dtype=torch.float64)
+    results = []
+    for groups in (slabs, buckets):
+        out = outer_aggregate(csr, z, h, "mean", z_order="csr", buckets=groups)
+        results.append((out, *torch.autograd.grad(out, (z, h), g)))
+    for a, b in zip(*results):
+        torch.testing.assert_close(a, b)
+    torch.testing.assert_close(results[0][0], _reference(_csr_edges(csr), z, h, n, "mean"))
+    assert torch.autograd.gradcheck(lambda a, b: outer_aggregate(csr, a, b, z_order="csr", buckets=slabs), (z, h))
+
+
+def _csr_edges(csr):
+    return torch.stack([csr.col, csr.row])
+
+
 @pytest.mark.parametrize("reduce", ["sum", "mean"])
 def test_gradcheck(reduce):
     ei, z, h = _graph(n=9, e=25, hub_degree=36)
