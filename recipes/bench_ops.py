@@ -141,7 +141,7 @@ def clock_fn(cfg: BenchConfig) -> Callable[[], float]:
 
 def median_times(fns: dict[str, Callable[[], None]], cfg: BenchConfig) -> dict[str, float]:
     """Median time in ms of each ``fn``. The candidates run interleaved, one call of each per
-    round, so that a change in machine load hits all of them alike; rounds continue past
+    round in a rotating order, so that a change in machine load hits all of them alike; rounds continue past
     ``repeats`` until every candidate has run ``min_seconds`` in total (at most 200 rounds)."""
     clock = clock_fn(cfg)
     for _ in range(cfg.warmup):
@@ -149,13 +149,17 @@ def median_times(fns: dict[str, Callable[[], None]], cfg: BenchConfig) -> dict[s
             fn()
     sync(cfg.device)
     times: dict[str, list[float]] = {name: [] for name in fns}
+    names = list(fns)
+    rounds = 0
     while True:
-        for name, fn in fns.items():
+        # Rotate the order every round: a candidate that runs right after one which freed large
+        # buffers finds warm heap pages (no page faults), so a fixed order would favour some.
+        for name in names[rounds % len(names) :] + names[: rounds % len(names)]:
             t0 = clock()
-            fn()
+            fns[name]()
             sync(cfg.device)
             times[name].append((clock() - t0) * 1e3)
-        rounds = len(times[next(iter(fns))])
+        rounds += 1
         if rounds >= 200 or (rounds >= cfg.repeats and min(sum(t) for t in times.values()) >= 1e3 * cfg.min_seconds):
             break
     return {name: statistics.median(t) for name, t in times.items()}

@@ -119,10 +119,11 @@ def scatter(src: Tensor, index: Tensor, num_segments: int, reduce: Reduce = "sum
     index = index.long()
     k = kernels_for(src)
     if reduce in ("sum", "mean") and k is _torch_kernels:
-        # torch differentiates index_add with exactly the backward _Scatter runs (an
-        # index_select of the gradient); skipping the Python autograd.Function saves its
-        # per-call overhead, which is most of the cost on small graphs.
-        out = src.new_zeros((num_segments, *src.shape[1:])).index_add_(0, index, src)
+        # torch differentiates scatter_add with the same backward _Scatter runs (a gather of
+        # the gradient rows); skipping the Python autograd.Function saves its per-call overhead,
+        # and the expanded-index scatter/gather pair is aten's fastest CPU path for this.
+        expanded = _bcast(index, src).expand_as(src)
+        out = src.new_zeros((num_segments, *src.shape[1:])).scatter_add_(0, expanded, src)
         if reduce == "mean":
             out = out / _bcast(_counts(index, num_segments).clamp_(min=1).to(src.dtype), out)
         return out
