@@ -53,6 +53,7 @@ class Config:
     lr: float = 1e-3
     schedule: str = "linear"
     final_lr_factor: float = 0.05
+    grad_clip: float | None = None
     train_size: int | None = QUICK_TRAIN_SIZE  # None: the whole training split
     eval_size: int | None = QUICK_EVAL_SIZE  # None: the whole validation and test splits
     channels: int | None = None  # model width (None: the model's default)
@@ -96,6 +97,7 @@ def parse_args(argv: list[str] | None = None) -> Config:
     p.add_argument("--epochs", type=int, default=Config.epochs)
     p.add_argument("--batch-size", type=int, default=Config.batch_size)
     p.add_argument("--lr", type=float, default=Config.lr)
+    p.add_argument("--grad-clip", type=float, default=None, help="clip the gradient norm (default: no clipping)")
     p.add_argument("--schedule", choices=("linear", "cosine", "plateau", "constant"), default=Config.schedule)
     p.add_argument("--train-size", type=_size, default=argparse.SUPPRESS,
                    help=f"first N molecules of the training split, or 'all' (default {QUICK_TRAIN_SIZE})")
@@ -129,7 +131,7 @@ def parse_args(argv: list[str] | None = None) -> Config:
         options[key] = _literal(value)
     return Config(
         model=a.model, target=a.target.lower(), edges=a.edges, hydrogens=not a.no_hydrogens, epochs=a.epochs,
-        batch_size=a.batch_size, lr=a.lr, schedule=a.schedule, train_size=train_size, eval_size=eval_size,
+        batch_size=a.batch_size, lr=a.lr, schedule=a.schedule, grad_clip=a.grad_clip, train_size=train_size, eval_size=eval_size,
         channels=a.channels, steps=a.steps, device=a.device, amp=a.amp, seed=a.seed, out=a.out,
         data_root=a.data_root, resume=a.resume, loader_workers=a.loader_workers, progress=not a.no_progress,
         stop_after_epoch=a.stop_after_epoch, model_options=options,
@@ -199,6 +201,7 @@ def main(cfg: Config) -> dict:
 
     train_cfg = TrainConfig(
         epochs=cfg.epochs, lr=cfg.lr, schedule=cfg.schedule, final_lr_factor=cfg.final_lr_factor, amp=cfg.amp,
+        grad_clip=cfg.grad_clip,
         device=str(device), seed=cfg.seed, out_dir=cfg.out, resume=cfg.resume, progress=cfg.progress,
         stop_after_epoch=cfg.stop_after_epoch, target_names=[name], score_scale=[CHEMICAL_ACCURACY[name]],
     )  # fmt: skip
