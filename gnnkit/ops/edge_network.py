@@ -40,11 +40,9 @@ OuterReduce = Literal["sum", "mean"]
 _EXACT_DEGREE = 32
 _OCTAVE_SPLITS = 8
 # Runs of at least this many consecutive equal-degree targets are processed in place (views, no
-# gathers). With several intra-op threads, a few large batched GEMMs parallelise better than one
-# small GEMM per run (measured on QM9-sized batches: 1.6x faster with 2 threads, 16% slower with
-# 1), so short runs then go to the degree buckets.
-_MIN_SLAB_ONE_THREAD = 4
-_MIN_SLAB_THREADED = 64
+# gathers): on QM9-sized batches 16% faster than degree buckets with one thread. (With 2 threads
+# on an oversubscribed machine the comparison was inconclusive, within run-to-run noise.)
+_MIN_SLAB = 4
 
 
 @dataclass(frozen=True, eq=False)
@@ -88,10 +86,11 @@ class DegreeBuckets:
         Args:
             csr: the graph.
             min_slab: shortest run of consecutive equal-degree targets processed as a slab
-                (default: 4 with one intra-op thread, 64 with more).
+                (default 4); larger values send short runs to the degree buckets (fewer, larger
+                GEMMs, at the cost of gathers).
         """
         if min_slab is None:
-            min_slab = _MIN_SLAB_ONE_THREAD if torch.get_num_threads() == 1 else _MIN_SLAB_THREADED
+            min_slab = _MIN_SLAB
         deg = csr.rowptr[1:] - csr.rowptr[:-1]
         # Slabs: long runs of equal, non-zero degree among consecutive targets.
         run_deg, run_len = torch.unique_consecutive(deg, return_counts=True)
