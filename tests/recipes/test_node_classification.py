@@ -37,7 +37,7 @@ CASES = [
     ("nhgcn", "texas", "random", 12, {"hidden": 32}, 65.0),
     ("nhgcn", "texas", "random", 12, {"hidden": 32, "nh_variant": "reference_code", "ego": "linear"}, 65.0),
     ("gcn", "cora", "public", 25, {"lr": 0.05}, 50.0),
-    ("tdgnn-s", "cora", "public", 20, {"levels": [1, 2], "max_hops": 3, "lr": 0.05}, 50.0),
+    ("tdgnn-s", "cora", "public", 50, {"levels": [1, 2], "max_hops": 3, "lr": 0.05}, 50.0),
     ("tdgnn-w", "cora", "geom-gcn", 20, {"levels": [1, 2], "max_hops": 3, "lr": 0.05}, 50.0),
     ("nhgcn", "cora", "random", 8, {"hidden": 32}, 50.0),
 ]
@@ -77,6 +77,15 @@ def test_cli_table_and_errors(recipe, root, tmp_path, capsys):
     assert out[0]["hparams"]["levels"] == [1] and out[0]["hparams"]["hidden"] == 8
     printed = capsys.readouterr().out
     assert "tdgnn-s texas geom-gcn: " in printed and "(paper: 82.95)" in printed
+    config = json.loads(recipe.CONFIG.read_text())
+    config["all"] = {"tdgnn-s": {"geom-gcn": ["texas"]}, "nhgcn": {"random": ["texas"]}}
+    (tmp_path / "small.json").write_text(json.dumps(config))
+    everything = recipe.main(
+        ["--all", "--config", str(tmp_path / "small.json"), "--data-root", str(root), "--num-splits", "1", "--epochs", "3",
+         "--set", "hidden=8", "--results-dir", str(tmp_path / "all")]
+    )
+    assert [(r["model"], r["splits"]) for r in everything] == [("tdgnn-s", "geom-gcn"), ("nhgcn", "random")]
+    assert "| nhgcn | texas | random | 1 |" in (tmp_path / "all" / "node_classification_all.md").read_text()
     collected = recipe.main(["--collect", str(tmp_path), "--results-dir", str(tmp_path / "tables")])
     assert collected[0]["accs"] == out[0]["accs"]
     assert "| tdgnn-s | texas | geom-gcn |" in (tmp_path / "tables" / "node_classification_table.md").read_text()
