@@ -144,3 +144,11 @@ def test_scatter_softmax_gradcheck():
     src = torch.randn(25, 3, dtype=torch.float64, requires_grad=True)
     index = torch.randint(0, 6, (25,))
     assert torch.autograd.gradcheck(lambda s: scatter_softmax(s, index, 7), (src,))
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_half_precision_mean_counts_exactly(dtype):
+    # 3000 rows in one segment: a count kept in float16 would round (2049 is not representable).
+    src = torch.ones(3000, 2, dtype=dtype)
+    out = scatter(src, torch.zeros(3000, dtype=torch.long), 2, "mean")
+    assert out.dtype == dtype and out.tolist() == [[1.0, 1.0], [0.0, 0.0]]
