@@ -58,6 +58,7 @@ def test_parse_args_sizes(recipe):
     quick = recipe.parse_args([])
     assert (quick.train_size, quick.eval_size, quick.model, quick.target, quick.edges) == (5000, 1000, "mpnn", "u0", "complete")
     assert recipe.parse_args(["--train-size", "300"]).eval_size is None  # full validation/test splits
+    assert quick.grad_clip == 5.0 and recipe.parse_args(["--grad-clip", "0"]).grad_clip is None
     cfg = recipe.parse_args(["--train-size", "all", "--eval-size", "200", "--model-option", "edge_hidden=8"])
     assert cfg.train_size is None and cfg.eval_size == 200 and cfg.model_options == {"edge_hidden": 8}
     with pytest.raises(ValueError, match="target"):
