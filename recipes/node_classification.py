@@ -92,10 +92,14 @@ class Runner:
         if model.startswith("tdgnn"):
             self.operators = _tdgnn_operators(data, hp, device)
         if model == "nhgcn":
-            # nh_variant "reference_code" reproduces two quirks of rockcor/NHGCN's NH estimate (see
-            # khop_neighbourhood(drop_lowest_id=...) and reestimate below); "as_described" is the
-            # documented rule: N_k(i) with or without i, true labels on training nodes.
-            self.nh_reference = hp.get("nh_variant", "as_described") == "reference_code"
+            # nh_variant "reference_code" (the config's default) reproduces two quirks of
+            # rockcor/NHGCN's NH estimate (see khop_neighbourhood(drop_lowest_id=...) and reestimate
+            # below); "as_described" is the documented rule: N_k(i) with or without i, true labels
+            # on training nodes.
+            variant = hp.get("nh_variant", "reference_code")
+            if variant not in ("reference_code", "as_described"):
+                raise ValueError(f"nh_variant must be 'reference_code' or 'as_described', got {variant!r}")
+            self.nh_reference = variant == "reference_code"
             include = bool(hp["includeself"])
             self.neigh = khop_neighbourhood(
                 self.edge_index, data.num_nodes, int(hp["hops"]), include, drop_lowest_id=self.nh_reference and not include
