@@ -20,9 +20,10 @@ Where gnnkit follows the reference code rather than the paper:
 * weights ``W`` are Xavier-uniform with the ReLU gain, the λ start at 0, there is no dropout on
   the input features and no bias in the channels (as in the reference).
 
-The NH re-estimation schedule lives in the training loop (``gnnkit.train.node``): the high/low
-mask starts all-high and is recomputed from the predictions each time validation accuracy
-improves, after which :meth:`NHGCN.channel_graphs` rebuilds both adjacencies.
+The NH re-estimation schedule is an ``on_improve`` hook of ``gnnkit.train.train_node_classifier``
+(wired up in ``recipes/node_classification.py``): the high/low mask starts all-high and is
+recomputed from the predictions each time validation accuracy improves, after which
+:meth:`NHGCN.channel_graphs` rebuilds both adjacencies.
 """
 
 from __future__ import annotations
