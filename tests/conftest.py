@@ -29,3 +29,13 @@ def shared_data() -> pathlib.Path:
             f"benchmark graphs not found at {SHARED_DATA}; set GNNKIT_SHARED_DATA to the shared/data folder"
         )
     return SHARED_DATA
+
+
+@pytest.fixture
+def one_thread():
+    """One intra-op thread for the test: tiny tensors gain nothing from threads, and on a shared
+    2-core CI machine a parallel op can wait on a descheduled OpenMP worker."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

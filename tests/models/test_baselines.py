@@ -32,16 +32,6 @@ def test_grid_cnn_reads_the_voxelised_batch():
     torch.testing.assert_close(cnn(batch), cnn(batch.grid))
 
 
-@pytest.fixture
-def one_thread():
-    # Tiny convolutions gain nothing from threads and, on a loaded CI machine, lose a lot to
-    # OpenMP waiting for a descheduled second thread.
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def test_grid_cnn_learns_a_simple_target(one_thread):
     torch.manual_seed(0)
     grids = torch.rand(32, 2, 6, 6)

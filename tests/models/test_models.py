@@ -9,14 +9,7 @@ from gnnkit.models import GGNN, MODELS, MPNN, build_model, edge_type_from_one_ho
 IN, EDGE = 7, 5
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    # Tiny tensors gain nothing from intra-op threads, and on a loaded machine each parallel op
-    # can wait on a descheduled worker thread.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _molecule(n: int, seed: int) -> Data:

@@ -7,14 +7,7 @@ from torch_geometric.nn import GCNConv as PygGCNConv
 from gnnkit.nn import GCNConv
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    # Tiny tensors gain nothing from intra-op threads, and on a loaded machine each parallel op
-    # can wait on a descheduled worker thread.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _pair(cin, cout, **kw):

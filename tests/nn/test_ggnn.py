@@ -7,14 +7,7 @@ from gnnkit.nn import GGNNConv, LiGRUCell
 from gnnkit.ops import CSR
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    # Tiny tensors gain nothing from intra-op threads, and on a loaded machine each parallel op
-    # can wait on a descheduled worker thread.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _dense_ggnn(conv: GGNNConv, x, edge_index, edge_type):

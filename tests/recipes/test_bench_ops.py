@@ -19,16 +19,6 @@ def load_recipe():
     return module
 
 
-@pytest.fixture
-def one_thread():
-    # Tiny ops gain nothing from threads and, on a shared CI machine, lose a lot to OpenMP
-    # waiting for a descheduled second thread.
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def test_bench_ops_quick(shared_data, tmp_path, one_thread):
     bench = load_recipe()
     out = tmp_path / "bench.md"

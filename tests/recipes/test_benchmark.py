@@ -21,16 +21,6 @@ def _recipe():
     return module
 
 
-@pytest.fixture
-def one_thread():
-    # The many tiny ops of a smoke run gain nothing from threads and, on a shared CI machine,
-    # lose a lot to OpenMP waiting for a descheduled second thread.
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def test_benchmark_recipe_smoke(tmp_path, one_thread):
     bench = _recipe()
     out = tmp_path / "results"

@@ -41,13 +41,7 @@ def data_root(tmp_path_factory):
     return root
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    # The runs are tiny; one thread avoids oversubscribing a shared 2-core CI machine.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def run(recipe, data_root, out, *extra):
