@@ -1,25 +1,12 @@
 """Smoke test of recipes/bench_layers.py: runs end to end on tiny sizes and prints the tables."""
 
-import importlib.util
-import pathlib
 import re
-import sys
 
 import torch
 
-REPO = pathlib.Path(__file__).resolve().parents[2]
 
-
-def _load():
-    spec = importlib.util.spec_from_file_location("bench_layers", REPO / "recipes" / "bench_layers.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["bench_layers"] = module  # dataclasses look the module up by name
-    spec.loader.exec_module(module)
-    return module
-
-
-def test_quick_run_writes_the_table(tmp_path):
-    bench = _load()
+def test_quick_run_writes_the_table(tmp_path, load_recipe):
+    bench = load_recipe("bench_layers")
     out = tmp_path / "bench.md"
     threads = torch.get_num_threads()
     try:
@@ -33,8 +20,8 @@ def test_quick_run_writes_the_table(tmp_path):
     assert match is not None and float(match.group(1)) < 1e-4
 
 
-def test_peak_tensor_bytes_sees_an_allocation():
-    bench = _load()
+def test_peak_tensor_bytes_sees_an_allocation(load_recipe):
+    bench = load_recipe("bench_layers")
 
     def alloc():
         t = torch.empty(1 << 20)  # 4 MiB

@@ -1,26 +1,12 @@
 """Smoke test for recipes/bench_ops.py: every graph, method and reduction end to end in seconds."""
 
-import importlib.util
 import math
-import pathlib
-import sys
 
-import pytest
 import torch
 
-REPO = pathlib.Path(__file__).resolve().parents[2]
 
-
-def load_recipe():
-    spec = importlib.util.spec_from_file_location("bench_ops", REPO / "recipes" / "bench_ops.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up there
-    spec.loader.exec_module(module)
-    return module
-
-
-def test_bench_ops_quick(shared_data, tmp_path, one_thread):
-    bench = load_recipe()
+def test_bench_ops_quick(shared_data, tmp_path, one_thread, load_recipe):
+    bench = load_recipe("bench_ops")
     out = tmp_path / "bench.md"
     cfg = bench.parse_args(["--quick", "--device", "cpu", "--data-root", str(shared_data), "--out", str(out)])
     cfg.powerlaw_nodes, cfg.powerlaw_edges, cfg.qm9_molecules, cfg.repeats = 300, 1500, 4, 1
@@ -40,8 +26,8 @@ def test_bench_ops_quick(shared_data, tmp_path, one_thread):
     assert text.count("| Cora |") == 3 and "max spmm/PyG" in text
 
 
-def test_graph_builders():
-    bench = load_recipe()
+def test_graph_builders(load_recipe):
+    bench = load_recipe("bench_ops")
     edge_index, n = bench.qm9_batch(3, 4)
     assert n == 12 and edge_index.shape == (2, 3 * 12)
     assert bool((edge_index[0] // 4 == edge_index[1] // 4).all()) and bool((edge_index[0] != edge_index[1]).all())

@@ -1,28 +1,13 @@
 """Smoke test of recipes/benchmark.py: every architecture end to end on a tiny real QM9 slice."""
 
-import importlib.util
 import json
 import math
-import pathlib
-import sys
-import time
 
 import pytest
-import torch
-
-REPO = pathlib.Path(__file__).resolve().parents[2]
 
 
-def _recipe():
-    spec = importlib.util.spec_from_file_location("benchmark_recipe", REPO / "recipes" / "benchmark.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up there
-    spec.loader.exec_module(module)
-    return module
-
-
-def test_benchmark_recipe_smoke(tmp_path, one_thread):
-    bench = _recipe()
+def test_benchmark_recipe_smoke(tmp_path, one_thread, load_recipe):
+    bench = load_recipe("benchmark")
     out = tmp_path / "results"
     config = bench.parse_args(
         ["--target", "U0", "--train-size", "32", "--eval-size", "16", "--batch-size", "16",
@@ -48,8 +33,8 @@ def test_benchmark_recipe_smoke(tmp_path, one_thread):
     assert (out / "benchmark_U0.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
-def test_timed_chunks_and_config_errors(monkeypatch):
-    bench = _recipe()
+def test_timed_chunks_and_config_errors(monkeypatch, load_recipe):
+    bench = load_recipe("benchmark")
     clock = [0.0]
     monkeypatch.setattr(bench.time, "perf_counter", lambda: clock[0])
 

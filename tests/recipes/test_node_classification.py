@@ -1,24 +1,15 @@
 """Smoke test of recipes/node_classification.py: every model trains a few epochs on Texas and Cora
 (raw files copied from the shared data) and beats the majority-class baseline clearly."""
 
-import importlib.util
 import json
-import pathlib
 import shutil
-import sys
 
 import pytest
 
-RECIPE = pathlib.Path(__file__).resolve().parents[2] / "recipes" / "node_classification.py"
-
 
 @pytest.fixture(scope="module")
-def recipe():
-    spec = importlib.util.spec_from_file_location("nc_recipe", RECIPE)
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules["nc_recipe"] = mod  # dataclasses look their module up there
-    spec.loader.exec_module(mod)
-    return mod
+def recipe(load_recipe):
+    return load_recipe("node_classification")
 
 
 @pytest.fixture(scope="module")

@@ -1,7 +1,6 @@
 """recipes/qm9.py end to end on a small real slice of QM9: smoke, exact resume, DDP (2 gloo ranks)."""
 
 import csv
-import importlib.util
 import json
 import os
 import pathlib
@@ -10,7 +9,6 @@ import sys
 
 import numpy as np
 import pytest
-import torch
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
 RECIPE = REPO / "recipes" / "qm9.py"
@@ -22,12 +20,8 @@ REQUIRED = {"model", "target", "unit", "val_mae", "test_mae", "test_mae_ratio", 
 
 
 @pytest.fixture(scope="module")
-def recipe():
-    spec = importlib.util.spec_from_file_location("qm9_recipe", RECIPE)
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules["qm9_recipe"] = mod  # dataclasses look their module up there
-    spec.loader.exec_module(mod)
-    return mod
+def recipe(load_recipe):
+    return load_recipe("qm9")
 
 
 @pytest.fixture(scope="module")
