@@ -49,6 +49,10 @@ INDEX = torch.tensor([0, 1, 1, 2])
         ((SRC, INDEX.view(2, 2), 3, "sum"), ValueError, "index must have shape"),
         ((SRC, torch.tensor([0, -1, 1, 2]), 3, "sum"), ValueError, "index contains a negative value"),
         ((SRC, INDEX, 2, "sum"), ValueError, "index contains 2, which is out of range for num_segments=2"),
+        # mean and max take other code paths (index_add_'s own bounds check vs. a check up front)
+        ((SRC, torch.tensor([0, -1, 1, 2]), 3, "mean"), ValueError, "index contains a negative value"),
+        ((SRC, INDEX, 2, "mean"), ValueError, "index contains 2, which is out of range for num_segments=2"),
+        ((SRC, INDEX, 2, "max"), ValueError, "index contains 2, which is out of range for num_segments=2"),
         ((SRC, INDEX, -1, "sum"), ValueError, "num_segments must be >= 0"),
         ((SRC, INDEX, 3.0, "sum"), TypeError, "num_segments must be an int"),
         ((SRC, INDEX, 3, "prod"), ValueError, "reduce must be one of"),
