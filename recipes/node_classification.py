@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import pathlib
 import sys
 import time
@@ -75,7 +76,10 @@ def _tdgnn_operators(data, hp: dict, device: str) -> TreeOperators:
 
         pairs = tree_decomposition(data.edge_index, data.num_nodes, levels, hops, sym)
         path.parent.mkdir(parents=True, exist_ok=True)
-        torch.save(pairs, path)
+        # write-then-rename, so a concurrent run (--all --jobs) never reads a half-written file
+        tmp = path.with_suffix(f".{os.getpid()}.tmp")
+        torch.save(pairs, tmp)
+        os.replace(tmp, path)
     return TreeOperators.from_pairs(pairs, data.num_nodes).to(device)
 
 
@@ -202,6 +206,8 @@ def run(cfg: RunConfig) -> dict[str, Any]:
         "reference_run": paper_number(config, cfg.model, cfg.splits, cfg.dataset, "reference_run"),
         "split_seconds": split_seconds,
         "hparams": hp,
+        "num_splits": cfg.num_splits,
+        "epochs": cfg.epochs,
     }
     paper = f"{result['paper']:.2f}" if result["paper"] is not None else "n/a"
     print(f"{cfg.model} {cfg.dataset} {cfg.splits}: {mean:.2f} ± {std:.2f} (paper: {paper})  [{result['seconds']:.0f} s]", flush=True)
@@ -242,6 +248,8 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
     p.add_argument("--config", default=str(CONFIG))
     p.add_argument("--collect", default=None, metavar="DIR", help="only tabulate DIR/*/result.json into --results-dir")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a setting (value parsed as JSON)")
+    p.add_argument("--jobs", type=int, default=1, help="with --all: rows run at once, each in its own process")
+    p.add_argument("--threads", type=int, default=1, help="with --all: torch threads per row")
     args = p.parse_args(argv)
     hparams = {}
     for item in args.set:
@@ -270,24 +278,102 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
         if missing:
             p.error(f"give --all or all of --model/--dataset/--splits (missing: {', '.join(missing)})")
         return [run(RunConfig(args.model, args.dataset, args.splits, out=args.out, **common))]
+    return run_all(args, common)
+
+
+def _reusable(path: pathlib.Path, cfg: RunConfig, hp: dict[str, Any]) -> dict[str, Any] | None:
+    """A finished row's result.json, if it was run with the same settings (so --all can resume)."""
+    if not path.exists():
+        return None
+    try:
+        result = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError):
+        return None
+    same = (
+        "num_splits" in result and "epochs" in result and result.get("hparams") == hp
+        and result["num_splits"] == cfg.num_splits and result["epochs"] == cfg.epochs
+    )
+    return result if same else None
+
+
+def _cost(model: str, data, hp: dict[str, Any], epochs: int | None) -> float:
+    """Rough cost of one row (for scheduling the longest rows first): epochs x splits x work per epoch."""
+    runs = 10 if data.train_mask.size(1) == 1 else data.train_mask.size(1)
+    width = hp.get("hidden", 16) * (2 if model == "nhgcn" else 1)
+    per_epoch = data.x.count_nonzero().item() * width + data.edge_index.size(1) * width
+    if model.startswith("tdgnn"):
+        per_epoch += 2e5 * len(hp["levels"]) * data.num_classes
+    return float(epochs or hp["epochs"]) * runs * per_epoch
+
+
+def _run_row(cfg: RunConfig, threads: int) -> dict[str, Any]:
+    torch.set_num_threads(threads)
+    return run(cfg)
+
+
+def run_all(args: argparse.Namespace, common: dict[str, Any]) -> list[dict[str, Any]]:
+    """Every row of the config's ``all`` section: ``--jobs`` rows at a time in worker processes
+    (``--threads`` each), longest first. With ``--out``, a row whose ``result.json`` was written with
+    the same settings is reused, so an interrupted ``--all`` resumes where it stopped."""
+    import concurrent.futures
+    import multiprocessing
+    import platform
+
+    if args.jobs < 1 or args.threads < 1:
+        raise ValueError(f"--jobs and --threads must be >= 1, got {args.jobs} and {args.threads}")
     config = json.loads(pathlib.Path(args.config).read_text())
-    results = []
     t0 = time.time()
+    load_start = os.getloadavg()
+    rows, results, reused = [], {}, 0
     for model, protocols in config["all"].items():
         for splits, datasets in protocols.items():
             for dataset in datasets:
                 out = str(pathlib.Path(args.out) / f"{model}-{dataset}-{splits}") if args.out else None
-                results.append(run(RunConfig(model, dataset, splits, out=out, **common)))
-    table = markdown_table(results)
+                cfg = RunConfig(model, dataset, splits, out=out, **common)
+                hp = {**lookup(config, model, splits, dataset), **cfg.hparams}
+                key = (model, dataset, splits)
+                prior = _reusable(pathlib.Path(out) / "result.json", cfg, hp) if out else None
+                if prior is not None:
+                    results[key] = prior
+                    reused += 1
+                    print(f"{model} {dataset} {splits}: reusing {out}/result.json", flush=True)
+                    continue
+                # loading here, in one process, writes PyG's processed/ files before the workers
+                # start (two workers processing the same raw files at once would race)
+                data = load_node_dataset(dataset, splits, cfg.data_root, graph=hp.get("graph", "as_loaded"))
+                rows.append((_cost(model, data, hp, cfg.epochs), key, cfg))
+    rows.sort(key=lambda r: -r[0])
+    if args.jobs == 1:
+        torch.set_num_threads(args.threads)
+        for _, key, cfg in rows:
+            results[key] = run(cfg)
+    else:
+        ctx = multiprocessing.get_context("spawn")
+        with concurrent.futures.ProcessPoolExecutor(args.jobs, mp_context=ctx) as pool:
+            futures = {pool.submit(_run_row, cfg, args.threads): key for _, key, cfg in rows}
+            for fut in concurrent.futures.as_completed(futures):
+                results[futures[fut]] = fut.result()
+    order = {m: i for i, m in enumerate(MODELS)}
+    ordered = sorted(results.values(), key=lambda r: (order[r["model"]], r["splits"], NODE_DATASETS.index(r["dataset"])))
+    table = markdown_table(ordered)
     total = time.time() - t0
+    load_end = os.getloadavg()
     dest = pathlib.Path(args.results_dir)
     dest.mkdir(parents=True, exist_ok=True)
+    cpu = platform.processor() or platform.machine()
+    row_seconds = sum(r["seconds"] for r in ordered)
     (dest / "node_classification_all.md").write_text(
-        f"# Node classification, all models\n\nCommand: `python recipes/node_classification.py --all`, "
-        f"device {args.device}, total {total:.0f} s.\n\n{table}"
+        f"# Node classification, all models\n\n"
+        f"Command: `python recipes/node_classification.py --all --jobs {args.jobs} --threads {args.threads}"
+        f"{' --num-splits ' + str(args.num_splits) if args.num_splits else ''}"
+        f"{' --epochs ' + str(args.epochs) if args.epochs else ''}`, device {args.device} ({cpu}, "
+        f"{os.cpu_count()} cores), wall time {total:.0f} s for {len(rows)} rows run here"
+        f"{f' ({reused} rows reused from an earlier run under --out)' if reused else ''}; "
+        f"the rows' own times sum to {row_seconds:.0f} s. Load average (1 min) {load_start[0]:.1f} at the start, "
+        f"{load_end[0]:.1f} at the end.\n\n{table}"
     )
     print(table)
-    return results
+    return ordered
 
 
 if __name__ == "__main__":
