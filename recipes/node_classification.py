@@ -116,7 +116,7 @@ class Runner:
         f, c = d.num_features, d.num_classes
         if self.name == "gcn":
             model = build_model("gcn", f, c, hidden=hp["hidden"], dropout=hp["dropout"], cached=True).to(self.device)
-            graph = type(d)(x=self.x, edge_index=self.edge_index)
+            graph = type(d)(x=self.x_sparse, edge_index=self.edge_index)
             optimizer = torch.optim.Adam(
                 [
                     {"params": model.conv1.parameters(), "weight_decay": hp["weight_decay"]},
@@ -281,6 +281,11 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
     return run_all(args, common)
 
 
+def _settings(hp: dict[str, Any]) -> dict[str, Any]:
+    """The settings that change a run: everything but the config's ``source*`` notes."""
+    return {k: v for k, v in hp.items() if not k.startswith("source")}
+
+
 def _reusable(path: pathlib.Path, cfg: RunConfig, hp: dict[str, Any]) -> dict[str, Any] | None:
     """A finished row's result.json, if it was run with the same settings (so --all can resume)."""
     if not path.exists():
@@ -290,7 +295,7 @@ def _reusable(path: pathlib.Path, cfg: RunConfig, hp: dict[str, Any]) -> dict[st
     except (OSError, json.JSONDecodeError):
         return None
     same = (
-        "num_splits" in result and "epochs" in result and result.get("hparams") == hp
+        "num_splits" in result and "epochs" in result and _settings(result.get("hparams") or {}) == _settings(hp)
         and result["num_splits"] == cfg.num_splits and result["epochs"] == cfg.epochs
     )
     return result if same else None

@@ -9,7 +9,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from gnnkit.models._inputs import graph_inputs
-from gnnkit.nn import GCNConv, MaxReadout, MeanReadout, SumReadout
+from gnnkit.nn import GCNConv, MaxReadout, MeanReadout, SumReadout, feature_dropout
 
 _READOUTS: dict[str, type[nn.Module]] = {"sum": SumReadout, "mean": MeanReadout, "max": MaxReadout}
 
@@ -40,7 +40,7 @@ class GCN(nn.Module):
     def forward(self, data: Any) -> Tensor:
         x, edge_index = data.x, data.edge_index
         edge_weight = getattr(data, "edge_weight", None)
-        x = F.dropout(x, self.dropout, self.training)
+        x = feature_dropout(x, self.dropout, self.training)  # x may be sparse COO
         x = F.relu(self.conv1(x, edge_index, edge_weight))
         x = F.dropout(x, self.dropout, self.training)
         return self.conv2(x, edge_index, edge_weight)

@@ -35,6 +35,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from gnnkit.nn import feature_dropout
 from gnnkit.ops import tree_decomposition
 
 
@@ -100,15 +101,6 @@ class TreeOperators:
             raise ValueError(f"z has {z.size(0)} rows but the operators are built for {self.num_nodes} nodes")
         a, a_t = self.stacked.to(z.dtype), self.stacked_t.to(z.dtype)
         return _ConstantSpMM.apply(z.contiguous(), a, a_t).view(self.num_levels, self.num_nodes, -1)
-
-
-def _sparse_dropout(x: Tensor, p: float, training: bool) -> Tensor:
-    if not training or p == 0.0:
-        return x
-    x = x.coalesce()
-    return torch.sparse_coo_tensor(
-        x.indices(), F.dropout(x.values(), p, True), x.shape, is_coalesced=True, check_invariants=False
-    )
 
 
 class TDGNN(nn.Module):
@@ -180,7 +172,7 @@ class TDGNN(nn.Module):
         if operators.num_levels != len(self.levels):
             raise ValueError(f"expected operators for {len(self.levels)} levels {self.levels}, got {operators.num_levels}")
         if x.is_sparse:
-            x = _sparse_dropout(x, self.dropout1, self.training)
+            x = feature_dropout(x, self.dropout1, self.training)
             h = torch.sparse.mm(x, self.lin1.weight.t()) + self.lin1.bias
         else:
             h = self.lin1(F.dropout(x, self.dropout1, self.training))

@@ -1,6 +1,6 @@
 """Layers: the message -> aggregate -> update base, convolutions and readouts."""
 
-from gnnkit.nn.conv import GCNConv, add_remaining_self_loops, gcn_norm
+from gnnkit.nn.conv import GCNConv, add_remaining_self_loops, feature_dropout, gcn_norm
 from gnnkit.nn.conv import GRUMessagePassing, RelationalConv
 from gnnkit.nn.conv import EdgeNetworkConv, GGNNConv, LiGRUCell
 from gnnkit.nn.message_passing import MessagePassing, as_csr
@@ -10,6 +10,7 @@ __all__ = [
     "MessagePassing",
     "as_csr",
     "GCNConv",
+    "feature_dropout",
     "gcn_norm",
     "add_remaining_self_loops",
     "RelationalConv",

@@ -106,6 +106,11 @@ def test_all_parallel_and_resume(recipe, root, tmp_path):
     assert second.stdout.count("reusing") == 3
     again = (tmp_path / "b" / "node_classification_all.md").read_text()
     assert "for 0 rows run here (3 rows reused" in again and again.split("\n\n", 2)[2] == table.split("\n\n", 2)[2]
+    # a changed note ("source") is not a changed setting: still reused
+    config["settings"]["gcn"]["*"]["*"]["source"] = "edited note"
+    (tmp_path / "small.json").write_text(json.dumps(config))
+    noted = subprocess.run(base + ["--results-dir", str(tmp_path / "n")], capture_output=True, text=True, timeout=300)
+    assert noted.returncode == 0 and noted.stdout.count("reusing") == 3, noted.stderr[-3000:]
     # a different setting is a different row: rerun, not reused
     third = subprocess.run(base[:-2] + ["--set", "lr=0.02", "--out", str(tmp_path / "runs"), "--results-dir", str(tmp_path / "c")],
                            capture_output=True, text=True, timeout=300)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import math
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from gnnkit.ops import CSR, spmm
@@ -139,9 +140,23 @@ class GCNConv(nn.Module):
         if x.dim() != 2 or x.size(1) != self.in_channels:
             raise ValueError(f"x must have shape [N, {self.in_channels}], got {tuple(x.shape)}")
         csr, w = self.normalized_graph(edge_index, x.size(0), edge_weight)
-        h = self.lin(x)
+        # sparse node features (bag-of-words graphs are ~1 % non-zero) take a sparse product
+        h = torch.sparse.mm(x, self.lin.weight.t()) if x.is_sparse else self.lin(x)
         out = spmm(csr, h, w.to(h.dtype), "sum", weight_order="csr")
         return out + self.bias if self.bias is not None else out
 
     def extra_repr(self) -> str:
         return f"{self.in_channels}, {self.out_channels}, cached={self.cached}"
+
+
+def feature_dropout(x: Tensor, p: float, training: bool) -> Tensor:
+    """``F.dropout`` that also takes a sparse COO ``x``: then it drops stored values only, which has
+    the distribution of dense dropout (a zero stays zero) at the cost of the non-zeros."""
+    if not x.is_sparse:
+        return F.dropout(x, p, training)
+    if not training or p == 0.0:
+        return x
+    x = x.coalesce()
+    return torch.sparse_coo_tensor(
+        x.indices(), F.dropout(x.values(), p, True), x.shape, is_coalesced=True, check_invariants=False
+    )
