@@ -90,7 +90,6 @@ class Runner:
         self.name, self.data, self.hp, self.device = model, data, hp, device
         self.epochs = int(epochs or hp["epochs"])
         self.x_sparse = data.x.to_sparse().to(device)
-        self.x = data.x.to(device)
         self.y = data.y.to(device)
         self.edge_index = data.edge_index.to(device)
         if model.startswith("tdgnn"):
@@ -329,7 +328,7 @@ def run_all(args: argparse.Namespace, common: dict[str, Any]) -> list[dict[str, 
     config = json.loads(pathlib.Path(args.config).read_text())
     t0 = time.time()
     load_start = os.getloadavg()
-    rows, results, reused = [], {}, 0
+    rows, results, reused, loaded = [], {}, 0, {}
     for model, protocols in config["all"].items():
         for splits, datasets in protocols.items():
             for dataset in datasets:
@@ -345,7 +344,10 @@ def run_all(args: argparse.Namespace, common: dict[str, Any]) -> list[dict[str, 
                     continue
                 # loading here, in one process, writes PyG's processed/ files before the workers
                 # start (two workers processing the same raw files at once would race)
-                data = load_node_dataset(dataset, splits, cfg.data_root, graph=hp.get("graph", "as_loaded"))
+                graph = hp.get("graph", "as_loaded")
+                if (dataset, splits, graph) not in loaded:
+                    loaded[(dataset, splits, graph)] = load_node_dataset(dataset, splits, cfg.data_root, graph=graph)
+                data = loaded[(dataset, splits, graph)]
                 rows.append((_cost(model, data, hp, cfg.epochs), key, cfg))
     rows.sort(key=lambda r: -r[0])
     if args.jobs == 1:

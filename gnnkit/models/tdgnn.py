@@ -171,11 +171,8 @@ class TDGNN(nn.Module):
             raise TypeError(f"operators must be TreeOperators (see TDGNN.operators), got {type(operators).__name__}")
         if operators.num_levels != len(self.levels):
             raise ValueError(f"expected operators for {len(self.levels)} levels {self.levels}, got {operators.num_levels}")
-        if x.is_sparse:
-            x = feature_dropout(x, self.dropout1, self.training)
-            h = torch.sparse.mm(x, self.lin1.weight.t()) + self.lin1.bias
-        else:
-            h = self.lin1(F.dropout(x, self.dropout1, self.training))
+        x = feature_dropout(x, self.dropout1, self.training)  # x may be sparse COO
+        h = torch.sparse.mm(x, self.lin1.weight.t()) + self.lin1.bias if x.is_sparse else self.lin1(x)
         z = self.lin2(F.dropout(F.relu(h), self.dropout2, self.training))
         hz = operators.propagate(z)  # [L, N, C]
         w = self.level_weight
