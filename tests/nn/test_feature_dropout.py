@@ -1,5 +1,6 @@
 """GCNConv / GCN with sparse node features, and feature_dropout on sparse inputs."""
 
+import pytest
 import torch
 
 from gnnkit.models import build_model
@@ -38,6 +39,14 @@ def test_feature_dropout_sparse():
     assert 0.4 < kept.double().mean().item() < 0.6
     dense = torch.ones(4, 4)
     assert torch.equal(feature_dropout(dense, 0.3, False), dense)
+    for bad in (-0.1, 1.5):
+        with pytest.raises(ValueError, match="dropout probability"):
+            feature_dropout(x, bad, False)  # checked in eval mode too, and for sparse inputs
+
+
+def test_gcnconv_sparse_wrong_width():
+    with pytest.raises(ValueError, match=r"x must have shape \[N, 40\]"):
+        GCNConv(40, 8)(_sparse_features(30, 41).to_sparse(), torch.zeros(2, 0, dtype=torch.long))
 
 
 def test_gcn_model_sparse_features_eval_equals_dense():

@@ -152,6 +152,8 @@ class GCNConv(nn.Module):
 def feature_dropout(x: Tensor, p: float, training: bool) -> Tensor:
     """``F.dropout`` that also takes a sparse COO ``x``: then it drops stored values only, which has
     the distribution of dense dropout (a zero stays zero) at the cost of the non-zeros."""
+    if not 0.0 <= p <= 1.0:
+        raise ValueError(f"dropout probability p must be in [0, 1], got {p}")
     if not x.is_sparse:
         return F.dropout(x, p, training)
     if not training or p == 0.0:
