@@ -46,6 +46,7 @@ import torch
 
 from gnnkit.data import EncodeSmiles, SmilesVocab, TargetNormalizer, random_rotation, read_qm9_smiles, tokenize, voxelize
 from gnnkit.data.qm9 import CHEMICAL_ACCURACY, EXTENSIVE, QM9, UNITS, load_split, target_index
+from gnnkit.models import MODELS as REGISTRY
 from gnnkit.models import build_model
 from gnnkit.train import TrainConfig, evaluate, fit, make_loader, resolve_device
 from gnnkit.train.loop import BEST_MODEL_NAME
@@ -308,7 +309,8 @@ def run_model(name: str, config: Config, info: dict[str, Any], device: torch.dev
     elif kind == "tokens":
         in_channels, edge_dim = len(info["vocab"]), None
     else:
-        in_channels, edge_dim = sample.x.size(1), sample.edge_attr.size(1)
+        in_channels = sample.x.size(1)
+        edge_dim = sample.edge_attr.size(1) if REGISTRY[registry_name].edge_features else None
     torch.manual_seed(config.seed)
     model = build_model(registry_name, in_channels, 1, edge_dim=edge_dim, **model_config)
     params = sum(p.numel() for p in model.parameters())

@@ -25,15 +25,18 @@ from typing import Any
 
 import torch
 from torch import Tensor
+from torch_geometric.data import Data
 
 from gnnkit.data.node_classification import NODE_DATASETS, SPLITS, graph_key, load_node_dataset
-from gnnkit.models import build_model
-from gnnkit.models.nhgcn import NHGCN
-from gnnkit.models.tdgnn import TreeOperators
-from gnnkit.ops import khop_neighbourhood, neighbourhood_homophily
+from gnnkit.models import MODELS as REGISTRY
+from gnnkit.models import HomophilySplit, TreeDecomposition, build_model
 from gnnkit.train.node import NodeResult, train_node_classifier
 
 MODELS = ("gcn", "tdgnn-s", "tdgnn-w", "nhgcn")
+# Config keys named after the reference scripts' flags, and the registry's option names for them.
+OPTION_NAMES = {"finaldp": "final_dropout", "addself": "add_self_loops", "wd": "weight_decay"}
+# Weight-decay keys a model's param_groups() takes (GCN: first layer only; TDGNN: three groups).
+DECAY_KEYS = ("weight_decay", "wd1", "wd2", "wd3")
 CONFIG = pathlib.Path(__file__).resolve().parent / "configs" / "node_classification.json"
 RESULTS = pathlib.Path(__file__).resolve().parent / "results"
 
@@ -65,104 +68,68 @@ def paper_number(config: dict, model: str, splits: str, dataset: str, key: str =
     return config.get(key, {}).get(model, {}).get(splits, {}).get(dataset)
 
 
-def _tdgnn_operators(data, hp: dict, device: str) -> TreeOperators:
-    """The tree operators of this graph, cached on disk beside the dataset (datasets/**/cache)."""
-    levels, hops, sym = list(hp["levels"]), int(hp.get("max_hops", 10)), bool(hp.get("symmetric", False))
-    path = pathlib.Path(data.cache_dir) / f"tdgnn-{graph_key(data.edge_index, data.num_nodes, levels, hops, sym)}.pt"
+def _tdgnn_operators(data, hp: dict) -> Data:
+    """``data`` with TDGNN's tree operator (:class:`gnnkit.models.TreeDecomposition`), cached on
+    disk beside the dataset (datasets/**/cache): the multi-source BFS runs once per graph."""
+    transform = TreeDecomposition(hp["levels"], int(hp.get("max_hops", 10)), bool(hp.get("symmetric", False)))
+    cfg = transform.config
+    key = graph_key(data.edge_index, data.num_nodes, cfg["levels"], cfg["max_hops"], cfg["symmetric"])
+    path = pathlib.Path(data.cache_dir) / f"tdgnn-tree-{key}.pt"
+    out = data.clone()
     if path.exists():
-        pairs = torch.load(path)
-    else:
-        from gnnkit.ops import tree_decomposition
-
-        pairs = tree_decomposition(data.edge_index, data.num_nodes, levels, hops, sym)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        # write-then-rename, so a concurrent run (--all --jobs) never reads a half-written file
-        tmp = path.with_suffix(f".{os.getpid()}.tmp")
-        torch.save(pairs, tmp)
-        os.replace(tmp, path)
-    return TreeOperators.from_pairs(pairs, data.num_nodes).to(device)
+        out.tree_edge_index, out.tree_edge_weight, out.tree_edge_type = torch.load(path)
+        out.tree_config = cfg
+        return out
+    out = transform(data)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    # write-then-rename, so a concurrent run (--all --jobs) never reads a half-written file
+    tmp = path.with_suffix(f".{os.getpid()}.tmp")
+    torch.save((out.tree_edge_index, out.tree_edge_weight, out.tree_edge_type), tmp)
+    os.replace(tmp, path)
+    return out
 
 
 class Runner:
-    """Builds what a model needs once per dataset, then trains one split at a time."""
+    """Builds what a model reads once per dataset, then trains one split at a time: every model
+    comes from the registry (:func:`gnnkit.models.build_model`) and is called on the graph its
+    ``prepare`` validates and precomputes once per split."""
 
     def __init__(self, model: str, data, hp: dict, device: str, epochs: int | None) -> None:
-        self.name, self.data, self.hp, self.device = model, data, hp, device
+        self.name, self.hp, self.device = model, hp, device
         self.epochs = int(epochs or hp["epochs"])
-        self.x_sparse = data.x.to_sparse().to(device)
-        self.y = data.y.to(device)
-        self.edge_index = data.edge_index.to(device)
+        options = REGISTRY[model].options()
+        self.options = {OPTION_NAMES.get(k, k): v for k, v in hp.items() if OPTION_NAMES.get(k, k) in options}
+        self.decay = {OPTION_NAMES.get(k, k): v for k, v in hp.items() if OPTION_NAMES.get(k, k) in DECAY_KEYS}
+        data = data.clone()
+        data.x = data.x.to_sparse()  # bag-of-words features: sparse products, sparse dropout
         if model.startswith("tdgnn"):
-            self.operators = _tdgnn_operators(data, hp, device)
+            data = _tdgnn_operators(data, hp)
+        self.data = data.to(device)
+        self.num_features, self.num_classes = data.num_features, data.num_classes
         if model == "nhgcn":
             # nh_variant "reference_code" (the config's default) reproduces two quirks of
-            # rockcor/NHGCN's NH estimate (see khop_neighbourhood(drop_lowest_id=...) and reestimate
-            # below); "as_described" is the documented rule: N_k(i) with or without i, true labels
-            # on training nodes.
-            variant = hp.get("nh_variant", "reference_code")
-            if variant not in ("reference_code", "as_described"):
-                raise ValueError(f"nh_variant must be 'reference_code' or 'as_described', got {variant!r}")
-            self.nh_reference = variant == "reference_code"
-            include = bool(hp["includeself"])
-            self.neigh = khop_neighbourhood(
-                self.edge_index, data.num_nodes, int(hp["hops"]), include, drop_lowest_id=self.nh_reference and not include
-            )
+            # rockcor/NHGCN's NH estimate; "as_described" is the documented rule.
+            self.split = HomophilySplit(
+                self.data.edge_index, data.num_nodes, int(hp["hops"]), bool(hp["includeself"]), float(hp["threshold"]),
+                variant=hp.get("nh_variant", "reference_code"),
+            )  # fmt: skip
 
     def run_split(self, i: int, seed: int) -> NodeResult:
         torch.manual_seed(seed)
         d, hp = self.data, self.hp
-        masks = [m[:, i].to(self.device) for m in (d.train_mask, d.val_mask, d.test_mask)]
-        f, c = d.num_features, d.num_classes
+        masks = [m[:, i] for m in (d.train_mask, d.val_mask, d.test_mask)]
+        model = build_model(self.name, self.num_features, self.num_classes, **self.options).to(self.device)
+        optimizer = torch.optim.Adam(model.param_groups(**self.decay), lr=hp["lr"])
+        state = {"graph": model.prepare(d)}  # validated, normalised, operators built: once for all epochs
+        rule: dict[str, Any] = {"select": hp.get("select", "val_loss"), "early_stopping": int(hp.get("early_stopping", 0))}
         if self.name == "gcn":
-            model = build_model("gcn", f, c, hidden=hp["hidden"], dropout=hp["dropout"], cached=True).to(self.device)
-            graph = type(d)(x=self.x_sparse, edge_index=self.edge_index)
-            optimizer = torch.optim.Adam(
-                [
-                    {"params": model.conv1.parameters(), "weight_decay": hp["weight_decay"]},
-                    {"params": model.conv2.parameters(), "weight_decay": 0.0},
-                ],
-                lr=hp["lr"],
-            )
-            return train_node_classifier(
-                model, lambda: model(graph), optimizer, self.y, *masks, self.epochs,
-                select=hp["select"], early_stopping=hp["early_stopping"], early_stopping_start=hp["early_stopping"],
-            )
-        if self.name.startswith("tdgnn"):
-            model = build_model(
-                self.name, f, c, levels=hp["levels"], hidden=hp["hidden"], dropout1=hp["dropout1"], dropout2=hp["dropout2"]
-            ).to(self.device)
-            optimizer = torch.optim.Adam(model.param_groups(hp["wd1"], hp["wd2"], hp.get("wd3", 0.0)), lr=hp["lr"])
-            return train_node_classifier(
-                model, lambda: model(self.x_sparse, self.operators), optimizer, self.y, *masks, self.epochs,
-                select="val_loss", early_stopping=hp["early_stopping"],
-            )
-        model = build_model(
-            "nhgcn", f, c, hidden=hp["hidden"], dropout=hp["dropout"], final_dropout=hp["finaldp"],
-            ego=hp.get("ego", "reference"),
-        ).to(self.device)
-        optimizer = torch.optim.Adam(model.parameters(), lr=hp["lr"], weight_decay=hp["wd"])
-        n, add_self = d.num_nodes, bool(hp["addself"])
-        train_mask = masks[0]
-        state = {"graphs": NHGCN.channel_graphs(self.edge_index, n, torch.ones(n, dtype=torch.bool), add_self)}
+            rule["early_stopping_start"] = rule["early_stopping"]  # Kipf: the window applies from its own length on
+        if self.name == "nhgcn":
+            def reestimate(logits: Tensor) -> None:  # NHGCN: re-split the nodes whenever val accuracy improves
+                state["graph"] = model.with_split(state["graph"], self.split(logits, d.y, masks[0]))
 
-        def reestimate(logits: Tensor) -> None:
-            # true labels on training nodes, predictions elsewhere; high NH <=> 1/NH <= threshold
-            pred = logits.argmax(1)
-            if self.nh_reference:
-                # the reference's one-hot broadcasts [N, 1] * [N] to [N, N] and so marks a training
-                # node with both its true label and its prediction
-                labels = torch.nn.functional.one_hot(pred, c).float()
-                labels[train_mask, self.y[train_mask]] = 1.0
-            else:
-                labels = torch.where(train_mask, self.y, pred)
-            nh = neighbourhood_homophily(self.neigh, labels, n)
-            high = nh >= 1.0 / float(hp["threshold"])
-            state["graphs"] = NHGCN.channel_graphs(self.edge_index, n, high, add_self)
-
-        return train_node_classifier(
-            model, lambda: model(self.x_sparse, *state["graphs"]), optimizer, self.y, *masks, self.epochs,
-            select="val_acc", patience=int(hp["patience"]), on_improve=reestimate,
-        )
+            rule.update(select="val_acc", patience=int(hp["patience"]), on_improve=reestimate)
+        return train_node_classifier(model, lambda: model(state["graph"]), optimizer, d.y, *masks, self.epochs, **rule)
 
 
 def run(cfg: RunConfig) -> dict[str, Any]:

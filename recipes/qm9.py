@@ -33,13 +33,16 @@ import torch
 
 from gnnkit.data import QM9, TargetNormalizer, load_split, target_index
 from gnnkit.data.qm9 import CHEMICAL_ACCURACY, EXTENSIVE, TARGETS, UNITS
-from gnnkit.models import build_model
+from gnnkit.models import MODELS, build_model
 from gnnkit.train import TrainConfig, fit, init_distributed, loader_throughput, make_loader, resolve_device
 from gnnkit.train.checkpoint import atomic_write_text
 
 QUICK_TRAIN_SIZE, QUICK_EVAL_SIZE = 5_000, 1_000
 # recipe name -> (registry name, extra options)
-MODEL_NAMES = {"mpnn": "mpnn", "ggnn": "ggnn", "gcn": "gcn-graph"}
+# The registry's graph-level models on molecular graphs; GCNGraph names its width and depth
+# hidden / num_layers.
+GRAPH_MODELS = tuple(n for n, spec in MODELS.items() if spec.task == "graph" and spec.inputs == "graph")
+WIDTH_DEPTH = {"gcn-graph": ("hidden", "num_layers")}
 GILMER_U0_RATIO = 0.45  # enn-s2s, MAE / chemical accuracy on U0 after 3M steps (Table 2)
 
 
@@ -91,7 +94,7 @@ def _literal(text: str) -> int | float | bool | str:
 
 def parse_args(argv: list[str] | None = None) -> Config:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--model", choices=sorted(MODEL_NAMES), default=Config.model)
+    p.add_argument("--model", choices=GRAPH_MODELS, default=Config.model)
     p.add_argument("--target", default="U0", help=f"one of {', '.join(TARGETS)} (case-insensitive)")
     p.add_argument("--edges", choices=("complete", "bonds", "bins"), default=Config.edges)
     p.add_argument("--no-hydrogens", action="store_true", help="heavy atoms only")
@@ -142,10 +145,11 @@ def parse_args(argv: list[str] | None = None) -> Config:
 
 def model_options(cfg: Config) -> dict:
     opts = dict(cfg.model_options)
+    width, depth = WIDTH_DEPTH.get(cfg.model, ("channels", "steps"))
     if cfg.channels is not None:
-        opts["channels" if cfg.model != "gcn" else "hidden"] = cfg.channels
+        opts[width] = cfg.channels
     if cfg.steps is not None:
-        opts["steps" if cfg.model != "gcn" else "num_layers"] = cfg.steps
+        opts[depth] = cfg.steps
     if cfg.edges == "bins" and cfg.model == "ggnn":
         opts.setdefault("num_edge_types", 14)  # 4 bond types + 10 distance bins (data.edge_type)
     return opts
@@ -194,7 +198,8 @@ def main(cfg: Config) -> dict:
 
     torch.manual_seed(cfg.seed)
     sample = parts["train"][0]
-    model = build_model(MODEL_NAMES[cfg.model], sample.x.size(1), 1, edge_dim=sample.edge_attr.size(1), **model_options(cfg))
+    edge_dim = sample.edge_attr.size(1) if MODELS[cfg.model].edge_features else None
+    model = build_model(cfg.model, sample.x.size(1), 1, edge_dim=edge_dim, **model_options(cfg))
     if info.is_main:
         n_params = sum(p.numel() for p in model.parameters())
         print(f"QM9 {name}: {cfg.model} ({n_params:,} parameters) on {device}, edges={cfg.edges}, "

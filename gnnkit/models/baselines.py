@@ -201,16 +201,4 @@ class SeqRNN(nn.Module):
         return self.head(g)
 
 
-def build_cnn(in_channels: int, out_channels: int, edge_dim: int | None = None, **config: Any) -> GridCNN:
-    """``build_model("cnn", ...)``: see :class:`GridCNN` for ``config``. ``in_channels`` is the
-    number of grid channels; ``edge_dim`` is accepted for the common signature and unused."""
-    return GridCNN(in_channels, out_channels, **config)
-
-
-def build_rnn(in_channels: int, out_channels: int, edge_dim: int | None = None, **config: Any) -> SeqRNN:
-    """``build_model("rnn", ...)``: see :class:`SeqRNN` for ``config``. ``in_channels`` is the
-    vocabulary size; ``edge_dim`` is accepted for the common signature and unused."""
-    return SeqRNN(in_channels, out_channels, **config)
-
-
-__all__ = ["GridCNN", "SeqRNN", "build_cnn", "build_rnn"]
+__all__ = ["GridCNN", "SeqRNN"]

@@ -8,45 +8,55 @@ from typing import Any, Literal
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from gnnkit.models._inputs import graph_inputs
+from gnnkit.models._base import GraphModel
 from gnnkit.nn import GCNConv, MaxReadout, MeanReadout, SumReadout, feature_dropout
 
 _READOUTS: dict[str, type[nn.Module]] = {"sum": SumReadout, "mean": MeanReadout, "max": MaxReadout}
 
 
-class GCN(nn.Module):
+class GCN(GraphModel):
     """Kipf & Welling's 2-layer GCN node classifier:
     ``logits = Â ReLU(Â dropout(X) W1) W2`` with dropout before each layer (their setting:
     ``hidden=16``, ``dropout=0.5``). Returns one row of logits per node (apply ``log_softmax`` /
-    ``cross_entropy`` outside). Uses ``data.edge_weight`` if the data carries one.
+    ``cross_entropy`` outside). Uses ``data.edge_weight`` if the data carries one. Both layers
+    share the normalised graph ``Â``, computed once by :meth:`prepare`.
 
     Args:
         in_channels: node feature size.
         out_channels: number of classes.
         hidden: hidden size.
         dropout: dropout probability on the input of each layer.
-        cached: cache the normalised graph (transductive training on one static graph).
+        cached: let each layer also keep ``Â`` of the first graph (PyG semantics).
 
     Shapes:
-        data.x ``[N, in_channels]``, data.edge_index ``[2, E]`` -> ``[N, out_channels]``.
+        data.x ``[N, in_channels]`` (dense or sparse COO), data.edge_index ``[2, E]`` ->
+        ``[N, out_channels]``.
     """
 
     def __init__(self, in_channels: int, out_channels: int, hidden: int = 16, dropout: float = 0.5, cached: bool = False) -> None:
         super().__init__()
+        if not 0.0 <= dropout <= 1.0:
+            raise ValueError(f"dropout must be in [0, 1], got {dropout}")
         self.dropout = dropout
         self.conv1 = GCNConv(in_channels, hidden, cached=cached)
         self.conv2 = GCNConv(hidden, out_channels, cached=cached)
 
+    def param_groups(self, weight_decay: float = 0.0) -> list[dict[str, Any]]:
+        """Kipf's optimiser setting: weight decay on the first layer only."""
+        return [
+            {"params": list(self.conv1.parameters()), "weight_decay": weight_decay},
+            {"params": list(self.conv2.parameters()), "weight_decay": 0.0},
+        ]
+
     def forward(self, data: Any) -> Tensor:
-        x, edge_index = data.x, data.edge_index
-        edge_weight = getattr(data, "edge_weight", None)
-        x = feature_dropout(x, self.dropout, self.training)  # x may be sparse COO
-        x = F.relu(self.conv1(x, edge_index, edge_weight))
+        graph = self.prepare(data)
+        x = feature_dropout(self.node_input(graph), self.dropout, self.training)  # x may be sparse COO
+        x = F.relu(self.conv1(x, graph))
         x = F.dropout(x, self.dropout, self.training)
-        return self.conv2(x, edge_index, edge_weight)
+        return self.conv2(x, graph)
 
 
-class GCNGraph(nn.Module):
+class GCNGraph(GraphModel):
     """Graph-level GCN: ``num_layers`` GCN layers with ReLU, a readout over each graph's nodes
     and an MLP head ``Linear(hidden, hidden) -> ReLU -> Linear(hidden, out_channels)``.
 
@@ -73,8 +83,8 @@ class GCNGraph(nn.Module):
         dropout: float = 0.0,
     ) -> None:
         super().__init__()
-        if num_layers < 1:
-            raise ValueError(f"num_layers must be >= 1, got {num_layers}")
+        if isinstance(num_layers, bool) or not isinstance(num_layers, int) or num_layers < 1:
+            raise ValueError(f"num_layers must be >= 1, got {num_layers!r}")
         if readout not in _READOUTS:
             raise ValueError(f"readout must be one of {tuple(_READOUTS)}, got {readout!r}")
         self.dropout = dropout
@@ -84,22 +94,11 @@ class GCNGraph(nn.Module):
         self.head = nn.Sequential(nn.Linear(hidden, hidden), nn.ReLU(), nn.Linear(hidden, out_channels))
 
     def forward(self, data: Any) -> Tensor:
-        x, edge_index, _, batch, num_graphs = graph_inputs(data)
-        edge_weight = getattr(data, "edge_weight", None)
+        graph = self.prepare(data)
+        x = self.node_input(graph)
         for conv in self.convs:
-            x = F.relu(conv(F.dropout(x, self.dropout, self.training), edge_index, edge_weight))
-        return self.head(self.readout(x, batch, num_graphs))
+            x = F.relu(conv(F.dropout(x, self.dropout, self.training), graph))
+        return self.head(self.readout(x, graph))
 
 
-def build_gcn(in_channels: int, out_channels: int, edge_dim: int | None = None, **config: Any) -> GCN:
-    """``build_model("gcn", ...)``: see :class:`GCN`. ``edge_dim`` is ignored (GCN reads no edge
-    features)."""
-    return GCN(in_channels, out_channels, **config)
-
-
-def build_gcn_graph(in_channels: int, out_channels: int, edge_dim: int | None = None, **config: Any) -> GCNGraph:
-    """``build_model("gcn-graph", ...)``: see :class:`GCNGraph`. ``edge_dim`` is ignored."""
-    return GCNGraph(in_channels, out_channels, **config)
-
-
-__all__ = ["GCN", "GCNGraph", "build_gcn", "build_gcn_graph"]
+__all__ = ["GCN", "GCNGraph"]

@@ -5,17 +5,18 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
+import torch.nn.functional as F
 from torch import Tensor, nn
 
-from gnnkit.models._inputs import graph_inputs, resolve_edge_type
-from gnnkit.nn import GatedReadout, GGNNConv
-from gnnkit.ops import CSR
+from gnnkit.models._base import GraphModel
+from gnnkit.models._inputs import with_edge_types
+from gnnkit.nn import GatedReadout, GGNNConv, Graph
 
 
-class GGNN(nn.Module):
-    """GG-NN for graph-level prediction: ``h^0`` = ``x`` zero-padded to ``channels``,
-    :class:`gnnkit.nn.GGNNConv` (``steps`` propagation steps, per-edge-type maps for incoming and
-    outgoing edges, GRU update), then the gated readout
+class GGNN(GraphModel):
+    """GG-NN for graph-level prediction: ``h^0`` = ``x`` zero-padded to ``channels``, ``steps``
+    steps of one :class:`gnnkit.nn.GGNNConv` with tied weights (per-edge-type maps for incoming
+    and outgoing edges, GRU update), the gated readout
     ``R = sum_v sigmoid(i([h_v^T, h_v^0])) * j(h_v^T)`` (:class:`gnnkit.nn.GatedReadout`) and an
     MLP head ``ReLU -> Linear(readout_channels, out_channels)``.
 
@@ -26,6 +27,8 @@ class GGNN(nn.Module):
     Args:
         in_channels: node feature size (must be <= ``channels``, since ``h^0`` is zero-padded).
         out_channels: number of predicted targets.
+        edge_dim: edge feature size (checked against ``num_bond_types``; GG-NN reads only the
+            edge types).
         channels: node state size.
         steps: propagation steps.
         readout_channels: size of the gated readout's graph vector.
@@ -41,6 +44,7 @@ class GGNN(nn.Module):
         self,
         in_channels: int,
         out_channels: int,
+        edge_dim: int | None = None,
         channels: int = 64,
         steps: int = 3,
         readout_channels: int = 128,
@@ -54,30 +58,29 @@ class GGNN(nn.Module):
                 f"in_channels={in_channels} > channels={channels}: GG-NN zero-pads the input, so "
                 "channels must be at least the input size"
             )
-        self.in_channels, self.channels, self.num_bond_types = in_channels, channels, num_bond_types
+        if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
+            raise ValueError(f"steps must be >= 1, got {steps!r}")
+        if edge_dim is not None and edge_dim < num_bond_types and num_edge_types is None:
+            raise ValueError(f"edge_dim={edge_dim} is smaller than num_bond_types={num_bond_types}")
+        self.in_channels, self.channels, self.steps = in_channels, channels, steps
+        self.num_bond_types = num_bond_types
         self.num_edge_types = num_bond_types + 1 if num_edge_types is None else num_edge_types
-        self.conv = GGNNConv(channels, self.num_edge_types, steps, aggr=aggr)
-        self.readout = GatedReadout(channels, readout_channels, init_channels=in_channels)
+        self.conv = GGNNConv(channels, self.num_edge_types, aggr=aggr)
+        self.readout = GatedReadout(channels, readout_channels, init_channels=channels)
         self.head = nn.Sequential(nn.ReLU(), nn.Linear(readout_channels, out_channels))
 
+    def graph_from_data(self, data: Any) -> Graph:
+        return with_edge_types(Graph.from_data(data), self.num_bond_types)
+
     def forward(self, data: Any) -> Tensor:
-        x, edge_index, edge_attr, batch, num_graphs = graph_inputs(data)
+        graph = self.prepare(data)
+        x = self.node_input(graph)
         if x.size(1) != self.in_channels:
             raise ValueError(f"data.x must have {self.in_channels} features, got {x.size(1)}")
-        csr = CSR.from_edge_index(edge_index, x.size(0))
-        edge_type = resolve_edge_type(data, edge_attr, self.num_bond_types)
-        h = self.conv(x, csr, edge_type)
-        # h^0 is x zero-padded: its padding adds nothing to the gate, so the gate reads x.
-        return self.head(self.readout(h, batch, num_graphs, x0=x))
+        h0 = h = F.pad(x, (0, self.channels - x.size(1)))  # Li et al.'s annotation, zero-padded
+        for _ in range(self.steps):
+            h = self.conv.propagate(h, graph, graph.edge_type)
+        return self.head(self.readout(h, graph, x0=h0))
 
 
-def build_ggnn(in_channels: int, out_channels: int, edge_dim: int | None = None, **config: Any) -> GGNN:
-    """``build_model("ggnn", ...)``: see :class:`GGNN`. ``edge_dim`` is checked against the
-    one-hot block size but otherwise unused (GG-NN reads only the edge type)."""
-    num_bond_types = config.get("num_bond_types", 4)
-    if edge_dim is not None and edge_dim < num_bond_types and "num_edge_types" not in config:
-        raise ValueError(f"edge_dim={edge_dim} is smaller than num_bond_types={num_bond_types}")
-    return GGNN(in_channels, out_channels, **config)
-
-
-__all__ = ["GGNN", "build_ggnn"]
+__all__ = ["GGNN"]

@@ -8,17 +8,20 @@ from typing import Any, Literal
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from gnnkit.models._inputs import graph_inputs, resolve_edge_type
-from gnnkit.nn import EdgeNetworkConv, GatedReadout, RelationalConv, Set2Set
-from gnnkit.ops import CSR, DegreeBuckets
+from gnnkit.models._base import GraphModel
+from gnnkit.models._inputs import with_edge_types
+from gnnkit.nn import EdgeNetworkConv, GatedReadout, Graph, RelationalConv, Set2Set
 
 Message = Literal["edge_network", "edge_type"]
 Readout = Literal["set2set", "gated"]
 
 
-class MPNN(nn.Module):
+class MPNN(GraphModel):
     """MPNN: input projection -> ``steps`` x (message, GRU update) with tied weights -> readout ->
-    MLP head. One row of predictions per graph.
+    MLP head. One row of predictions per graph. In Gilmer's terms: ``M_t`` is the conv's message,
+    ``U_t`` the GRU, ``R`` the readout; the conv's :meth:`~gnnkit.nn.MessagePassing.edge_features`
+    are computed once and every step is :meth:`~gnnkit.nn.MessagePassing.propagate` on one
+    prepared :class:`gnnkit.nn.Graph`.
 
     * Input projection ``h^0 = ReLU(Linear(x))`` to ``channels`` features.
     * Message (``message=``): ``"edge_network"`` -- ``A(e_vw) h_w`` with ``A`` an MLP of the edge
@@ -38,7 +41,6 @@ class MPNN(nn.Module):
     neighbours, an edge network with one hidden layer) with the sizes of the common PyG QM9
     baseline: ``channels=64``, ``steps=3``, ``set2set_steps=3``, ``edge_hidden=128``. The paper
     tuned ``T`` in 3..8 and ``M`` in 1..12 per target; pass those to match a specific run.
-    The CSR (and the CPU degree buckets) are built once per forward and reused by every step.
 
     Args:
         in_channels: atom feature size.
@@ -98,41 +100,29 @@ class MPNN(nn.Module):
             self.readout = GatedReadout(channels, 2 * channels, init_channels=channels)
         self.head = nn.Sequential(nn.Linear(2 * channels, channels), nn.ReLU(), nn.Linear(channels, out_channels))
 
+    def graph_from_data(self, data: Any) -> Graph:
+        graph = Graph.from_data(data)
+        if self.message == "edge_type":
+            graph = with_edge_types(graph, self.num_bond_types)
+        elif graph.edge_attr is None:
+            raise ValueError("message='edge_network' needs data.edge_attr")
+        return graph
+
     def node_states(self, data: Any) -> Tensor:
         """Final node states ``h^T`` (``[N, channels]``), before the readout."""
-        return self._propagate(data)[0]
+        return self._propagate(self.prepare(data))[0]
 
-    def _propagate(self, data: Any) -> tuple[Tensor, Tensor]:
-        x, edge_index, edge_attr, _, _ = graph_inputs(data)
-        csr = CSR.from_edge_index(edge_index, x.size(0))
-        h0 = F.relu(self.lin_in(x))
-        h = h0
-        if self.message == "edge_network":
-            if edge_attr is None:
-                raise ValueError("message='edge_network' needs data.edge_attr")
-            z = self.conv.edge_hidden(csr.permute(edge_attr))  # once, reused by all steps
-            buckets = None if x.is_cuda else DegreeBuckets.from_csr(csr)
-            for _ in range(self.steps):
-                h = self.gru(self.conv.propagate(h, csr, z, buckets), h)
-        else:
-            edge_type = resolve_edge_type(data, edge_attr, self.num_bond_types)
-            for _ in range(self.steps):
-                h = self.gru(self.conv(h, csr, edge_type), h)
+    def _propagate(self, graph: Graph) -> tuple[Tensor, Tensor]:
+        h0 = h = F.relu(self.lin_in(self.node_input(graph)))
+        edge = self.conv.edge_features(graph)  # the edge network's hidden layer, once for all steps
+        for _ in range(self.steps):
+            h = self.gru(self.conv.propagate(h, graph, edge), h)
         return h, h0
 
     def forward(self, data: Any) -> Tensor:
-        _, _, _, batch, num_graphs = graph_inputs(data)
-        h, h0 = self._propagate(data)
-        if self.readout_kind == "set2set":
-            g = self.readout(h, batch, num_graphs)
-        else:
-            g = self.readout(h, batch, num_graphs, x0=h0)
-        return self.head(g)
+        graph = self.prepare(data)
+        h, h0 = self._propagate(graph)
+        return self.head(self.readout(h, graph, x0=h0))
 
 
-def build_mpnn(in_channels: int, out_channels: int, edge_dim: int | None = None, **config: Any) -> MPNN:
-    """``build_model("mpnn", ...)``: see :class:`MPNN` for ``config``."""
-    return MPNN(in_channels, out_channels, edge_dim=edge_dim, **config)
-
-
-__all__ = ["MPNN", "build_mpnn"]
+__all__ = ["MPNN"]

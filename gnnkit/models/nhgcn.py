@@ -2,8 +2,9 @@
 "Neighborhood Homophily-based Graph Convolutional Network"; reference code rockcor/NHGCN).
 
 Nodes are split by their neighbourhood homophily (:func:`gnnkit.ops.neighbourhood_homophily`)
-into a high-NH and a low-NH group. Two 2-layer GCN channels aggregate over the edges whose
-*source* is high (``Â_L``) and whose source is low (``Â_H``):
+into a high-NH and a low-NH group. Two 2-layer GCN channels (:class:`gnnkit.nn.NHConv`, over the
+operators of :func:`gnnkit.nn.homophily_channels`) aggregate over the edges whose *source* is
+high (``Â_L``) and whose source is low (``Â_H``):
 ``x_c = Â_c dropout(ReLU(Â_c X W1_c)) W2_c``. With ``λ = softmax`` of three learned scalars,
 ``out = Linear(final_dropout(ReLU(λ_0 x_ego + λ_1 x_L + λ_2 x_H)))``.
 
@@ -20,10 +21,11 @@ Where gnnkit follows the reference code rather than the paper:
 * weights ``W`` are Xavier-uniform with the ReLU gain, the λ start at 0, there is no dropout on
   the input features and no bias in the channels (as in the reference).
 
-The NH re-estimation schedule is an ``on_improve`` hook of ``gnnkit.train.train_node_classifier``
-(wired up in ``recipes/node_classification.py``): the high/low mask starts all-high and is
-recomputed from the predictions each time validation accuracy improves, after which
-:meth:`NHGCN.channel_graphs` rebuilds both adjacencies.
+The model reads the node split from ``data.nh_high`` (all high when absent, the reference's
+start). The NH re-estimation schedule is :class:`HomophilySplit`, called from an ``on_improve``
+hook of ``gnnkit.train.train_node_classifier`` (wired up in ``recipes/node_classification.py``):
+each time validation accuracy improves it recomputes the split from the predictions, and
+:meth:`NHGCN.with_split` re-weights both channels of the prepared graph (no rebuild).
 """
 
 from __future__ import annotations
@@ -34,10 +36,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from gnnkit.nn import gcn_norm
-from gnnkit.ops import CSR, spmm
-
-Graph = tuple[CSR, Tensor]
+from gnnkit.models._base import GraphModel
+from gnnkit.nn import Graph, NHConv, homophily_channels
+from gnnkit.ops import khop_neighbourhood, neighbourhood_homophily
 
 
 def _xavier_relu(*shape: int) -> nn.Parameter:
@@ -46,7 +47,57 @@ def _xavier_relu(*shape: int) -> nn.Parameter:
     return nn.Parameter(w)
 
 
-class NHGCN(nn.Module):
+class HomophilySplit:
+    """NHGCN's node split by neighbourhood homophily, recomputed from predictions.
+
+    ``split(logits, y, train_mask)`` labels every node (true labels on training nodes, the argmax
+    prediction elsewhere), computes ``NH_i = max_c |{u in N_k(i) : label_u = c}| / |N_k(i)|`` and
+    returns ``high = 1 / NH <= threshold``.
+
+    Args:
+        edge_index: ``[2, E]`` edges of the graph.
+        num_nodes: number of nodes.
+        hops: ``k`` of the neighbourhood (``--hops``).
+        include_self: count a node in its own neighbourhood (``--includeself``).
+        threshold: the reference's threshold on ``1 / NH``.
+        variant: ``"reference_code"`` reproduces two quirks of rockcor/NHGCN's estimate (the
+            lowest-id member of ``N_k(i)`` is dropped instead of ``i``, see
+            :func:`gnnkit.ops.khop_neighbourhood`; a training node counts with both its true label
+            and its prediction); ``"as_described"`` is the paper's rule.
+    """
+
+    def __init__(
+        self,
+        edge_index: Tensor,
+        num_nodes: int,
+        hops: int,
+        include_self: bool,
+        threshold: float,
+        variant: Literal["reference_code", "as_described"] = "reference_code",
+    ) -> None:
+        if variant not in ("reference_code", "as_described"):
+            raise ValueError(f"variant must be 'reference_code' or 'as_described', got {variant!r}")
+        if not threshold > 0:
+            raise ValueError(f"threshold must be > 0, got {threshold}")
+        self.num_nodes, self.threshold, self.reference = num_nodes, float(threshold), variant == "reference_code"
+        self.neighbourhood = khop_neighbourhood(
+            edge_index, num_nodes, hops, include_self, drop_lowest_id=self.reference and not include_self
+        )
+
+    def __call__(self, logits: Tensor, y: Tensor, train_mask: Tensor) -> Tensor:
+        pred = logits.argmax(1)
+        if self.reference:
+            # the reference's one-hot broadcasts [N, 1] * [N] to [N, N] and so marks a training
+            # node with both its true label and its prediction
+            labels = F.one_hot(pred, logits.size(1)).float()
+            labels[train_mask, y[train_mask]] = 1.0
+        else:
+            labels = torch.where(train_mask, y, pred)
+        nh = neighbourhood_homophily(self.neighbourhood, labels, self.num_nodes)
+        return nh >= 1.0 / self.threshold
+
+
+class NHGCN(GraphModel):
     """NHGCN node classifier; returns logits.
 
     Args:
@@ -56,9 +107,11 @@ class NHGCN(nn.Module):
         dropout: dropout after the first layer of each channel (and on the reference ego branch).
         final_dropout: dropout before the output layer (``--finaldp``).
         ego: ``"reference"`` or ``"linear"`` (see the module docstring).
+        add_self_loops: the channels' weight-1 self-loops (``--addself``).
 
     Shapes:
-        x ``[N, in_channels]`` (dense or sparse COO), two normalised graphs -> ``[N, out_channels]``.
+        data.x ``[N, in_channels]`` (dense or sparse COO), data.nh_high ``[N]`` bool (optional)
+        -> ``[N, out_channels]``.
     """
 
     def __init__(
@@ -69,6 +122,7 @@ class NHGCN(nn.Module):
         dropout: float = 0.8,
         final_dropout: float = 0.0,
         ego: Literal["reference", "linear"] = "reference",
+        add_self_loops: bool = True,
     ) -> None:
         super().__init__()
         for name, p in (("dropout", dropout), ("final_dropout", final_dropout)):
@@ -76,42 +130,40 @@ class NHGCN(nn.Module):
                 raise ValueError(f"{name} must be in [0, 1), got {p}")
         if ego not in ("reference", "linear"):
             raise ValueError(f"ego must be 'reference' or 'linear', got {ego!r}")
-        self.dropout, self.final_dropout, self.ego = dropout, final_dropout, ego
+        self.dropout, self.final_dropout, self.ego, self.add_self_loops = dropout, final_dropout, ego, add_self_loops
         self.w1_l, self.w1_h = _xavier_relu(in_channels, hidden), _xavier_relu(in_channels, hidden)
         self.w2_l, self.w2_h = _xavier_relu(hidden, hidden), _xavier_relu(hidden, hidden)
         self.w_x = _xavier_relu(in_channels, hidden) if ego == "linear" else None
         self.lam = nn.Parameter(torch.zeros(3))
         self.lin = nn.Linear(hidden, out_channels)
+        self.prop_l, self.prop_h = NHConv("L"), NHConv("H")
 
-    @staticmethod
-    def channel_graphs(edge_index: Tensor, num_nodes: int, high: Tensor, add_self_loops: bool = True) -> tuple[Graph, Graph]:
-        """``(Â_L, Â_H)``: the normalised graphs over the edges whose source is high / low.
+    def graph_from_data(self, data: Any) -> Graph:
+        graph = Graph.from_data(data)
+        high = getattr(data, "nh_high", None)
+        if high is None:
+            high = torch.ones(graph.num_nodes, dtype=torch.bool, device=graph.device)
+        return homophily_channels(graph, high, self.add_self_loops)
 
-        Args:
-            edge_index: ``[2, E]`` edges.
-            num_nodes: number of nodes.
-            high: ``[N]`` bool, ``True`` for high-NH nodes.
-            add_self_loops: give every node a weight-1 self-loop (else drop all self-loops).
-        """
-        if high.shape != (num_nodes,) or high.dtype != torch.bool:
-            raise ValueError(f"high must be a bool tensor of shape [{num_nodes}], got {high.dtype} {tuple(high.shape)}")
-        no_loop = edge_index[:, edge_index[0] != edge_index[1]]
-        graphs = []
-        for keep in (high, ~high):
-            ei = no_loop[:, keep[no_loop[0]]]
-            graphs.append(gcn_norm(ei, num_nodes, add_self_loops=add_self_loops))
-        return graphs[0], graphs[1]
+    def param_groups(self, weight_decay: float = 0.0) -> list[dict[str, Any]]:
+        """One Adam group with the reference's weight decay on every parameter."""
+        return [{"params": list(self.parameters()), "weight_decay": weight_decay}]
 
-    def _channel(self, xw1: Tensor, w2: Tensor, graph: Graph) -> Tensor:
-        csr, w = graph
-        h = F.relu(spmm(csr, xw1, w.to(xw1.dtype), "sum", weight_order="csr"))
+    def with_split(self, graph: Graph, high: Tensor) -> Graph:
+        """``graph`` with its channels re-weighted for a new node split ``high``."""
+        return homophily_channels(graph, high, self.add_self_loops)
+
+    def _channel(self, xw1: Tensor, w2: Tensor, prop: NHConv, graph: Graph) -> Tensor:
+        h = F.relu(prop(xw1, graph))
         h = F.dropout(h, self.dropout, self.training)
-        return spmm(csr, h, w.to(h.dtype), "sum", weight_order="csr") @ w2
+        return prop(h, graph) @ w2
 
-    def forward(self, x: Tensor, graph_l: Graph, graph_h: Graph) -> Tensor:
+    def forward(self, data: Any) -> Tensor:
+        graph = self.prepare(data)
+        x = self.node_input(graph)
         mm = torch.sparse.mm if x.is_sparse else torch.mm
-        x_l = self._channel(mm(x, self.w1_l), self.w2_l, graph_l)
-        x_h = self._channel(mm(x, self.w1_h), self.w2_h, graph_h)
+        x_l = self._channel(mm(x, self.w1_l), self.w2_l, self.prop_l, graph)
+        x_h = self._channel(mm(x, self.w1_h), self.w2_h, self.prop_h, graph)
         if self.w_x is None:
             x_ego = F.dropout(x_h, self.dropout, self.training)
         else:
@@ -124,9 +176,4 @@ class NHGCN(nn.Module):
         return f"dropout={self.dropout}, final_dropout={self.final_dropout}, ego={self.ego!r}"
 
 
-def build_nhgcn(in_channels: int, out_channels: int, edge_dim: int | None = None, **config: Any) -> NHGCN:
-    """``build_model("nhgcn", ...)``: see :class:`NHGCN`."""
-    return NHGCN(in_channels, out_channels, **config)
-
-
-__all__ = ["NHGCN", "build_nhgcn"]
+__all__ = ["NHGCN", "HomophilySplit"]

@@ -2,11 +2,11 @@
 Network"; reference code yuwvandy/TDGNN).
 
 ``Z = MLP(X)`` once, then ``out = Z + sum_{l in levels} (T^l ⊙ E^{l,K}) Z`` (TDGNN-s) or
-``out = w_0 Z + sum_i w_i (T^{l_i} ⊙ E^{l_i,K}) Z`` with free scalars ``w`` (TDGNN-w). The
-operators come from :func:`gnnkit.ops.tree_decomposition`; build them once per graph with
-:meth:`TDGNN.operators` (or :meth:`TreeOperators.from_pairs`) and pass them to every forward
-call. All levels are stacked into one constant sparse matrix with a prebuilt transpose, so a
-forward/backward pass costs one sparse product each way.
+``out = w_0 Z + sum_i w_i (T^{l_i} ⊙ E^{l_i,K}) Z`` with free scalars ``w`` (TDGNN-w): one
+:class:`gnnkit.nn.TreeConv` over the ``"tree"`` operator, which the model reads from its data.
+Compute it once per graph with the PyG transform :class:`TreeDecomposition` (the node-
+classification recipe caches it on disk); given data without it, :meth:`TDGNN.prepare` computes
+it on the spot, which is correct but costs a multi-source BFS every call.
 
 Choices taken from the reference code (the paper leaves them open):
 
@@ -26,84 +26,58 @@ linear map becomes a sparse product (bag-of-words features are ~1% dense).
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from gnnkit.nn import feature_dropout
-from gnnkit.ops import tree_decomposition
+from gnnkit.models._base import GraphModel
+from gnnkit.nn import Graph, TreeConv, feature_dropout, tree_edges, tree_operator
+from gnnkit.nn.conv.tree import TREE
+
+_KEYS = ("tree_edge_index", "tree_edge_weight", "tree_edge_type")
 
 
-
-class _ConstantSpMM(torch.autograd.Function):
-    """``a @ x`` for a constant sparse ``a`` whose transpose ``a_t`` is prebuilt, so the backward
-    is one more sparse product (no gradient for the weights, no per-call re-sorting)."""
-
-    @staticmethod
-    def forward(ctx, x: Tensor, a: Tensor, a_t: Tensor) -> Tensor:
-        ctx.a_t = a_t
-        return torch.sparse.mm(a, x)
-
-    @staticmethod
-    def backward(ctx, grad: Tensor):
-        return torch.sparse.mm(ctx.a_t, grad.contiguous()), None, None
+def _levels(levels: Sequence[int]) -> list[int]:
+    levels = [int(level) for level in levels]
+    if not levels or min(levels) < 1 or len(set(levels)) != len(levels):
+        raise ValueError(f"levels must be a non-empty list of distinct ints >= 1, got {levels}")
+    return levels
 
 
-@dataclass(frozen=True, eq=False)
-class TreeOperators:
-    """The levels ``T^l ⊙ E^{l,K}`` stacked into one ``[L * N, N]`` sparse CSR matrix (block ``i``
-    = level ``levels[i]``, rows = targets), with its transpose, so that one sparse product
-    propagates ``Z`` through every level. Build with :meth:`TDGNN.operators` or
-    :meth:`from_pairs`.
+class TreeDecomposition:
+    """PyG transform: attaches TDGNN's tree operator to a graph, as ``data.tree_edge_index``
+    ``[2, P]``, ``data.tree_edge_weight`` ``[P]`` and ``data.tree_edge_type`` ``[P]`` (the index
+    of each entry's level in ``levels``), plus ``data.tree_config`` (the settings, checked by
+    :class:`TDGNN`).
 
-    Attributes:
-        stacked: ``[L * N, N]`` sparse CSR, ``stacked[i * N + v, s]`` = weight of ``s -> v`` in
-            level ``levels[i]``.
-        stacked_t: its transpose ``[N, L * N]`` (sparse CSR).
-        num_levels: ``L``.
-        num_nodes: ``N``.
+    Args:
+        levels: the tree levels ``l`` (the reference's ``--layers``).
+        max_hops: ``K``, the BFS depth and largest power of ``Â``.
+        symmetric: symmetrise the graph first (a different model on directed graphs).
     """
 
-    stacked: Tensor
-    stacked_t: Tensor
-    num_levels: int
-    num_nodes: int
+    def __init__(self, levels: Sequence[int], max_hops: int = 10, symmetric: bool = False) -> None:
+        self.levels, self.max_hops, self.symmetric = _levels(levels), int(max_hops), bool(symmetric)
 
-    @staticmethod
-    def from_pairs(pairs: Sequence[tuple[Tensor, Tensor]], num_nodes: int) -> "TreeOperators":
-        """From the ``(edge_index, weight)`` list of :func:`gnnkit.ops.tree_decomposition`."""
-        if not pairs:
-            raise ValueError("pairs must hold at least one level")
-        rows, cols, vals = [], [], []
-        for i, (index, weight) in enumerate(pairs):
-            rows.append(index[1] + i * num_nodes)
-            cols.append(index[0])
-            vals.append(weight)
-        row, col, val = torch.cat(rows), torch.cat(cols), torch.cat(vals)
-        shape = (len(pairs) * num_nodes, num_nodes)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # "sparse CSR support is in beta"
-            a = torch.sparse_coo_tensor(torch.stack([row, col]), val, shape).coalesce().to_sparse_csr()
-            a_t = torch.sparse_coo_tensor(torch.stack([col, row]), val, shape[::-1]).coalesce().to_sparse_csr()
-        return TreeOperators(a, a_t, len(pairs), num_nodes)
+    @property
+    def config(self) -> dict[str, Any]:
+        return {"levels": self.levels, "max_hops": self.max_hops, "symmetric": self.symmetric}
 
-    def to(self, device: torch.device | str) -> "TreeOperators":
-        return TreeOperators(self.stacked.to(device), self.stacked_t.to(device), self.num_levels, self.num_nodes)
+    def __call__(self, data: Any) -> Any:
+        data = data.clone()
+        index, weight, level = tree_edges(data.edge_index, data.num_nodes, self.levels, self.max_hops, self.symmetric)
+        data.tree_edge_index, data.tree_edge_weight, data.tree_edge_type = index, weight, level
+        data.tree_config = self.config
+        return data
 
-    def propagate(self, z: Tensor) -> Tensor:
-        """``[L, N, C]``: ``z`` propagated through each level."""
-        if z.size(0) != self.num_nodes:
-            raise ValueError(f"z has {z.size(0)} rows but the operators are built for {self.num_nodes} nodes")
-        a, a_t = self.stacked.to(z.dtype), self.stacked_t.to(z.dtype)
-        return _ConstantSpMM.apply(z.contiguous(), a, a_t).view(self.num_levels, self.num_nodes, -1)
+    def __repr__(self) -> str:
+        return f"TreeDecomposition(levels={self.levels}, max_hops={self.max_hops}, symmetric={self.symmetric})"
 
 
-class TDGNN(nn.Module):
+class TDGNN(GraphModel):
     """TDGNN node classifier. Returns logits (the reference applies ``log_softmax`` and
     ``nll_loss``, which is ``cross_entropy`` on these logits).
 
@@ -115,10 +89,11 @@ class TDGNN(nn.Module):
         weighted: ``False`` for TDGNN-s (plain sum), ``True`` for TDGNN-w (learnable scalars).
         dropout1: dropout on the input features.
         dropout2: dropout on the hidden layer.
+        max_hops: ``K`` of the tree operator.
+        symmetric: whether the tree operator is built on the symmetrised graph.
 
     Shapes:
-        x ``[N, in_channels]`` (dense or sparse COO), :class:`TreeOperators` over ``L =
-        len(levels)`` levels -> ``[N, out_channels]``.
+        data.x ``[N, in_channels]`` (dense or sparse COO) -> ``[N, out_channels]``.
     """
 
     def __init__(
@@ -130,31 +105,43 @@ class TDGNN(nn.Module):
         weighted: bool = False,
         dropout1: float = 0.5,
         dropout2: float = 0.5,
+        max_hops: int = 10,
+        symmetric: bool = False,
     ) -> None:
         super().__init__()
-        levels = [int(level) for level in levels]
-        if not levels or min(levels) < 1:
-            raise ValueError(f"levels must be a non-empty list of ints >= 1, got {levels}")
+        levels = _levels(levels)
         for name, p in (("dropout1", dropout1), ("dropout2", dropout2)):
             if not 0.0 <= p < 1.0:
                 raise ValueError(f"{name} must be in [0, 1), got {p}")
-        self.levels, self.weighted = levels, weighted
+        if max(levels) > max_hops:
+            raise ValueError(f"levels {levels} must not exceed max_hops={max_hops}")
+        self.levels, self.weighted, self.max_hops, self.symmetric = levels, weighted, max_hops, symmetric
         self.dropout1, self.dropout2 = dropout1, dropout2
         self.lin1 = nn.Linear(in_channels, hidden)
         self.lin2 = nn.Linear(hidden, out_channels)
-        self.level_weight = nn.Parameter(torch.ones(len(levels) + 1)) if weighted else None
+        self.prop = TreeConv(len(levels), weighted)
 
-    @staticmethod
-    def operators(
-        edge_index: Tensor,
-        num_nodes: int,
-        levels: Sequence[int],
-        max_hops: int = 10,
-        symmetric: bool = False,
-    ) -> TreeOperators:
-        """Builds the stacked operators of ``levels`` with :func:`gnnkit.ops.tree_decomposition`."""
-        pairs = tree_decomposition(edge_index, num_nodes, levels, max_hops, symmetric)
-        return TreeOperators.from_pairs(pairs, num_nodes)
+    @property
+    def level_weight(self) -> nn.Parameter | None:
+        return self.prop.level_weight
+
+    def transform(self) -> TreeDecomposition:
+        """The PyG transform that precomputes this model's tree operator."""
+        return TreeDecomposition(self.levels, self.max_hops, self.symmetric)
+
+    def graph_from_data(self, data: Any) -> Graph:
+        graph = Graph.from_data(data)
+        if all(getattr(data, k, None) is not None for k in _KEYS):
+            config = getattr(data, "tree_config", None)
+            if config != self.transform().config:
+                raise ValueError(
+                    f"the data's tree operator was built with {config}, but the model needs "
+                    f"{self.transform().config}: apply model.transform() to the data"
+                )
+            index, weight, level = (getattr(data, k) for k in _KEYS)
+        else:
+            index, weight, level = tree_edges(data.edge_index, graph.num_nodes, self.levels, self.max_hops, self.symmetric)
+        return graph.with_operator(TREE, tree_operator(index, weight, level, graph.num_nodes))
 
     def param_groups(self, wd1: float, wd2: float, wd3: float = 0.0) -> list[dict[str, Any]]:
         """Adam parameter groups with the reference's three weight decays."""
@@ -166,32 +153,15 @@ class TDGNN(nn.Module):
             groups.append({"params": [self.level_weight], "weight_decay": wd3})
         return groups
 
-    def forward(self, x: Tensor, operators: TreeOperators) -> Tensor:
-        if not isinstance(operators, TreeOperators):
-            raise TypeError(f"operators must be TreeOperators (see TDGNN.operators), got {type(operators).__name__}")
-        if operators.num_levels != len(self.levels):
-            raise ValueError(f"expected operators for {len(self.levels)} levels {self.levels}, got {operators.num_levels}")
-        x = feature_dropout(x, self.dropout1, self.training)  # x may be sparse COO
+    def forward(self, data: Any) -> Tensor:
+        graph = self.prepare(data)
+        x = feature_dropout(self.node_input(graph), self.dropout1, self.training)  # x may be sparse COO
         h = torch.sparse.mm(x, self.lin1.weight.t()) + self.lin1.bias if x.is_sparse else self.lin1(x)
         z = self.lin2(F.dropout(F.relu(h), self.dropout2, self.training))
-        hz = operators.propagate(z)  # [L, N, C]
-        w = self.level_weight
-        if w is None:
-            return z + hz.sum(0)
-        return w[0] * z + (w[1:].view(-1, 1, 1) * hz).sum(0)
+        return self.prop(z, graph)
 
     def extra_repr(self) -> str:
         return f"levels={self.levels}, weighted={self.weighted}, dropout=({self.dropout1}, {self.dropout2})"
 
 
-def build_tdgnn_s(in_channels: int, out_channels: int, edge_dim: int | None = None, **config: Any) -> TDGNN:
-    """``build_model("tdgnn-s", ...)``: :class:`TDGNN` with ``weighted=False``."""
-    return TDGNN(in_channels, out_channels, weighted=False, **config)
-
-
-def build_tdgnn_w(in_channels: int, out_channels: int, edge_dim: int | None = None, **config: Any) -> TDGNN:
-    """``build_model("tdgnn-w", ...)``: :class:`TDGNN` with ``weighted=True``."""
-    return TDGNN(in_channels, out_channels, weighted=True, **config)
-
-
-__all__ = ["TDGNN", "TreeOperators", "build_tdgnn_s", "build_tdgnn_w"]
+__all__ = ["TDGNN", "TreeDecomposition"]

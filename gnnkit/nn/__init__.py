@@ -1,23 +1,48 @@
-"""Layers: the message -> aggregate -> update base, convolutions and readouts."""
+"""Layers: the graph context, the message -> aggregate -> update base, convolutions and readouts."""
 
-from gnnkit.nn.conv import GCNConv, add_remaining_self_loops, feature_dropout, gcn_norm
-from gnnkit.nn.conv import GRUMessagePassing, RelationalConv
-from gnnkit.nn.conv import EdgeNetworkConv, GGNNConv, LiGRUCell
-from gnnkit.nn.message_passing import MessagePassing, as_csr
-from gnnkit.nn.readout import GatedReadout, MaxReadout, MeanReadout, Set2Set, SumReadout
+from gnnkit.nn.conv import (
+    EdgeNetworkConv,
+    GCNConv,
+    GGNNConv,
+    GINConv,
+    GRUMessagePassing,
+    LiGRUCell,
+    NHConv,
+    RelationalConv,
+    TreeConv,
+    feature_dropout,
+    gcn_operator,
+    homophily_channels,
+    symmetric_norm,
+    tree_edges,
+    tree_operator,
+    with_self_loops,
+)
+from gnnkit.nn.graph import Graph
+from gnnkit.nn.message_passing import MessagePassing, as_graph
+from gnnkit.nn.readout import GatedReadout, MaxReadout, MeanReadout, Readout, Set2Set, SumReadout
 
 __all__ = [
+    "Graph",
     "MessagePassing",
-    "as_csr",
+    "as_graph",
     "GCNConv",
+    "gcn_operator",
+    "symmetric_norm",
+    "with_self_loops",
     "feature_dropout",
-    "gcn_norm",
-    "add_remaining_self_loops",
-    "RelationalConv",
-    "GRUMessagePassing",
     "EdgeNetworkConv",
     "GGNNConv",
     "LiGRUCell",
+    "GINConv",
+    "RelationalConv",
+    "GRUMessagePassing",
+    "TreeConv",
+    "tree_edges",
+    "tree_operator",
+    "NHConv",
+    "homophily_channels",
+    "Readout",
     "SumReadout",
     "MeanReadout",
     "MaxReadout",

@@ -1,39 +1,44 @@
-"""The message -> aggregate -> update base class.
+"""The message -> aggregate -> update base class that every gnnkit layer is written on.
 
 One layer of message passing (Gilmer et al. 2017, eq. 1-2)::
 
-    m_v = AGG_{u -> v} message(h_u, h_v, e_uv)
+    m_v  = AGG_{u -> v} message(h_u, h_v, e_uv)
     h_v' = update(h_v, m_v)
 
-Subclasses override plain methods with fixed signatures; nothing is inferred from argument names.
-Per-edge tensors inside the layer are in the CSR's target-sorted order, so that ``aggregate`` is
-a segment reduction with no atomics. ``message_and_aggregate`` is the hook a subclass overrides
-with a fused kernel (e.g. :func:`gnnkit.ops.spmm`) that never builds the per-edge messages.
+A subclass overrides plain methods with fixed signatures; nothing is inferred from argument names:
+
+* ``check_input(x_src, x_dst)``: shape checks of the node features (``forward`` only).
+* ``prepare(graph)``: what the layer precomputes once per graph (normalised weights, degree
+  buckets, ...), returned as a new :class:`Graph`; it also checks the graph suits the layer.
+* ``edge_features(graph)``: the per-edge input of ``message`` (default: the graph's tensor named by
+  :attr:`edge_input`), computed once per forward.
+* ``message(x_src, x_dst, edge)``: per-edge messages from the gathered endpoint rows.
+* ``aggregate(messages, graph)``: reduction into the targets (a sorted segment reduction).
+* ``message_and_aggregate(x_src, x_dst, edge, graph)``: the two above fused; override it with a
+  kernel (e.g. :func:`gnnkit.ops.spmm_unchecked`) that never builds the ``E x F`` messages.
+* ``update(x_dst, aggregated)``: the new node states.
+
+``forward`` is never overridden. It accepts PyG's tensors (``x``, ``edge_index`` with row 0 =
+source, and the layer's per-edge input: a third positional argument is the tensor named by the
+class attribute :attr:`edge_input`, as PyG's ``GCNConv`` takes ``edge_weight`` there and ``NNConv``
+``edge_attr``), builds and validates the :class:`Graph`, and runs one step. A model that runs
+several steps builds the graph once, calls :meth:`prepare` and :meth:`edge_features` once, and
+repeats :meth:`propagate`: the unchecked step, the same code ``forward`` runs.
 """
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import ClassVar, Literal
 
 from torch import Tensor, nn
 
-from gnnkit.ops import CSR, segment
+from gnnkit.nn.graph import Graph
+from gnnkit.ops import CSR, segment_unchecked
 
 Aggr = Literal["sum", "mean", "max", "min"]
+EdgeInput = Literal["edge_attr", "edge_weight", "edge_type"]
 _AGGRS: tuple[str, ...] = ("sum", "mean", "max", "min")
-
-
-def as_csr(edge_index: Tensor | CSR, num_src: int, num_dst: int | None = None) -> CSR:
-    """Returns ``edge_index`` as a :class:`CSR`, building it if given a ``[2, E]`` tensor."""
-    if isinstance(edge_index, CSR):
-        if edge_index.num_src != num_src or (num_dst is not None and edge_index.num_dst != num_dst):
-            raise ValueError(
-                f"CSR was built for {edge_index.num_src}->{edge_index.num_dst} nodes, "
-                f"but x has {num_src} rows"
-            )
-        return edge_index
-    size = num_src if num_dst is None or num_dst == num_src else (num_src, num_dst)
-    return CSR.from_edge_index(edge_index, size)
+NodeInput = Tensor | tuple[Tensor, Tensor]
 
 
 class MessagePassing(nn.Module):
@@ -43,14 +48,15 @@ class MessagePassing(nn.Module):
         aggr: how messages arriving at a node are reduced: ``"sum"``, ``"mean"``, ``"max"`` or
             ``"min"``. A node with no incoming edge aggregates to 0.
 
-    Call as ``layer(x, edge_index, edge_attr)`` with PyG conventions (``edge_index[0]`` =
-    source, ``edge_index[1]`` = target, ``edge_attr`` in ``edge_index`` order), or pass a
-    prebuilt :class:`gnnkit.ops.CSR` instead of ``edge_index`` to reuse it across layers.
-    ``x`` may be a ``(x_src, x_dst)`` pair for bipartite graphs.
+    Call as ``layer(x, edge_index, edge_input)`` with PyG conventions (per-edge tensors in
+    ``edge_index`` order), or ``layer(x, graph)`` with a prebuilt :class:`Graph` to reuse it across
+    layers and steps. ``x`` may be a ``(x_src, x_dst)`` pair for bipartite graphs.
 
     Shapes:
-        x ``[N, F]``, edge_index ``[2, E]``, edge_attr ``[E, D]`` -> ``[N, F']``.
+        x ``[N, F]``, edge_index ``[2, E]``, per-edge input ``[E, *]`` -> ``[N, F']``.
     """
+
+    edge_input: ClassVar[EdgeInput] = "edge_attr"
 
     def __init__(self, aggr: Aggr = "sum") -> None:
         super().__init__()
@@ -60,36 +66,95 @@ class MessagePassing(nn.Module):
 
     def forward(
         self,
-        x: Tensor | tuple[Tensor, Tensor],
-        edge_index: Tensor | CSR,
+        x: NodeInput,
+        edge_index: Tensor | CSR | Graph,
+        edge_input: Tensor | None = None,
+        *,
         edge_attr: Tensor | None = None,
+        edge_weight: Tensor | None = None,
+        edge_type: Tensor | None = None,
     ) -> Tensor:
         x_src, x_dst = x if isinstance(x, tuple) else (x, x)
-        csr = as_csr(edge_index, x_src.size(0), x_dst.size(0))
-        if edge_attr is not None:
-            edge_attr = csr.permute(edge_attr)
-        aggregated = self.message_and_aggregate(x_src, x_dst, edge_attr, csr)
-        return self.update(x_dst, aggregated)
+        self.check_input(x_src, x_dst)
+        edges = {"edge_attr": edge_attr, "edge_weight": edge_weight, "edge_type": edge_type}
+        if edge_input is not None:
+            if edges[self.edge_input] is not None:
+                raise TypeError(f"{self.edge_input} given twice (positionally and by keyword)")
+            edges[self.edge_input] = edge_input
+        graph = self.prepare(as_graph(edge_index, x_src.size(0), x_dst.size(0), x=x_src, **edges))
+        return self.propagate((x_src, x_dst), graph, self.edge_features(graph))
 
-    def message(self, x_src: Tensor, x_dst: Tensor, edge_attr: Tensor | None) -> Tensor:
+    def propagate(self, x: NodeInput, graph: Graph, edge: Tensor | None) -> Tensor:
+        """One step on a prepared graph with precomputed ``edge`` features (no checks)."""
+        x_src, x_dst = x if isinstance(x, tuple) else (x, x)
+        return self.update(x_dst, self.message_and_aggregate(x_src, x_dst, edge, graph))
+
+    def check_input(self, x_src: Tensor, x_dst: Tensor) -> None:
+        """Raises ``ValueError`` for node features of the wrong shape (default: no check)."""
+
+    def prepare(self, graph: Graph) -> Graph:
+        """``graph`` with what this layer precomputes per graph (default: nothing). Must be cheap
+        on a graph it already prepared, since ``forward`` calls it every time."""
+        return graph
+
+    def edge_features(self, graph: Graph) -> Tensor | None:
+        """The per-edge tensor ``message`` receives (in CSR order), once per forward."""
+        return getattr(graph, self.edge_input)
+
+    def message(self, x_src: Tensor, x_dst: Tensor, edge: Tensor | None) -> Tensor:
         """Per-edge messages ``[E, F]`` from gathered source and target rows (sorted order)."""
         return x_src
 
-    def aggregate(self, messages: Tensor, csr: CSR) -> Tensor:
+    def aggregate(self, messages: Tensor, graph: Graph) -> Tensor:
         """Reduces the ``[E, F]`` sorted messages into ``[num_dst, F]``."""
-        return segment(messages, csr.rowptr, self.aggr)
+        return segment_unchecked(messages, graph.csr.rowptr, self.aggr)
 
-    def message_and_aggregate(
-        self, x_src: Tensor, x_dst: Tensor, edge_attr: Tensor | None, csr: CSR
-    ) -> Tensor:
+    def message_and_aggregate(self, x_src: Tensor, x_dst: Tensor, edge: Tensor | None, graph: Graph) -> Tensor:
         """Gathers endpoint features, builds messages and aggregates them. Override with a fused
         kernel where the messages need not exist as an ``E x F`` tensor."""
-        messages = self.message(x_src.index_select(0, csr.col), x_dst.index_select(0, csr.row), edge_attr)
-        return self.aggregate(messages, csr)
+        csr = graph.csr
+        messages = self.message(x_src.index_select(0, csr.col), x_dst.index_select(0, csr.row), edge)
+        return self.aggregate(messages, graph)
 
-    def update(self, x: Tensor, aggregated: Tensor) -> Tensor:
+    def update(self, x_dst: Tensor, aggregated: Tensor) -> Tensor:
         """New node states from the old target features and the aggregated messages."""
         return aggregated
 
     def extra_repr(self) -> str:
         return f"aggr={self.aggr!r}"
+
+
+def as_graph(
+    edge_index: Tensor | CSR | Graph,
+    num_src: int,
+    num_dst: int | None = None,
+    *,
+    x: Tensor | None = None,
+    edge_attr: Tensor | None = None,
+    edge_weight: Tensor | None = None,
+    edge_type: Tensor | None = None,
+) -> Graph:
+    """The :class:`Graph` of a layer's graph argument for ``num_src -> num_dst`` nodes: built and
+    validated from an ``edge_index`` (or a prebuilt :class:`gnnkit.ops.CSR`) with per-edge tensors
+    in ``edge_index`` order (and the source features ``x``, whose dtype precomputations follow),
+    or a prebuilt ``Graph`` checked against the node counts."""
+    num_dst = num_src if num_dst is None else num_dst
+    given = {k: v for k, v in (("edge_attr", edge_attr), ("edge_weight", edge_weight), ("edge_type", edge_type)) if v is not None}
+    if isinstance(edge_index, Graph):
+        if given:
+            raise TypeError(
+                f"pass per-edge tensors ({', '.join(given)}) when building the Graph "
+                "(Graph.from_edge_index(..., edge_attr=...)), not with a prebuilt one"
+            )
+        graph = edge_index
+    elif isinstance(edge_index, CSR):
+        graph = Graph.from_csr(edge_index, x=x, **given)
+    else:
+        size = num_src if num_src == num_dst else (num_src, num_dst)
+        graph = Graph.from_edge_index(edge_index, size, x=x, **given)
+    if graph.csr.num_src != num_src or graph.csr.num_dst != num_dst:
+        raise ValueError(
+            f"the graph was built for {graph.csr.num_src} -> {graph.csr.num_dst} nodes, "
+            f"but x has {num_src} -> {num_dst} rows"
+        )
+    return graph

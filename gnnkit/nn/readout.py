@@ -1,8 +1,16 @@
 """Graph readouts: node states -> one vector per graph.
 
-All readouts share one call signature, ``readout(x, batch, num_graphs)``, where ``batch[i]`` is the
-graph of node ``i`` (PyG's ``Batch.batch``), so they are interchangeable in a model. A graph
-without nodes reads out as 0 for sum/mean/max and as the zero-input LSTM state for Set2Set.
+Every readout has one call signature, ``readout(x, batch, num_graphs, x0=None)``:
+
+* ``batch`` is PyG's ``Batch.batch`` (the graph of every node; its values are checked) or a
+  validated :class:`gnnkit.nn.Graph`, whose batch vector and graph count are used as they are
+  (nothing read on the host);
+* ``x0`` (keyword) are the initial node states ``h^0``. Only the gated readout reads them (Gilmer
+  et al. 2017, eq. 4 gates on ``[h^T, h^0]``); the others accept and ignore them, so a model calls
+  whichever readout it was built with the same way.
+
+So the readouts are interchangeable in a model. A graph without nodes reads out as 0 for
+sum/mean/max/gated and as the zero-input LSTM state for Set2Set.
 """
 
 from __future__ import annotations
@@ -10,36 +18,70 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from gnnkit.ops import scatter, scatter_softmax
+from gnnkit.nn.graph import Graph
+from gnnkit.ops import scatter_softmax_unchecked, scatter_unchecked
+from gnnkit.ops._checks import check_count, check_float, check_index, check_range
 
 
-class _Reduce(nn.Module):
-    reduce: str = "sum"
+class Readout(nn.Module):
+    """Base class: checks the inputs once, then :meth:`reduce` works on trusted tensors.
 
-    def forward(self, x: Tensor, batch: Tensor, num_graphs: int) -> Tensor:
-        """Shapes: x ``[N, F]``, batch ``[N]`` -> ``[num_graphs, F]``."""
-        return scatter(x, batch, num_graphs, self.reduce)
+    Shapes:
+        x ``[N, F]``, batch ``[N]`` (or a Graph of ``N`` nodes) -> ``[num_graphs, F_out]``.
+    """
+
+    def forward(self, x: Tensor, batch: Tensor | Graph, num_graphs: int | None = None, *, x0: Tensor | None = None) -> Tensor:
+        check_float("x", x)
+        if isinstance(batch, Graph):
+            index, n = batch.batch, batch.num_graphs
+            if index is None:
+                raise ValueError("the graph has no batch vector; build it with Graph.from_edge_index/from_data")
+            if num_graphs is not None and num_graphs != n:
+                raise ValueError(f"num_graphs={num_graphs} but the graph holds {n} graphs")
+        else:
+            check_index("batch", batch)
+            if num_graphs is None:
+                raise ValueError("pass num_graphs with a batch vector (or pass a gnnkit.nn.Graph)")
+            n = check_count("num_graphs", num_graphs)
+            index = batch.long()
+            check_range("batch", index, n, "num_graphs")
+        if index.shape != (x.size(0),):
+            raise ValueError(f"batch must have shape [N] = [{x.size(0)}] (one graph id per row of x), got {tuple(index.shape)}")
+        if x0 is not None and x0.size(0) != x.size(0):
+            raise ValueError(f"x0 must have {x.size(0)} rows (one per node), got {tuple(x0.shape)}")
+        return self.reduce(x, index, n, x0)
+
+    def reduce(self, x: Tensor, index: Tensor, num_graphs: int, x0: Tensor | None) -> Tensor:
+        """The readout on checked inputs (``index`` int64 in ``[0, num_graphs)``)."""
+        raise NotImplementedError  # abstract: every readout below implements it
+
+
+class _Reduce(Readout):
+    reduce_op: str = "sum"
+
+    def reduce(self, x: Tensor, index: Tensor, num_graphs: int, x0: Tensor | None) -> Tensor:
+        return scatter_unchecked(x, index, num_graphs, self.reduce_op)
 
 
 class SumReadout(_Reduce):
     """Sum of node states per graph."""
 
-    reduce = "sum"
+    reduce_op = "sum"
 
 
 class MeanReadout(_Reduce):
     """Mean of node states per graph."""
 
-    reduce = "mean"
+    reduce_op = "mean"
 
 
 class MaxReadout(_Reduce):
     """Feature-wise maximum of node states per graph."""
 
-    reduce = "max"
+    reduce_op = "max"
 
 
-class Set2Set(nn.Module):
+class Set2Set(Readout):
     """Set2Set readout (Vinyals et al. 2016, "Order Matters"), as used by Gilmer et al. 2017.
 
     For ``steps`` rounds: ``q = LSTM(q*)``, attention ``a_i = softmax_i(x_i . q)`` within each
@@ -57,8 +99,8 @@ class Set2Set(nn.Module):
 
     def __init__(self, channels: int, steps: int) -> None:
         super().__init__()
-        if steps < 1:
-            raise ValueError(f"steps must be >= 1, got {steps}")
+        if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
+            raise ValueError(f"steps must be >= 1, got {steps!r}")
         self.channels, self.steps = channels, steps
         self.out_channels = 2 * channels
         self.lstm = nn.LSTM(2 * channels, channels)
@@ -66,7 +108,7 @@ class Set2Set(nn.Module):
     def reset_parameters(self) -> None:
         self.lstm.reset_parameters()
 
-    def forward(self, x: Tensor, batch: Tensor, num_graphs: int) -> Tensor:
+    def reduce(self, x: Tensor, index: Tensor, num_graphs: int, x0: Tensor | None) -> Tensor:
         if x.dim() != 2 or x.size(1) != self.channels:
             raise ValueError(f"x must have shape [N, {self.channels}], got {tuple(x.shape)}")
         h = (x.new_zeros(1, num_graphs, self.channels), x.new_zeros(1, num_graphs, self.channels))
@@ -74,9 +116,9 @@ class Set2Set(nn.Module):
         for _ in range(self.steps):
             q, h = self.lstm(q_star.unsqueeze(0), h)
             q = q.squeeze(0)
-            e = (x * q.index_select(0, batch)).sum(dim=-1, keepdim=True)
-            a = scatter_softmax(e, batch, num_graphs)
-            r = scatter(a * x, batch, num_graphs, "sum")
+            e = (x * q.index_select(0, index)).sum(dim=-1, keepdim=True)
+            a = scatter_softmax_unchecked(e, index, num_graphs)
+            r = scatter_unchecked(a * x, index, num_graphs, "sum")
             q_star = torch.cat([q, r], dim=-1)
         return q_star
 
@@ -84,13 +126,13 @@ class Set2Set(nn.Module):
         return f"channels={self.channels}, steps={self.steps}"
 
 
-class GatedReadout(nn.Module):
+class GatedReadout(Readout):
     """Gated graph readout of Li et al. 2016 in the form of Gilmer et al. 2017, eq. 4:
 
     ``R = sum_v sigmoid(i([h_v^T, h_v^0])) * j(h_v^T)``
 
-    with ``i`` and ``j`` linear maps. ``h^0`` (the initial node states) enters the gate only; pass
-    ``init_channels=0`` to gate on ``h^T`` alone.
+    with ``i`` and ``j`` linear maps. ``h^0`` (the initial node states, passed as ``x0``) enters
+    the gate only; pass ``init_channels=0`` to gate on ``h^T`` alone.
 
     Args:
         channels: size of the final node states ``h^T``.
@@ -107,16 +149,16 @@ class GatedReadout(nn.Module):
         self.gate = nn.Linear(channels + init_channels, out_channels)
         self.value = nn.Linear(channels, out_channels)
 
-    def forward(self, x: Tensor, batch: Tensor, num_graphs: int, x0: Tensor | None = None) -> Tensor:
+    def reduce(self, x: Tensor, index: Tensor, num_graphs: int, x0: Tensor | None) -> Tensor:
         if self.init_channels:
             if x0 is None:
                 raise ValueError("GatedReadout was built with init_channels > 0: pass x0 (the initial node states)")
-            if x0.shape != (x.size(0), self.init_channels):
+            if x0.dim() != 2 or x0.size(1) != self.init_channels:
                 raise ValueError(f"x0 must have shape [{x.size(0)}, {self.init_channels}], got {tuple(x0.shape)}")
             gate_in = torch.cat([x, x0], dim=-1)
         else:
             gate_in = x
-        return scatter(torch.sigmoid(self.gate(gate_in)) * self.value(x), batch, num_graphs, "sum")
+        return scatter_unchecked(torch.sigmoid(self.gate(gate_in)) * self.value(x), index, num_graphs, "sum")
 
     def extra_repr(self) -> str:
         return f"channels={self.channels}, out_channels={self.out_channels}, init_channels={self.init_channels}"

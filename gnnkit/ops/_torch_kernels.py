@@ -1,8 +1,13 @@
 """CPU kernels in plain torch: the reference path that the Triton kernels are tested against.
 
-Each function is a forward primitive without autograd; ``gnnkit.ops`` wraps them in
-``torch.autograd.Function``s. Shapes: ``E`` edges (or scattered rows), ``N`` segments/targets,
-``F`` features (all trailing dimensions flattened).
+The :class:`gnnkit.ops._backend.Kernels` interface, implemented with aten ops (sparse CSR products
+for the reductions, batched GEMMs over degree buckets for the outer-product aggregation). Each
+function is a forward primitive without autograd; :mod:`gnnkit.ops._library` registers them as
+custom ops with their backward passes. Shapes: ``E`` edges (or scattered rows), ``N``
+segments/targets, ``F`` features (all trailing dimensions flattened).
+
+float16/bfloat16 inputs are computed in float32 (aten's sparse CPU products have no half kernels,
+and a half accumulator would drift) and returned in their own dtype.
 
 For max/min the primitives also return ``arg``: for every output element the position (in the
 input rows) that produced it, ``E`` where the segment is empty. Ties go to the first position; a
@@ -11,12 +16,39 @@ segment whose values are all ``-inf`` (max) or ``+inf`` (min) also keeps ``E``.
 
 from __future__ import annotations
 
+import functools
 import warnings
+from typing import Callable, TypeVar
 
 import torch
 from torch import Tensor
 
+from gnnkit.ops.buckets import DegreeBuckets
+
 _ATEN_REDUCE = {"max": "amax", "min": "amin"}
+_HALF = (torch.float16, torch.bfloat16)
+_EDGE_DOT_CHUNK = 1 << 23  # elements of a gathered [chunk, F] block in edge_dot
+_F = TypeVar("_F", bound=Callable)
+
+
+def _float32_for_half(fn: _F) -> _F:
+    """Runs ``fn`` with float16/bfloat16 tensor arguments upcast to float32 and casts its tensor
+    results back to the half dtype (integer results, such as ``arg``, are left alone)."""
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        half = next((a.dtype for a in args if isinstance(a, Tensor) and a.dtype in _HALF), None)
+        if half is None:
+            return fn(*args, **kwargs)
+        up = [a.float() if isinstance(a, Tensor) and a.dtype in _HALF else a for a in args]
+        out = fn(*up, **kwargs)
+
+        def down(t):
+            return t.to(half) if isinstance(t, Tensor) and t.dtype == torch.float32 else t
+
+        return tuple(down(t) for t in out) if isinstance(out, tuple) else down(out)
+
+    return wrapper  # type: ignore[return-value]
 
 
 def _sparse_csr(rowptr: Tensor, col: Tensor, values: Tensor, shape: tuple[int, int]) -> Tensor:
@@ -51,6 +83,7 @@ def _offsets(sorted_index: Tensor, num_segments: int) -> Tensor:
     return rowptr
 
 
+@_float32_for_half
 def scatter_fwd(src: Tensor, index: Tensor, num_segments: int, reduce: str) -> tuple[Tensor, Tensor | None]:
     out = src.new_zeros((num_segments, *src.shape[1:]))
     if reduce in ("sum", "mean"):
@@ -69,6 +102,7 @@ def scatter_fwd(src: Tensor, index: Tensor, num_segments: int, reduce: str) -> t
     return out.view(shape), arg.view(shape)
 
 
+@_float32_for_half
 def segment_fwd(src: Tensor, rowptr: Tensor, reduce: str) -> tuple[Tensor, Tensor | None]:
     num_segments, n_rows = rowptr.numel() - 1, src.size(0)
     shape = (num_segments, *src.shape[1:])
@@ -81,6 +115,7 @@ def segment_fwd(src: Tensor, rowptr: Tensor, reduce: str) -> tuple[Tensor, Tenso
     return scatter_fwd(src, index, num_segments, reduce)
 
 
+@_float32_for_half
 def spmm_fwd(
     rowptr: Tensor, col: Tensor, weight: Tensor | None, x: Tensor, reduce: str
 ) -> tuple[Tensor, Tensor | None]:
@@ -102,6 +137,7 @@ def spmm_fwd(
     return out.detach(), arg
 
 
+@_float32_for_half
 def spmm_max_bwd(
     rowptr: Tensor,
     row: Tensor,
@@ -153,13 +189,93 @@ def spmm_max_bwd(
     return grad_x, grad_w
 
 
-def edge_dot(row: Tensor, col: Tensor, a: Tensor, b: Tensor, chunk_elems: int = 1 << 23) -> Tensor:
+@_float32_for_half
+def edge_dot(row: Tensor, col: Tensor, a: Tensor, b: Tensor) -> Tensor:
     """``out[e] = sum_f a[row[e], f] * b[col[e], f]`` (SDDMM), in chunks of edges so that memory
-    stays bounded by ``chunk_elems`` elements instead of ``E x F``."""
+    stays bounded by ``_EDGE_DOT_CHUNK`` elements instead of ``E x F``."""
     n_edges, feats = row.numel(), a.size(1)
     out = a.new_empty(n_edges)
-    step = max(1, chunk_elems // max(feats, 1))
+    step = max(1, _EDGE_DOT_CHUNK // max(feats, 1))
     for start in range(0, n_edges, step):
         r, c = row[start : start + step], col[start : start + step]
         out[start : start + step] = (a.index_select(0, r) * b.index_select(0, c)).sum(1)
     return out
+
+
+def _rows(t: Tensor, pos: Tensor) -> Tensor:
+    """``t[pos]`` for a 2-D ``pos`` (index_select is much faster than advanced indexing on CPU)."""
+    return t.index_select(0, pos.reshape(-1)).view(*pos.shape, t.size(1))
+
+
+def _groups(rowptr: Tensor, buckets: list[Tensor]) -> DegreeBuckets:
+    return DegreeBuckets.from_tensors(buckets) if buckets else DegreeBuckets.from_rowptr(rowptr)
+
+
+@_float32_for_half
+def outer_fwd(rowptr: Tensor, col: Tensor, z: Tensor, h: Tensor, buckets: list[Tensor]) -> Tensor:
+    """``S[v] = sum_e z[e] ⊗ h[col[e]]`` as batched GEMMs ``Z_v^T [K x deg] @ H_v [deg x d]``:
+    runs of consecutive equal-degree targets (slabs) in place on views of ``z`` and ``S``, the
+    other targets in degree buckets. Never builds the ``E x K x d`` outer products."""
+    groups = _groups(rowptr, buckets)
+    k, d = z.size(1), h.size(1)
+    out = z.new_empty(groups.num_dst, k, d)
+    if groups.isolated.numel():  # only targets without in-edges need zeros
+        out.index_fill_(0, groups.isolated, 0.0)
+    h_src = h.index_select(0, col)  # [E, d], one gather (like a message tensor) for all groups
+    for n0, b, e0, deg in groups.slabs:
+        e1 = e0 + b * deg
+        torch.bmm(z[e0:e1].view(b, deg, k).transpose(1, 2), h_src[e0:e1].view(b, deg, d), out=out[n0 : n0 + b])
+    for nodes, pos, mask in zip(groups.nodes, groups.edges, groups.mask):
+        zb = _rows(z, pos)  # [B, L, K]
+        if mask is not None:
+            zb = zb * mask.unsqueeze(-1)
+        out.index_copy_(0, nodes, torch.bmm(zb.transpose(1, 2), _rows(h_src, pos)))
+    return out
+
+
+@_float32_for_half
+def outer_bwd(
+    rowptr: Tensor,
+    col: Tensor,
+    t_rowptr: Tensor,
+    t_perm: Tensor,
+    z: Tensor,
+    h: Tensor,
+    g: Tensor,
+    need_z: bool,
+    need_h: bool,
+    buckets: list[Tensor],
+) -> tuple[Tensor | None, Tensor | None]:
+    """``grad_z[e] = G[v] @ h_w`` (per group ``H_v @ G_v^T``) and ``grad_h[w] = sum_e G[v]^T z_e``
+    (per group ``Z_v @ G_v``, then summed over each source's out-edges through the transpose)."""
+    groups = _groups(rowptr, buckets)
+    # Every edge lies in exactly one slab or bucket, so grad_z and msg are fully overwritten.
+    k, d, n_edges = z.size(1), h.size(1), col.numel()
+    grad_z = torch.empty_like(z) if need_z else None
+    msg = z.new_empty(n_edges, d) if need_h else None
+    h_src = h.index_select(0, col) if need_z else None
+    for n0, b, e0, deg in groups.slabs:
+        gb = g[n0 : n0 + b]  # [B, K, d], a view
+        e1 = e0 + b * deg
+        if need_z:
+            torch.bmm(h_src[e0:e1].view(b, deg, d), gb.transpose(1, 2), out=grad_z[e0:e1].view(b, deg, k))
+        if need_h:
+            torch.bmm(z[e0:e1].view(b, deg, k), gb, out=msg[e0:e1].view(b, deg, d))
+    for nodes, pos, mask in zip(groups.nodes, groups.edges, groups.mask):
+        gb = g.index_select(0, nodes)  # [B, K, d]
+        flat = pos.reshape(-1) if mask is None else pos[mask]
+        if need_z:
+            gz = torch.bmm(_rows(h_src, pos), gb.transpose(1, 2))  # [B, L, K]
+            grad_z.index_copy_(0, flat, gz.reshape(-1, k) if mask is None else gz[mask])
+        if need_h:
+            gh = torch.bmm(_rows(z, pos), gb)  # [B, L, d]: one d-vector per edge, like a message
+            msg.index_copy_(0, flat, gh.reshape(-1, d) if mask is None else gh[mask])
+    grad_h = None
+    if need_h:
+        if n_edges == 0:
+            grad_h = torch.zeros_like(h)
+        else:
+            # Sum each source's out-edge messages: a sparse [num_src, E] product over the transpose.
+            t = _sparse_csr(t_rowptr, t_perm, msg.new_ones(n_edges), (t_rowptr.numel() - 1, n_edges))
+            grad_h = torch.sparse.mm(t, msg)
+    return grad_z, grad_h

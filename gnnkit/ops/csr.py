@@ -5,11 +5,16 @@ from source to target, so aggregation is a reduction over segments of edges that
 ``CSR`` sorts the edges by target once (a stable sort, so the result is deterministic) and keeps
 what the kernels and their backward passes need. Build it once per batch and reuse it across
 message-passing steps and layers.
+
+Building reads no tensor value on the host: offsets come from ``searchsorted`` on the sorted
+targets, and every size is a tensor shape (``num_dst = rowptr.size(0) - 1``). The one host read
+is the optional range check of :meth:`CSR.from_edge_index` (``validate=True``), which is where
+user input enters; everything downstream trusts the CSR.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 
 import torch
 from torch import Tensor
@@ -17,11 +22,11 @@ from torch import Tensor
 from gnnkit.ops._checks import check_count, check_index, check_range
 
 
-def _rowptr(sorted_index: Tensor, num_rows: int) -> Tensor:
-    counts = torch.bincount(sorted_index, minlength=num_rows)
-    rowptr = torch.zeros(num_rows + 1, dtype=torch.long, device=sorted_index.device)
-    torch.cumsum(counts, 0, out=rowptr[1:])
-    return rowptr
+def _offsets(sorted_index: Tensor, num_rows: int) -> Tensor:
+    """``[num_rows + 1]`` segment offsets of a sorted index (no bincount: that would read the
+    index's maximum on the host)."""
+    bounds = torch.arange(num_rows + 1, device=sorted_index.device, dtype=sorted_index.dtype)
+    return torch.searchsorted(sorted_index, bounds)
 
 
 @dataclass(frozen=True, eq=False)
@@ -35,29 +40,31 @@ class CSR:
         row: ``[E]`` target node of each sorted edge (non-decreasing).
         perm: ``[E]`` original edge id of each sorted position: ``t_sorted = t[perm]`` reorders a
             per-edge tensor given in ``edge_index`` order (see :meth:`permute`).
-        num_src / num_dst: node counts on each side (equal for an ordinary graph).
         t_rowptr: ``[num_src + 1]`` offsets of the transpose (edges sorted by source).
         t_col: ``[E]`` target node of each edge in source order.
         t_perm: ``[E]`` position in the target-sorted order of each source-sorted edge.
+
+    ``num_src``, ``num_dst`` and ``num_edges`` are read from the shapes, so they stay symbolic
+    under ``torch.compile(dynamic=True)``.
     """
 
     rowptr: Tensor
     col: Tensor
     row: Tensor
     perm: Tensor
-    num_src: int
-    num_dst: int
     t_rowptr: Tensor
     t_col: Tensor
     t_perm: Tensor
 
     @staticmethod
-    def from_edge_index(edge_index: Tensor, num_nodes: int | tuple[int, int]) -> "CSR":
+    def from_edge_index(edge_index: Tensor, num_nodes: int | tuple[int, int], validate: bool = True) -> "CSR":
         """Builds the CSR of ``edge_index``.
 
         Args:
             edge_index: ``[2, E]`` integer tensor, row 0 = source, row 1 = target.
             num_nodes: number of nodes, or ``(num_src, num_dst)`` for a bipartite graph.
+            validate: check that every id lies in ``[0, num_nodes)`` (one reduction and, on a
+                GPU, one host sync). Pass ``False`` only for indices gnnkit built itself.
 
         Raises:
             TypeError: ``edge_index`` is not an integer tensor or ``num_nodes`` not an int.
@@ -77,30 +84,40 @@ class CSR:
             src_name = dst_name = "num_nodes"
         edge_index = edge_index.long()
         src, dst = edge_index[0], edge_index[1]
-        check_range("edge_index[0] (sources)", src, num_src, src_name)
-        check_range("edge_index[1] (targets)", dst, num_dst, dst_name)
+        if validate:
+            check_range("edge_index[0] (sources)", src, num_src, src_name)
+            check_range("edge_index[1] (targets)", dst, num_dst, dst_name)
+        return CSR.from_trusted(src, dst, num_src, num_dst)
 
+    @staticmethod
+    def from_trusted(src: Tensor, dst: Tensor, num_src: int, num_dst: int) -> "CSR":
+        """The CSR of int64 ``src -> dst`` edges known to be in range (no checks, no host sync)."""
         # Sort once by (dst, src): stable and deterministic, and neighbours of a target are
         # visited in source order, which keeps gathers of x[col] cache-friendly.
-        key = dst * max(num_src, 1) + src
-        perm = torch.sort(key, stable=True).indices
+        perm = torch.sort(dst * max(num_src, 1) + src, stable=True).indices
         row, col = dst[perm], src[perm]
         t_perm = torch.sort(col * max(num_dst, 1) + row, stable=True).indices
         return CSR(
-            rowptr=_rowptr(row, num_dst),
+            rowptr=_offsets(row, num_dst),
             col=col,
             row=row,
             perm=perm,
-            num_src=num_src,
-            num_dst=num_dst,
-            t_rowptr=_rowptr(col[t_perm], num_src),
+            t_rowptr=_offsets(col[t_perm], num_src),
             t_col=row[t_perm],
             t_perm=t_perm,
         )
 
     @property
+    def num_src(self) -> int:
+        return self.t_rowptr.size(0) - 1
+
+    @property
+    def num_dst(self) -> int:
+        return self.rowptr.size(0) - 1
+
+    @property
     def num_edges(self) -> int:
-        return self.col.numel()
+        return self.col.size(0)
 
     @property
     def device(self) -> torch.device:
@@ -118,10 +135,6 @@ class CSR:
         """In-degree of every target node."""
         return (self.rowptr[1:] - self.rowptr[:-1]).to(dtype)
 
-    def to(self, device: torch.device | str) -> "CSR":
-        return CSR(
-            **{
-                k: (v.to(device) if isinstance(v, Tensor) else v)
-                for k, v in self.__dict__.items()
-            }
-        )
+    def to(self, device: torch.device | str | None = None, non_blocking: bool = False, **_: object) -> "CSR":
+        """Moves every index tensor (the signature PyG's ``Data.to`` calls on its attributes)."""
+        return CSR(**{f.name: getattr(self, f.name).to(device, non_blocking=non_blocking) for f in fields(self)})

@@ -3,6 +3,12 @@
 Empty segments give 0 for every reduction. Max/min send the gradient to the first row that attains
 the extreme value (ties: first position wins), so the backward is a permutation-free ``scatter_``
 with unique targets: deterministic on every device.
+
+Each public function checks its arguments, including the index values (one reduction and, on a
+GPU, one host sync), then calls an unchecked internal (:func:`scatter_unchecked`,
+:func:`segment_unchecked`, :func:`scatter_softmax_unchecked`). Layers and readouts that receive a
+validated :class:`gnnkit.nn.Graph` call the internals, so nothing on their hot path reads a tensor
+value on the host.
 """
 
 from __future__ import annotations
@@ -12,8 +18,8 @@ from typing import Literal
 import torch
 from torch import Tensor
 
-from gnnkit.ops import _torch_kernels
-from gnnkit.ops._backend import kernels_for
+from gnnkit.ops import _library  # noqa: F401  (registers the torch.ops.gnnkit ops)
+from gnnkit.ops._backend import uses_triton
 from gnnkit.ops._checks import (
     check_count,
     check_float,
@@ -30,61 +36,23 @@ def _bcast(t: Tensor, like: Tensor) -> Tensor:
     return t.view(-1, *([1] * (like.dim() - 1)))
 
 
-def _counts(index: Tensor, num_segments: int) -> Tensor:
-    if index.is_cuda:  # bincount would sync on index.max(); integer adds are exact
-        return index.new_zeros(num_segments).index_add_(0, index, torch.ones_like(index))
-    return torch.bincount(index, minlength=num_segments)
-
-
-def _grad_from_arg(grad_out: Tensor, arg: Tensor, n_rows: int) -> Tensor:
-    # arg == n_rows marks an empty segment: its gradient lands in a spare row that is dropped.
-    grad = grad_out.new_zeros((n_rows + 1, *grad_out.shape[1:]))
-    grad.scatter_(0, arg, grad_out)
-    return grad[:n_rows]
-
-
-class _Scatter(torch.autograd.Function):
-    @staticmethod
-    def forward(ctx, src: Tensor, index: Tensor, num_segments: int, reduce: str) -> Tensor:
-        k = kernels_for(src)
-        ctx.reduce, ctx.n_rows = reduce, src.size(0)
-        if reduce == "mean":  # sum, then divide by counts that the backward reuses
-            out, _ = k.scatter_fwd(src, index, num_segments, "sum")
-            count = _counts(index, num_segments).clamp_(min=1).to(src.dtype)
-            ctx.save_for_backward(index, count)
-            return out.div_(_bcast(count, out))
-        out, arg = k.scatter_fwd(src, index, num_segments, reduce)
-        ctx.save_for_backward(index, arg if arg is not None else index.new_empty(0))
+def scatter_unchecked(src: Tensor, index: Tensor, num_segments: int, reduce: str = "sum") -> Tensor:
+    """:func:`scatter` without argument checks: ``index`` must be int64 with values in
+    ``[0, num_segments)``."""
+    if reduce in ("sum", "mean") and not uses_triton(src):
+        # Plain aten ops: traceable by torch.compile, and torch differentiates index_add_ with the
+        # same index_select the custom op's backward would run. (index_add_/index_select measured
+        # 0-10% faster on CPU than PyG's scatter_add_/gather pair.)
+        out = src.new_zeros((num_segments, *src.shape[1:])).index_add_(0, index, src)
+        if reduce == "mean":
+            # Counts as a float scatter of ones: exact (integers below 2**24), no bincount (whose
+            # output size depends on the index values); float32 for half inputs, whose counts would round.
+            cdt = src.dtype if src.dtype in (torch.float32, torch.float64) else torch.float32
+            ones = torch.ones(index.shape[0], dtype=cdt, device=src.device)
+            count = torch.zeros(num_segments, dtype=cdt, device=src.device).index_add_(0, index, ones)
+            out = out / _bcast(count.clamp_(min=1).to(src.dtype), out)
         return out
-
-    @staticmethod
-    def backward(ctx, grad_out: Tensor):
-        index, saved = ctx.saved_tensors
-        if ctx.reduce in ("max", "min"):
-            return _grad_from_arg(grad_out, saved, ctx.n_rows), None, None, None
-        if ctx.reduce == "mean":  # divide the [S, *] gradient before gathering it to [E, *]
-            grad_out = grad_out / _bcast(saved, grad_out)
-        return grad_out.index_select(0, index), None, None, None
-
-
-class _Segment(torch.autograd.Function):
-    @staticmethod
-    def forward(ctx, src: Tensor, rowptr: Tensor, reduce: str) -> Tensor:
-        out, arg = kernels_for(src).segment_fwd(src, rowptr, reduce)
-        ctx.reduce, ctx.n_rows = reduce, src.size(0)
-        ctx.save_for_backward(rowptr, arg if arg is not None else rowptr.new_empty(0))
-        return out
-
-    @staticmethod
-    def backward(ctx, grad_out: Tensor):
-        rowptr, arg = ctx.saved_tensors
-        if ctx.reduce in ("max", "min"):
-            return _grad_from_arg(grad_out, arg, ctx.n_rows), None, None
-        counts = rowptr[1:] - rowptr[:-1]
-        g = grad_out
-        if ctx.reduce == "mean":
-            g = g / _bcast(counts.clamp(min=1).to(g.dtype), g)
-        return torch.repeat_interleave(g, counts, dim=0, output_size=ctx.n_rows), None, None
+    return torch.ops.gnnkit.scatter(src, index, num_segments, reduce)[0]
 
 
 def scatter(src: Tensor, index: Tensor, num_segments: int, reduce: Reduce = "sum") -> Tensor:
@@ -116,33 +84,13 @@ def scatter(src: Tensor, index: Tensor, num_segments: int, reduce: Reduce = "sum
         )
     check_same_device(src=src, index=index)
     index = index.long()
-    k = kernels_for(src)
-    if reduce in ("sum", "mean") and k is _torch_kernels:
-        try:
-            return _torch_scatter_sum_mean(src, index, num_segments, reduce)
-        except (RuntimeError, IndexError):
-            # index_add_ bounds-checks every index on CPU (both signs) and raises a RuntimeError;
-            # translate that into the documented ValueError. Checking afterwards instead of
-            # before saves a full pass over the index on the hot path.
-            check_range("index", index, num_segments, "num_segments")
-            raise
     check_range("index", index, num_segments, "num_segments")
-    return _Scatter.apply(src, index, num_segments, reduce)
+    return scatter_unchecked(src, index, num_segments, reduce)
 
 
-def _torch_scatter_sum_mean(src: Tensor, index: Tensor, num_segments: int, reduce: str) -> Tensor:
-    """CPU sum/mean through ``index_add_``, which torch differentiates with the backward
-    :class:`_Scatter` runs (an index_select of the gradient), minus the Python Function overhead."""
-    # index_add_/index_select measured 0-10% faster on CPU than PyG's scatter_add_/gather pair.
-    out = src.new_zeros((num_segments, *src.shape[1:])).index_add_(0, index, src)
-    if reduce == "mean":
-        # Counts as a float scatter of ones: faster than bincount on CPU, and exact (integers
-        # below 2**24); float32 for half-precision inputs, whose counts would round.
-        cdt = src.dtype if src.dtype in (torch.float32, torch.float64) else torch.float32
-        ones = torch.ones(index.numel(), dtype=cdt, device=src.device)
-        count = torch.zeros(num_segments, dtype=cdt, device=src.device).scatter_add_(0, index, ones)
-        out = out / _bcast(count.clamp_(min=1).to(src.dtype), out)
-    return out
+def segment_unchecked(src: Tensor, rowptr: Tensor, reduce: str = "sum") -> Tensor:
+    """:func:`segment` without argument checks: ``rowptr`` must be valid int64 offsets."""
+    return torch.ops.gnnkit.segment(src, rowptr, reduce)[0]
 
 
 def segment(src: Tensor, rowptr: Tensor, reduce: Reduce = "sum") -> Tensor:
@@ -171,7 +119,15 @@ def segment(src: Tensor, rowptr: Tensor, reduce: Reduce = "sum") -> Tensor:
         )
     if rowptr.numel() > 1 and bool((rowptr[1:] < rowptr[:-1]).any()):
         raise ValueError("rowptr must be non-decreasing")
-    return _Segment.apply(src, rowptr, reduce)
+    return segment_unchecked(src, rowptr, reduce)
+
+
+def scatter_softmax_unchecked(src: Tensor, index: Tensor, num_segments: int) -> Tensor:
+    """:func:`scatter_softmax` without argument checks."""
+    seg_max = scatter_unchecked(src.detach(), index, num_segments, "max")
+    exp = (src - seg_max.index_select(0, index)).exp()
+    denom = scatter_unchecked(exp, index, num_segments, "sum")
+    return exp / denom.index_select(0, index)
 
 
 def scatter_softmax(src: Tensor, index: Tensor, num_segments: int) -> Tensor:
@@ -180,7 +136,11 @@ def scatter_softmax(src: Tensor, index: Tensor, num_segments: int) -> Tensor:
     Shapes:
         src ``[E, *]``, index ``[E]`` -> out ``[E, *]``.
     """
-    seg_max = scatter(src.detach(), index, num_segments, "max")
-    exp = (src - seg_max.index_select(0, index)).exp()
-    denom = scatter(exp, index, num_segments, "sum")
-    return exp / denom.index_select(0, index)
+    check_float("src", src)
+    check_index("index", index)
+    num_segments = check_count("num_segments", num_segments)
+    if index.dim() != 1 or index.size(0) != src.size(0):
+        raise ValueError(f"index must have shape [src.size(0)] = [{src.size(0)}], got {tuple(index.shape)}")
+    index = index.long()
+    check_range("index", index, num_segments, "num_segments")
+    return scatter_softmax_unchecked(src, index, num_segments)

@@ -11,41 +11,16 @@ from typing import Literal
 import torch
 from torch import Tensor
 
-from gnnkit.ops._backend import kernels_for
+from gnnkit.ops import _library  # noqa: F401  (registers the torch.ops.gnnkit ops)
 from gnnkit.ops._checks import SPMM_REDUCTIONS, check_float, check_reduce, check_same_device
 from gnnkit.ops.csr import CSR
 
 
-class _SpMM(torch.autograd.Function):
-    @staticmethod
-    def forward(ctx, x: Tensor, weight: Tensor | None, csr: CSR, reduce: str) -> Tensor:
-        out, arg = kernels_for(x).spmm_fwd(csr.rowptr, csr.col, weight, x, reduce)
-        ctx.csr, ctx.reduce, ctx.has_weight = csr, reduce, weight is not None
-        ctx.save_for_backward(x, weight if weight is not None else x.new_empty(0), arg if arg is not None else csr.col.new_empty(0))
-        return out
-
-    @staticmethod
-    def backward(ctx, grad_out: Tensor):
-        x, weight, arg = ctx.saved_tensors
-        csr: CSR = ctx.csr
-        weight = weight if ctx.has_weight else None
-        need_x, need_w = ctx.needs_input_grad[0], ctx.needs_input_grad[1]
-        grad_x = grad_w = None
-        grad_out = grad_out.contiguous()
-        k = kernels_for(grad_out)
-        if ctx.reduce == "max":
-            grad_x, grad_w = k.spmm_max_bwd(
-                csr.rowptr, csr.row, csr.col, csr.t_rowptr, csr.t_col, csr.t_perm, weight, x, arg, grad_out, need_x, need_w
-            )
-            return grad_x, grad_w, None, None
-        if ctx.reduce == "mean":
-            grad_out = grad_out / csr.degree(grad_out.dtype).clamp(min=1).unsqueeze(1)
-        if need_x:
-            w_t = weight.index_select(0, csr.t_perm) if weight is not None else None
-            grad_x, _ = k.spmm_fwd(csr.t_rowptr, csr.t_col, w_t, grad_out, "sum")
-        if need_w:
-            grad_w = k.edge_dot(csr.row, csr.col, grad_out, x)
-        return grad_x, grad_w, None, None
+def spmm_unchecked(csr: CSR, x: Tensor, edge_weight: Tensor | None = None, reduce: str = "sum") -> Tensor:
+    """:func:`spmm` without argument checks, for ``edge_weight`` already in ``csr``'s sorted order."""
+    return torch.ops.gnnkit.spmm(
+        csr.rowptr, csr.col, csr.row, csr.t_rowptr, csr.t_col, csr.t_perm, edge_weight, x.contiguous(), reduce
+    )[0]
 
 
 def spmm(
@@ -92,6 +67,7 @@ def spmm(
             )
         if edge_weight.dtype != x.dtype:
             raise TypeError(f"edge_weight dtype {edge_weight.dtype} does not match x dtype {x.dtype}")
+        # The value checks happened when the CSR was built; nothing here reads a tensor value.
         if weight_order == "edge_index":
             edge_weight = edge_weight.index_select(0, csr.perm)
-    return _SpMM.apply(x.contiguous(), edge_weight, csr, reduce)
+    return spmm_unchecked(csr, x, edge_weight, reduce)

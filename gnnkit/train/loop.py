@@ -168,6 +168,14 @@ def _autocast(device: torch.device, amp: bool):
     return nullcontext()
 
 
+def model_input(model: nn.Module, batch: Any) -> Any:
+    """What ``model`` is called with: for a gnnkit graph model (one with ``prepare``) the batch's
+    validated :class:`gnnkit.nn.Graph`, built here, outside the model's forward, so that the
+    forward and backward pass read nothing on the host; the batch itself for any other model."""
+    prepare = getattr(model, "prepare", None)
+    return prepare(batch) if callable(prepare) else batch
+
+
 @torch.no_grad()
 def evaluate(model: nn.Module, loader: Iterable, targets: Targets, device: torch.device, amp: bool = False) -> Tensor:
     """MAE per target in physical units over ``loader`` (summed over DDP ranks).
@@ -182,7 +190,7 @@ def evaluate(model: nn.Module, loader: Iterable, targets: Targets, device: torch
     for batch in loader:
         batch = batch.to(device, non_blocking=True)
         with _autocast(device, amp):
-            out = model(batch)
+            out = model(model_input(model, batch))
         truth = targets.truth(batch)
         err = (targets.decode(out.float().reshape(truth.shape), batch) - truth).abs().sum(0)
         abs_err = err if abs_err is None else abs_err + err
@@ -321,7 +329,7 @@ def fit(
             batch = batch.to(device, non_blocking=True)
             goal = targets.encode(batch)
             with _autocast(device, config.amp):
-                out = net(batch)
+                out = net(model_input(model, batch))
             loss = torch.nn.functional.mse_loss(out.float().reshape(goal.shape), goal)
             opt.zero_grad(set_to_none=True)
             loss.backward()
@@ -410,6 +418,7 @@ def loader_throughput(loader: Iterable, device: str | torch.device = "cpu", max_
 
 
 __all__ = [
+    "model_input",
     "FitResult",
     "IdentityTargets",
     "Targets",

@@ -89,11 +89,13 @@ def test_seq_rnn_reads_the_encoded_batch():
 
 
 def test_registry():
-    cnn = build_model("cnn", 5, 1, edge_dim=5, channels=(4,))
+    cnn = build_model("cnn", 5, 1, channels=(4,))
     rnn = build_model("rnn", 12, 1, hidden=8)
     assert isinstance(cnn, GridCNN) and isinstance(rnn, SeqRNN)
-    with pytest.raises(TypeError):
+    with pytest.raises(TypeError, match="no_such_option"):
         build_model("cnn", 5, 1, no_such_option=1)
+    with pytest.raises(TypeError, match="reads no edge features"):
+        build_model("cnn", 5, 1, edge_dim=5)
 
 
 def test_errors():

@@ -45,7 +45,8 @@ def _small(name, cfg):
     cfg = dict(cfg)
     if name == "mpnn":
         cfg.update(channels=8, edge_hidden=6, set2set_steps=2)
-    return build_model(name, IN, 2, edge_dim=EDGE, **cfg).double().eval()
+    edge_dim = EDGE if MODELS[name].edge_features else None
+    return build_model(name, IN, 2, edge_dim=edge_dim, **cfg).double().eval()
 
 
 def _double(data):
@@ -146,8 +147,14 @@ def test_registry_and_errors():
         build_model("ggnn", IN, 1, edge_dim=3)
     with pytest.raises(ValueError, match="readout"):
         build_model("gcn-graph", IN, 1, readout="set2set")
-    with pytest.raises(TypeError, match="x and edge_index"):
+    with pytest.raises(TypeError, match="PyG Data/Batch with an edge_index"):
         build_model("gcn-graph", IN, 1)(torch.randn(3, IN))
+    with pytest.raises(TypeError, match=r"no option\(s\) \['depth'\]; valid options: \['channels'"):
+        build_model("mpnn", IN, 1, edge_dim=EDGE, depth=3)
+    with pytest.raises(TypeError, match="reads no edge features"):
+        build_model("gcn", IN, 1, edge_dim=EDGE)
+    assert "hidden" in MODELS["gcn"].options() and "weighted" not in MODELS["tdgnn-s"].options()
+    assert {spec.task for spec in MODELS.values()} == {"graph", "node"}
     no_attr = _molecule(3, 0)
     del no_attr.edge_attr
     with pytest.raises(ValueError, match="edge_attr"):

@@ -1,10 +1,11 @@
-"""NHGCN channel graphs and forward pass against dense computations."""
+"""NHGCN channel operators and forward pass against dense computations; the NH split."""
 
 import pytest
 import torch
+from torch_geometric.data import Data
 
-from gnnkit.models import build_model
-from gnnkit.models.nhgcn import NHGCN
+from gnnkit.models import NHGCN, HomophilySplit, build_model
+from gnnkit.nn import Graph, NHConv, homophily_channels
 
 
 def graph(n=10, p=0.3, seed=0):
@@ -14,10 +15,9 @@ def graph(n=10, p=0.3, seed=0):
     return adj.nonzero().t().contiguous()
 
 
-def dense(graph_, n):
-    csr, w = graph_
+def dense(op, n):
     m = torch.zeros(n, n)
-    m[csr.row, csr.col] = w  # [target, source]
+    m.index_put_((op.csr.row, op.csr.col), op.edge_weight, accumulate=True)  # [target, source]
     return m
 
 
@@ -34,13 +34,17 @@ def dense_channel(ei, n, keep_src, add_self):
 
 
 @pytest.mark.parametrize("add_self", [True, False])
-def test_channel_graphs_match_reference_normalisation(add_self):
+def test_channels_match_reference_normalisation(add_self):
     n = 10
     ei = graph(n)
     high = torch.rand(n) < 0.5
-    g_l, g_h = NHGCN.channel_graphs(ei, n, high, add_self)
-    torch.testing.assert_close(dense(g_l, n), dense_channel(ei, n, high, add_self))
-    torch.testing.assert_close(dense(g_h, n), dense_channel(ei, n, ~high, add_self))
+    g = homophily_channels(Graph.from_edge_index(ei, n), high, add_self)
+    torch.testing.assert_close(dense(g.operators["nh_l"], n), dense_channel(ei, n, high, add_self))
+    torch.testing.assert_close(dense(g.operators["nh_h"], n), dense_channel(ei, n, ~high, add_self))
+    # a new split re-weights the same CSR (no rebuild)
+    g2 = homophily_channels(g, ~high, add_self)
+    assert g2.operators["nh_l"].csr is g.operators["nh_l"].csr
+    torch.testing.assert_close(dense(g2.operators["nh_l"], n), dense_channel(ei, n, ~high, add_self))
 
 
 @pytest.mark.parametrize("ego", ["reference", "linear"])
@@ -52,15 +56,17 @@ def test_forward_matches_dense(ego):
     model = NHGCN(f, 3, hidden=8, dropout=0.5, final_dropout=0.5, ego=ego).eval()
     with torch.no_grad():
         model.lam.copy_(torch.tensor([0.3, -0.2, 0.1]))
-    g_l, g_h = NHGCN.channel_graphs(ei, n, high)
-    a_l, a_h = dense(g_l, n), dense(g_h, n)
+    a_l, a_h = dense_channel(ei, n, high, True), dense_channel(ei, n, ~high, True)
     x_l = a_l @ torch.relu(a_l @ x @ model.w1_l) @ model.w2_l
     x_h = a_h @ torch.relu(a_h @ x @ model.w1_h) @ model.w2_h
     x_ego = x_h if ego == "reference" else torch.relu(x @ model.w_x)
     lam = torch.softmax(model.lam, 0)
     expected = model.lin(torch.relu(lam[0] * x_ego + lam[1] * x_l + lam[2] * x_h))
-    torch.testing.assert_close(model(x, g_l, g_h), expected, rtol=1e-4, atol=1e-5)
-    torch.testing.assert_close(model(x.to_sparse(), g_l, g_h), expected, rtol=1e-4, atol=1e-5)
+    data = Data(x=x, edge_index=ei, nh_high=high)
+    torch.testing.assert_close(model(data), expected, rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(model(Data(x=x.to_sparse(), edge_index=ei, nh_high=high)), expected, rtol=1e-4, atol=1e-5)
+    prepared = model.prepare(Data(x=x, edge_index=ei))  # starts all high; with_split re-weights
+    torch.testing.assert_close(model(model.with_split(prepared, high)), expected, rtol=1e-4, atol=1e-5)
 
 
 def test_gradients_and_registry():
@@ -68,11 +74,21 @@ def test_gradients_and_registry():
     ei = graph(n)
     model = build_model("nhgcn", f, 3, hidden=8)
     assert torch.equal(model.lam.detach(), torch.zeros(3)) and model.w_x is None
-    g_l, g_h = NHGCN.channel_graphs(ei, n, torch.ones(n, dtype=torch.bool))
-    out = model(torch.rand(n, f).to_sparse(), g_l, g_h)
+    out = model(Data(x=torch.rand(n, f).to_sparse(), edge_index=ei))
     torch.nn.functional.cross_entropy(out, torch.randint(0, 3, (n,))).backward()
     for p in (model.w1_l, model.w1_h, model.w2_l, model.w2_h, model.lam):
         assert p.grad is not None
+
+
+def test_homophily_split():
+    # two cliques {0,1,2} and {3,4,5} joined by one edge; labels follow the cliques except node 5
+    ei = torch.tensor([[0, 1, 0, 2, 1, 2, 3, 4, 3, 5, 4, 5, 2, 3], [1, 0, 2, 0, 2, 1, 4, 3, 5, 3, 5, 4, 3, 2]])
+    y = torch.tensor([0, 0, 0, 1, 1, 0])
+    logits = torch.nn.functional.one_hot(y, 2).float()
+    split = HomophilySplit(ei, 6, hops=1, include_self=False, threshold=1.2, variant="as_described")
+    high = split(logits, y, torch.zeros(6, dtype=torch.bool))
+    # NH: node 0 sees {1,2} (1.0); node 2 sees {0,1,3} (2/3); node 5 sees {3,4} (1.0)
+    assert high.tolist() == [True, True, False, False, False, True]
 
 
 def test_errors():
@@ -81,4 +97,10 @@ def test_errors():
     with pytest.raises(ValueError, match="final_dropout"):
         NHGCN(3, 2, final_dropout=1.5)
     with pytest.raises(ValueError, match="high"):
-        NHGCN.channel_graphs(graph(5), 5, torch.ones(4, dtype=torch.bool))
+        homophily_channels(Graph.from_edge_index(graph(5), 5), torch.ones(4, dtype=torch.bool))
+    with pytest.raises(ValueError, match="no 'nh_l' operator"):
+        NHConv("L")(torch.rand(5, 2), graph(5))
+    with pytest.raises(ValueError, match="channel"):
+        NHConv("M")
+    with pytest.raises(ValueError, match="variant"):
+        HomophilySplit(graph(5), 5, 1, False, 2.0, variant="paper")

@@ -6,7 +6,7 @@ from torch import nn
 from torch.profiler import ProfilerActivity, profile
 from torch_geometric.nn import NNConv
 
-from gnnkit.nn import EdgeNetworkConv
+from gnnkit.nn import EdgeNetworkConv, Graph
 from gnnkit.ops import CSR, DegreeBuckets, use_backend
 
 
@@ -49,17 +49,23 @@ def test_matches_pyg_nnconv(aggr, root):
     torch.testing.assert_close(ours.edge_mlp[0].weight.grad, pyg.nn[0].weight.grad)
 
 
-def test_precomputed_hidden_and_csr_give_the_same_result():
+def test_precomputed_hidden_and_graph_give_the_same_result():
     ei, x, ea = _random_graph()
     conv = EdgeNetworkConv(6, 4, hidden=7, aggr="mean").double()
     ref = conv(x, ei, ea)
     csr = CSR.from_edge_index(ei, x.size(0))
-    z = conv.edge_hidden(ea)
-    torch.testing.assert_close(conv(x, ei, z=z), ref)
-    z_sorted = conv.edge_hidden(csr.permute(ea))
-    torch.testing.assert_close(conv(x, csr, z=z_sorted, edge_order="csr", buckets=DegreeBuckets.from_csr(csr)), ref)
-    torch.testing.assert_close(conv.propagate(x, csr, z_sorted), ref)
-    torch.testing.assert_close(conv(x, csr, csr.permute(ea), edge_order="csr"), ref)
+    torch.testing.assert_close(conv(x, csr, ea), ref)
+    graph = Graph.from_edge_index(ei, x.size(0), edge_attr=ea)
+    torch.testing.assert_close(conv(x, graph), ref)
+    prepared = conv.prepare(graph)
+    assert prepared.buckets is not None and conv.prepare(prepared) is prepared  # built once
+    z = conv.edge_features(prepared)  # the hidden activation, computed once, reused by every step
+    torch.testing.assert_close(z, conv.edge_hidden(csr.permute(ea)))
+    torch.testing.assert_close(conv.propagate(x, prepared, z), ref)
+    # without buckets (the CUDA path, or while compiling) the kernel groups the targets itself
+    torch.testing.assert_close(conv.propagate(x, graph, z), ref)
+    with_other = graph.replace(buckets=DegreeBuckets.from_csr(csr, min_slab=10**9))
+    torch.testing.assert_close(conv.propagate(x, with_other, z), ref)
 
 
 def test_triton_path_under_interpreter():
@@ -83,12 +89,10 @@ def test_errors():
         conv(x[:, :5], ei, ea)
     with pytest.raises(ValueError, match="edge_attr must have shape"):
         conv(x, ei, ea[:, :3])
-    with pytest.raises(ValueError, match="pass edge_attr"):
+    with pytest.raises(ValueError, match="needs edge features: pass edge_attr"):
         conv(x, ei)
-    with pytest.raises(ValueError, match="z must have shape"):
-        conv(x, ei, z=torch.randn(ei.size(1), 3, dtype=torch.float64))
-    with pytest.raises(ValueError, match="edge_order"):
-        conv(x, ei, ea, edge_order="sorted")
+    with pytest.raises(ValueError, match="edge_attr has 3 rows"):
+        conv(x, ei, ea[:3])
 
 
 def _peak_bytes(fn) -> int:

@@ -22,6 +22,7 @@ def _pair(cin, cout, **kw):
 
 def _graph(n=12, e=40):
     ei = torch.randint(0, n - 3, (2, e))  # last 3 nodes isolated
+    ei = ei[:, ei[0] != ei[1]]
     ei = torch.cat([ei, torch.tensor([[2, 5], [2, 5]])], 1)  # existing self-loops
     return ei, torch.randn(n, 5, dtype=torch.float64), torch.rand(ei.size(1), dtype=torch.float64) + 0.1
 
@@ -49,6 +50,21 @@ def test_edge_weight_gradient_matches_pyg():
     ours(x, ei, w1).square().sum().backward()
     pyg(x, ei, w2).square().sum().backward()
     torch.testing.assert_close(w1.grad, w2.grad)
+
+
+def test_duplicate_self_loop_gradient_is_the_true_derivative():
+    # Node 2 has two self-loops; as in PyG's add_remaining_self_loops, the last one's weight is the
+    # loop weight and the other is dropped, so the output does not depend on the first at all.
+    # (PyG's own backward still hands that first loop a gradient: index_put's backward with a
+    # duplicate index. gnnkit's is the derivative, 0, which gradcheck confirms.)
+    ei, x, w = _graph()
+    ei = torch.cat([torch.tensor([[2], [2]]), ei], 1)
+    w = torch.cat([torch.tensor([0.7], dtype=torch.float64), w]).requires_grad_(True)
+    ours, pyg = _pair(5, 4)
+    torch.testing.assert_close(ours(x, ei, w), pyg(x, ei, w))
+    assert torch.autograd.gradcheck(lambda t: ours(x, ei, t), (w,))
+    (g,) = torch.autograd.grad(ours(x, ei, w).square().sum(), w)
+    assert g[0] == 0 and g[-2] != 0  # the dropped duplicate, and the loop that counts
 
 
 def test_cached_matches_pyg_and_reuses_the_graph():

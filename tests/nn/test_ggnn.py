@@ -3,14 +3,13 @@
 import pytest
 import torch
 
-from gnnkit.nn import GGNNConv, LiGRUCell
-from gnnkit.ops import CSR
+from gnnkit.nn import GGNNConv, Graph, LiGRUCell
 
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 
-def _dense_ggnn(conv: GGNNConv, x, edge_index, edge_type):
+def _dense_ggnn(conv: GGNNConv, x, edge_index, edge_type, steps):
     n, d, num_types = x.size(0), conv.channels, conv.num_edge_types
     a_in = torch.zeros(num_types, n, n, dtype=x.dtype)  # a_in[t, v, w]: edges w -> v of type t
     for (w, v), t in zip(edge_index.t().tolist(), edge_type.tolist()):
@@ -22,7 +21,7 @@ def _dense_ggnn(conv: GGNNConv, x, edge_index, edge_type):
     u_z, u_r = gru.lin_h.weight.split(d)
     u_h = gru.lin_rh.weight
     h = torch.cat([x, x.new_zeros(n, d - x.size(1))], 1)  # h^0: zero-padded annotation
-    for _ in range(conv.steps):
+    for _ in range(steps):
         incoming = sum(a_in[t] @ h @ conv.weight_in[t].t() for t in range(num_types))
         outgoing = sum(a_out[t] @ h @ conv.weight_out[t].t() for t in range(num_types))
         a = torch.cat([incoming, outgoing], 1) + conv.bias  # eq. 2: a_v in R^{2D}
@@ -38,30 +37,44 @@ def _graph(n=9, e=30, types=3):
     return ei, torch.randint(0, types, (e,)), torch.randn(n, 4, dtype=torch.float64)
 
 
+def _pad(x, d=6):
+    return torch.nn.functional.pad(x, (0, d - x.size(1)))
+
+
+def _steps(conv, x, ei, et, steps):
+    """GG-NN's propagation: ``steps`` steps of one layer from the zero-padded annotation."""
+    graph = Graph.from_edge_index(ei, x.size(0), edge_type=et)
+    h = _pad(x)
+    for _ in range(steps):
+        h = conv(h, graph)
+    return h
+
+
 @pytest.mark.parametrize("steps", [1, 3])
 def test_matches_dense_equations(steps):
     ei, et, x = _graph()
-    conv = GGNNConv(6, 3, steps).double()
+    conv = GGNNConv(6, 3).double()
     with torch.no_grad():
         conv.bias.normal_()  # non-zero bias, so its placement is checked too
-    torch.testing.assert_close(conv(x, ei, et), _dense_ggnn(conv, x, ei, et))
+    torch.testing.assert_close(_steps(conv, x, ei, et, steps), _dense_ggnn(conv, x, ei, et, steps))
 
 
-def test_csr_and_sorted_types_give_the_same_result():
+def test_graph_and_edge_index_give_the_same_result():
     ei, et, x = _graph()
-    conv = GGNNConv(6, 3, 2).double()
-    csr = CSR.from_edge_index(ei, x.size(0))
-    torch.testing.assert_close(conv(x, csr, csr.permute(et), edge_order="csr"), conv(x, ei, et))
+    conv = GGNNConv(6, 3).double()
+    graph = Graph.from_edge_index(ei, x.size(0), edge_type=et)
+    torch.testing.assert_close(conv(_pad(x), graph), conv(_pad(x), ei, et))
+    torch.testing.assert_close(conv.propagate(_pad(x), graph, graph.edge_type), conv(_pad(x), ei, edge_type=et))
 
 
 def test_permutation_equivariance_and_gradients():
     ei, et, x = _graph()
-    conv = GGNNConv(6, 3, 2).double()
+    conv = GGNNConv(6, 3).double()
     perm = torch.randperm(x.size(0))
     inv = torch.empty_like(perm)
     inv[perm] = torch.arange(perm.numel())
-    torch.testing.assert_close(conv(x[perm], inv[ei], et), conv(x, ei, et)[perm])
-    conv(x, ei, et).sum().backward()
+    torch.testing.assert_close(_steps(conv, x[perm], inv[ei], et, 2), _steps(conv, x, ei, et, 2)[perm])
+    _steps(conv, x, ei, et, 2).sum().backward()
     assert conv.weight_out.grad.abs().sum() > 0 and conv.gru.lin_rh.weight.grad.abs().sum() > 0
 
 
@@ -87,7 +100,8 @@ def test_li_gru_cell_differs_from_torch_gru_only_in_the_reset_gate_placement():
 
 def test_errors():
     ei, et, x = _graph()
-    conv = GGNNConv(6, 3, 2).double()
+    x = _pad(x)
+    conv = GGNNConv(6, 3).double()
     with pytest.raises(ValueError, match="channels"):
         conv(torch.randn(9, 7, dtype=torch.float64), ei, et)
     with pytest.raises(ValueError, match="edge_type"):
@@ -96,7 +110,9 @@ def test_errors():
         conv(x, ei, et + 3)
     with pytest.raises(TypeError, match="edge_type"):
         conv(x, ei, et.float())
-    with pytest.raises(ValueError, match="steps"):
-        GGNNConv(6, 3, 0)
+    with pytest.raises(ValueError, match="needs edge types"):
+        conv(x, ei)
     with pytest.raises(ValueError, match="num_edge_types"):
-        GGNNConv(6, 0, 2)
+        GGNNConv(6, 0)
+    with pytest.raises(ValueError, match="channels"):
+        GGNNConv(0, 3)  # a clear error, not a ZeroDivisionError in the initialiser

@@ -4,7 +4,7 @@ import pytest
 import torch
 from torch import Tensor
 
-from gnnkit.nn import MessagePassing, as_csr
+from gnnkit.nn import Graph, MessagePassing
 from gnnkit.ops import CSR
 
 
@@ -43,11 +43,17 @@ def test_message_passing_matches_naive(aggr):
     torch.testing.assert_close(layer(x, edge_index, edge_attr), _naive(x, edge_index, edge_attr, aggr))
 
 
-def test_prebuilt_csr_equals_edge_index():
+def test_prebuilt_csr_and_graph_equal_edge_index():
     edge_index, x, edge_attr = _graph()
     layer = ScaledMessage("sum")
     csr = CSR.from_edge_index(edge_index, x.size(0))
-    torch.testing.assert_close(layer(x, csr, edge_attr), layer(x, edge_index, edge_attr))
+    ref = layer(x, edge_index, edge_attr)
+    torch.testing.assert_close(layer(x, csr, edge_attr), ref)
+    graph = Graph.from_edge_index(edge_index, x.size(0), edge_attr=edge_attr)
+    torch.testing.assert_close(layer(x, graph), ref)
+    torch.testing.assert_close(layer(x, edge_index, edge_attr=edge_attr), ref)
+    # the unchecked step models repeat is the same computation
+    torch.testing.assert_close(layer.propagate(x, graph, layer.edge_features(graph)), ref)
 
 
 def test_forward_mutates_nothing():
@@ -87,10 +93,14 @@ def test_errors():
     edge_index, x, edge_attr = _graph()
     with pytest.raises(ValueError, match="aggr"):
         MessagePassing("median")
-    csr = CSR.from_edge_index(edge_index, x.size(0))
-    with pytest.raises(ValueError, match="CSR was built"):
-        as_csr(csr, x.size(0) + 1)
+    graph = Graph.from_edge_index(edge_index, x.size(0), edge_attr=edge_attr)
+    with pytest.raises(ValueError, match="graph was built for 7 -> 7 nodes"):
+        ScaledMessage()(torch.randn(8, 4), graph)
+    with pytest.raises(TypeError, match="given twice"):
+        ScaledMessage()(x, edge_index, edge_attr, edge_attr=edge_attr)
+    with pytest.raises(TypeError, match="when building the Graph"):
+        ScaledMessage()(x, graph, edge_attr)
     with pytest.raises(ValueError, match="edge_index"):
         ScaledMessage()(x, torch.tensor([[0], [99]]), edge_attr[:1])
-    with pytest.raises(ValueError, match="per-edge tensor"):
+    with pytest.raises(ValueError, match="edge_attr has 14 rows but edge_index has 15 edges"):
         ScaledMessage()(x, edge_index, edge_attr[:-1])

@@ -99,5 +99,11 @@ def test_readout_errors():
         GatedReadout(6, 2, init_channels=3)(x, batch, 2)
     with pytest.raises(ValueError, match="x0 must have shape"):
         GatedReadout(6, 2, init_channels=3)(x, batch, 2, x0=torch.randn(4, 2))
-    with pytest.raises(ValueError, match="num_segments"):
+    with pytest.raises(ValueError, match="batch contains 1, which is out of range for num_graphs=1"):
         SumReadout()(x, batch, 1)  # batch holds graph 1, but num_graphs says 1 graph
+    with pytest.raises(ValueError, match="batch contains 7"):
+        Set2Set(6, steps=2)(x, batch + 6, 2)  # a clear error, not an IndexError inside the LSTM loop
+    with pytest.raises(ValueError, match="pass num_graphs"):
+        SumReadout()(x, batch)
+    with pytest.raises(ValueError, match=r"batch must have shape \[N\] = \[4\]"):
+        MeanReadout()(x, batch[:3], 2)

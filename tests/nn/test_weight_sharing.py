@@ -164,11 +164,11 @@ def test_gru_message_passing_equals_gru():
     seq = torch.randn(2, 6, 3, dtype=torch.double)
     expected, h_n = gru(seq)
     layer = GRUMessagePassing.from_gru(gru)
-    out = layer(seq.reshape(-1, 3), path_graph([6, 6]), num_steps=6)
+    out = layer.unroll(seq.reshape(-1, 3), path_graph([6, 6]), num_steps=6)
     torch.testing.assert_close(out.view(2, 6, 5), expected, rtol=1e-12, atol=1e-12)
     torch.testing.assert_close(out.view(2, 6, 5)[:, -1], h_n[0])
     # Fewer steps: exactly the first k positions are final.
-    partial = layer(seq.reshape(-1, 3), path_graph([6, 6]), num_steps=3).view(2, 6, 5)
+    partial = layer.unroll(seq.reshape(-1, 3), path_graph([6, 6]), num_steps=3).view(2, 6, 5)
     torch.testing.assert_close(partial[:, :3], expected[:, :3])
     assert not torch.allclose(partial[:, 3:], expected[:, 3:])
 
@@ -185,13 +185,23 @@ def test_gru_message_passing_equals_bidirectional_two_layer_gru_on_ragged_batch(
     for layer in range(2):
         h = torch.cat(
             [
-                GRUMessagePassing.from_gru(gru, layer)(h, fwd, steps),
-                GRUMessagePassing.from_gru(gru, layer, reverse=True)(h, bwd, steps),
+                GRUMessagePassing.from_gru(gru, layer).unroll(h, fwd, steps),
+                GRUMessagePassing.from_gru(gru, layer, reverse=True).unroll(h, bwd, steps),
             ],
             dim=1,
         )
     for s, part in enumerate(h.split(lengths)):
         torch.testing.assert_close(part, expected[s, : lengths[s]])
+
+
+def test_gru_message_passing_one_step_is_the_base_forward():
+    gru = nn.GRU(3, 4).double()
+    layer = GRUMessagePassing.from_gru(gru)
+    x, graph = torch.randn(5, 3, dtype=torch.double), path_graph(5)
+    h = torch.zeros(5, 4, dtype=torch.double)
+    for _ in range(5):
+        h = layer((h, x), graph)  # forward = one step from states h with inputs x
+    torch.testing.assert_close(h, layer.unroll(x, graph, 5))
 
 
 def test_gru_message_passing_gradients_equal_gru():
@@ -200,7 +210,7 @@ def test_gru_message_passing_gradients_equal_gru():
     seq = torch.randn(1, 4, 2, dtype=torch.double, requires_grad=True)
     x = seq.detach().reshape(-1, 2).requires_grad_()
     gru(seq)[0].pow(2).sum().backward()
-    layer(x, path_graph(4), 4).pow(2).sum().backward()
+    layer.unroll(x, path_graph(4), 4).pow(2).sum().backward()
     torch.testing.assert_close(x.grad, seq.grad.view(-1, 2))
     torch.testing.assert_close(layer.weight_hh.grad, gru.weight_hh_l0.grad)
     torch.testing.assert_close(layer.bias_ih.grad, gru.bias_ih_l0.grad)
@@ -209,9 +219,11 @@ def test_gru_message_passing_gradients_equal_gru():
 def test_gru_message_passing_errors():
     layer = GRUMessagePassing(2, 3)
     with pytest.raises(ValueError, match="num_steps"):
-        layer(torch.randn(4, 2), path_graph(4), -1)
+        layer.unroll(torch.randn(4, 2), path_graph(4), -1)
     with pytest.raises(ValueError, match="h must have shape"):
-        layer(torch.randn(4, 2), path_graph(4), 2, h=torch.zeros(4, 2))
+        layer.unroll(torch.randn(4, 2), path_graph(4), 2, h=torch.zeros(4, 2))
+    with pytest.raises(ValueError, match="h must have shape"):
+        layer((torch.zeros(4, 2), torch.randn(4, 2)), path_graph(4))  # one step: (states, inputs)
     with pytest.raises(ValueError, match="reverse"):
         GRUMessagePassing.from_gru(nn.GRU(2, 3), reverse=True)
     with pytest.raises(TypeError, match="gru"):

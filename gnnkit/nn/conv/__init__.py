@@ -1,9 +1,29 @@
-"""Convolution layers on the message-passing base."""
+"""Convolution layers, every one a :class:`gnnkit.nn.MessagePassing` subclass."""
 
 from gnnkit.nn.conv.edge_network import EdgeNetworkConv
-from gnnkit.nn.conv.gcn import GCNConv, add_remaining_self_loops, feature_dropout, gcn_norm
+from gnnkit.nn.conv.gcn import GCNConv, feature_dropout, gcn_operator, symmetric_norm, with_self_loops
 from gnnkit.nn.conv.ggnn import GGNNConv, LiGRUCell
+from gnnkit.nn.conv.gin import GINConv
+from gnnkit.nn.conv.homophily import NHConv, homophily_channels
 from gnnkit.nn.conv.recurrent import GRUMessagePassing
 from gnnkit.nn.conv.relational import RelationalConv
+from gnnkit.nn.conv.tree import TreeConv, tree_edges, tree_operator
 
-__all__ = ["GCNConv", "gcn_norm", "feature_dropout", "add_remaining_self_loops", "RelationalConv", "GRUMessagePassing", "EdgeNetworkConv", "GGNNConv", "LiGRUCell"]
+__all__ = [
+    "GCNConv",
+    "gcn_operator",
+    "symmetric_norm",
+    "with_self_loops",
+    "feature_dropout",
+    "EdgeNetworkConv",
+    "GGNNConv",
+    "LiGRUCell",
+    "GINConv",
+    "RelationalConv",
+    "GRUMessagePassing",
+    "TreeConv",
+    "tree_edges",
+    "tree_operator",
+    "NHConv",
+    "homophily_channels",
+]

@@ -10,12 +10,13 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from gnnkit.nn.message_passing import as_csr
-from gnnkit.ops import CSR, spmm
-from gnnkit.ops.edge_network import DegreeBuckets, outer_aggregate
+from gnnkit.nn.graph import Graph
+from gnnkit.nn.message_passing import MessagePassing
+from gnnkit.ops import DegreeBuckets, outer_aggregate_unchecked, spmm_unchecked
+from gnnkit.ops._backend import uses_triton
 
 
-class EdgeNetworkConv(nn.Module):
+class EdgeNetworkConv(MessagePassing):
     """Edge network message passing: ``x'_v = AGG_{w -> v} A(e_vw) x_w (+ x_v R + b)``.
 
     ``A(e)`` is an MLP of the edge features whose output is reshaped to ``d x d'``. Its last layer
@@ -30,9 +31,11 @@ class EdgeNetworkConv(nn.Module):
     ``Linear``, ``edge_out`` the last (same ``[d * d', K]`` layout), ``root`` is NNConv's ``lin``
     and ``bias`` its ``bias``.
 
-    For several message-passing steps with tied weights, compute the hidden activation once with
-    :meth:`edge_hidden` and pass it as ``z`` (with a prebuilt :class:`gnnkit.ops.CSR` and
-    :class:`gnnkit.ops.DegreeBuckets`) on every step.
+    On the base: :meth:`edge_features` is the edge MLP's hidden activation ``z`` (computed once
+    per forward), :meth:`message_and_aggregate` the fused outer-product aggregation and
+    :meth:`update` the root weight and bias. For several steps with tied weights (Gilmer's MPNN),
+    build the :class:`gnnkit.nn.Graph` once, call :meth:`prepare` (CPU degree buckets) and
+    :meth:`edge_features` once, and repeat :meth:`propagate`.
 
     Args:
         channels: input node feature size ``d``.
@@ -44,13 +47,14 @@ class EdgeNetworkConv(nn.Module):
         bias: add a learnable bias.
 
     Shapes:
-        x ``[N, d]``, edge_index ``[2, E]``, edge_attr ``[E, edge_dim]`` (or z ``[E, K]``) ->
-        ``[N, d']``.
+        x ``[N, d]``, edge_index ``[2, E]``, edge_attr ``[E, edge_dim]`` -> ``[N, d']``.
 
     Cost:
         Per step ``2 E K d`` flops for ``S`` and ``2 N K d d'`` for the node-level product, versus
         ``2 E K d d'`` for NNConv's per-edge matrices. Memory ``N K d`` instead of ``E d d'``.
     """
+
+    edge_input = "edge_attr"
 
     def __init__(
         self,
@@ -62,13 +66,13 @@ class EdgeNetworkConv(nn.Module):
         root_weight: bool = False,
         bias: bool = True,
     ) -> None:
-        super().__init__()
         for name, value in (("channels", channels), ("edge_dim", edge_dim), ("hidden", hidden)):
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"{name} must be a positive int, got {value!r}")
         if aggr not in ("sum", "mean"):
             raise ValueError(f"aggr must be 'sum' or 'mean', got {aggr!r}")
-        self.channels, self.edge_dim, self.hidden, self.aggr = channels, edge_dim, hidden, aggr
+        super().__init__(aggr)
+        self.channels, self.edge_dim, self.hidden = channels, edge_dim, hidden
         self.out_channels = channels if out_channels is None else out_channels
         self.edge_mlp = nn.Sequential(nn.Linear(edge_dim, hidden), nn.ReLU())
         self.edge_out = nn.Linear(hidden, channels * self.out_channels)
@@ -91,56 +95,43 @@ class EdgeNetworkConv(nn.Module):
             raise ValueError(f"edge_attr must have shape [E, {self.edge_dim}], got {tuple(edge_attr.shape)}")
         return self.edge_mlp(edge_attr)
 
-    def forward(
-        self,
-        x: Tensor,
-        edge_index: Tensor | CSR,
-        edge_attr: Tensor | None = None,
-        z: Tensor | None = None,
-        edge_order: Literal["edge_index", "csr"] = "edge_index",
-        buckets: DegreeBuckets | None = None,
-    ) -> Tensor:
-        """Args:
-            x: ``[N, channels]`` node features.
-            edge_index: ``[2, E]`` (row 0 = source) or a prebuilt :class:`gnnkit.ops.CSR`.
-            edge_attr: ``[E, edge_dim]`` edge features (ignored when ``z`` is given).
-            z: ``[E, hidden]`` precomputed :meth:`edge_hidden` output.
-            edge_order: whether ``edge_attr`` / ``z`` follow ``edge_index`` order or the CSR's
-                sorted order.
-            buckets: precomputed :class:`gnnkit.ops.DegreeBuckets` of the CSR (CPU path).
-        """
-        if x.dim() != 2 or x.size(1) != self.channels:
-            raise ValueError(f"x must have shape [N, {self.channels}], got {tuple(x.shape)}")
-        if edge_order not in ("edge_index", "csr"):
-            raise ValueError(f"edge_order must be 'edge_index' or 'csr', got {edge_order!r}")
-        csr = as_csr(edge_index, x.size(0))
-        if z is None:
-            if edge_attr is None:
-                raise ValueError("pass edge_attr (or a precomputed z = conv.edge_hidden(edge_attr))")
-            if edge_order == "edge_index":
-                edge_attr = csr.permute(edge_attr)  # permute the narrow input, not z
-            z = self.edge_hidden(edge_attr)
-        else:
-            if z.dim() != 2 or z.shape != (csr.num_edges, self.hidden):
-                raise ValueError(f"z must have shape [{csr.num_edges}, {self.hidden}], got {tuple(z.shape)}")
-            if edge_order == "edge_index":
-                z = csr.permute(z)
-        return self.propagate(x, csr, z, buckets)
+    def check_input(self, x_src: Tensor, x_dst: Tensor) -> None:
+        if x_src.dim() != 2 or x_src.size(1) != self.channels:
+            raise ValueError(f"x must have shape [N, {self.channels}], got {tuple(x_src.shape)}")
 
-    def propagate(self, x: Tensor, csr: CSR, z_sorted: Tensor, buckets: DegreeBuckets | None = None) -> Tensor:
-        """One step from ``z`` already in ``csr``'s sorted order (no argument checks)."""
+    def prepare(self, graph: Graph) -> Graph:
+        """Checks the edge features; adds the CPU degree buckets (built on the host, so not while
+        compiling, where the kernel groups the targets itself)."""
+        if graph.edge_attr is None:
+            raise ValueError("EdgeNetworkConv needs edge features: pass edge_attr")
+        if graph.edge_attr.dim() != 2 or graph.edge_attr.size(1) != self.edge_dim:
+            raise ValueError(f"edge_attr must have shape [E, {self.edge_dim}], got {tuple(graph.edge_attr.shape)}")
+        if graph.buckets is None and not uses_triton(graph.csr.col) and not torch.compiler.is_compiling():
+            graph = graph.replace(buckets=DegreeBuckets.from_csr(graph.csr))
+        return graph
+
+    def edge_features(self, graph: Graph) -> Tensor:
+        """``z = ReLU(Linear(edge_attr))``, ``[E, K]`` in CSR order."""
+        return self.edge_mlp(graph.edge_attr)
+
+    def message_and_aggregate(self, x_src: Tensor, x_dst: Tensor, edge: Tensor | None, graph: Graph) -> Tensor:
+        csr, z = graph.csr, edge
         d, d_out, k = self.channels, self.out_channels, self.hidden
-        s = outer_aggregate(csr, z_sorted, x, self.aggr, z_order="csr", buckets=buckets)  # [N, K, d]
+        if self.aggr == "mean":
+            # Scale the K-vectors of the edges (E x K work) rather than S (N x K x d).
+            inv_deg = 1.0 / csr.degree(z.dtype).clamp(min=1)
+            z = z * inv_deg.index_select(0, csr.row).unsqueeze(1)
+        s = outer_aggregate_unchecked(csr, z, x_src, graph.buckets)  # [N, K, d]
         # edge_out.weight row i * d' + o holds A[i, o]; reorder it to act on S's (k, i) layout.
         w = self.edge_out.weight.view(d, d_out, k).permute(1, 2, 0).reshape(d_out, k * d)
-        out = F.linear(s.view(s.size(0), k * d), w)
-        x_aggr = spmm(csr, x, reduce=self.aggr)
-        out = out + x_aggr @ self.edge_out.bias.view(d, d_out)
+        out = F.linear(s.view(s.size(0), k * d), w.to(s.dtype))
+        x_aggr = spmm_unchecked(csr, x_src, None, self.aggr)
+        return out + x_aggr @ self.edge_out.bias.view(d, d_out).to(x_aggr.dtype)
+
+    def update(self, x_dst: Tensor, aggregated: Tensor) -> Tensor:
         if self.root is not None:
-            out = out + self.root(x)
-        if self.bias is not None:
-            out = out + self.bias
-        return out
+            aggregated = aggregated + self.root(x_dst)
+        return aggregated + self.bias if self.bias is not None else aggregated
 
     def extra_repr(self) -> str:
         return (

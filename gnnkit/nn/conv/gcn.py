@@ -9,84 +9,102 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from gnnkit.ops import CSR, spmm
-from gnnkit.ops._checks import check_count, check_index
+from gnnkit.nn.graph import Graph
+from gnnkit.nn.message_passing import MessagePassing
+from gnnkit.ops import CSR, spmm_unchecked
 
 
-def add_remaining_self_loops(
-    edge_index: Tensor, num_nodes: int, edge_weight: Tensor | None = None, fill_value: float = 1.0
-) -> tuple[Tensor, Tensor]:
-    """Adds a self-loop ``i -> i`` of weight ``fill_value`` to every node that has none; an
-    existing self-loop keeps its weight (duplicates of it are merged into one).
+def with_self_loops(graph: Graph, loop_weight: Tensor, weight: Tensor | None = None) -> tuple[CSR, Tensor, Tensor]:
+    """The CSR of ``graph``'s edges plus one self-loop per node, without changing any shape that
+    depends on the data (so it needs no host sync and compiles).
 
-    Returns ``(edge_index, edge_weight)`` with the non-loop edges first, in their original order,
-    followed by one loop per node.
+    Existing self-loops stay as edges of weight 0; the appended loop of node ``v`` gets the weight
+    of ``v``'s last existing self-loop (in ``edge_index`` order), else ``loop_weight[v]``. That is
+    PyG's ``add_remaining_self_loops``.
+
+    Args:
+        graph: the graph (``csr`` order for ``weight``).
+        loop_weight: ``[N]`` weight of the appended loop of a node without one.
+        weight: ``[E]`` edge weights in ``csr`` order (default 1).
+
+    Returns:
+        ``(csr, weight, is_appended)``: the new CSR over ``E + N`` edges, its weights in its own
+        order, and a bool ``[E + N]`` marking the appended loops.
     """
-    src, dst = edge_index[0], edge_index[1]
-    if edge_weight is None:
-        edge_weight = torch.ones(src.numel(), device=src.device)
-    is_loop = src == dst
-    loop_weight = torch.full((num_nodes,), fill_value, dtype=edge_weight.dtype, device=src.device)
-    loop_weight[src[is_loop]] = edge_weight[is_loop]
-    keep = ~is_loop
-    nodes = torch.arange(num_nodes, device=src.device)
-    new_index = torch.cat([edge_index[:, keep], torch.stack([nodes, nodes])], dim=1)
-    return new_index, torch.cat([edge_weight[keep], loop_weight])
+    csr, n = graph.csr, graph.csr.num_dst
+    e = csr.num_edges
+    w = torch.ones(e, dtype=loop_weight.dtype, device=csr.device) if weight is None else weight
+    is_loop = csr.row == csr.col
+    # Position (in csr order, which keeps edge_index order among duplicates) of each node's last loop.
+    slot = torch.where(is_loop, csr.row, torch.full_like(csr.row, n))
+    last = torch.full((n + 1,), -1, dtype=torch.long, device=csr.device)
+    last = last.scatter_reduce(0, slot, torch.arange(e, device=csr.device), "amax")[:n]
+    own = w.index_select(0, last.clamp(min=0)) if e else loop_weight
+    loops = torch.where(last >= 0, own, loop_weight)
+    nodes = torch.arange(n, device=csr.device)
+    new = CSR.from_trusted(torch.cat([csr.col, nodes]), torch.cat([csr.row, nodes]), n, n)
+    all_w = torch.cat([torch.where(is_loop, torch.zeros_like(w), w), loops])
+    appended = torch.cat([torch.zeros(e, dtype=torch.bool, device=csr.device), torch.ones(n, dtype=torch.bool, device=csr.device)])
+    return new, all_w.index_select(0, new.perm), appended.index_select(0, new.perm)
 
 
-def gcn_norm(
-    edge_index: Tensor,
-    num_nodes: int,
-    edge_weight: Tensor | None = None,
-    add_self_loops: bool = True,
-    dtype: torch.dtype = torch.float,
-) -> tuple[CSR, Tensor]:
-    """Symmetric normalisation ``D^-1/2 (A + I) D^-1/2`` as a CSR and its edge weights.
-
-    The degree is the weighted in-degree (counted on the target index, as in PyG's ``gcn_norm``),
-    and a node of degree 0 gets weight 0. Returns ``(csr, weight)`` with ``weight`` in ``csr``'s
-    sorted order (pass ``weight_order="csr"`` to :func:`gnnkit.ops.spmm`).
-
-    Shapes:
-        edge_index ``[2, E]``, edge_weight ``[E]`` -> CSR over ``E + N`` edges, weight ``[E + N]``.
-    """
-    check_index("edge_index", edge_index)
-    num_nodes = check_count("num_nodes", num_nodes)
-    if edge_index.dim() != 2 or edge_index.size(0) != 2:
-        raise ValueError(f"edge_index must have shape [2, E], got {tuple(edge_index.shape)}")
-    if edge_weight is not None and edge_weight.shape != (edge_index.size(1),):
-        raise ValueError(f"edge_weight must have shape [{edge_index.size(1)}], got {tuple(edge_weight.shape)}")
-    edge_index = edge_index.long()
-    if edge_weight is None:
-        edge_weight = torch.ones(edge_index.size(1), dtype=dtype, device=edge_index.device)
-    if add_self_loops:
-        edge_index, edge_weight = add_remaining_self_loops(edge_index, num_nodes, edge_weight)
-    csr = CSR.from_edge_index(edge_index, num_nodes)
-    w = csr.permute(edge_weight)
-    deg = torch.zeros(num_nodes, dtype=w.dtype, device=w.device).index_add_(0, csr.row, w)
+def symmetric_norm(csr: CSR, weight: Tensor) -> Tensor:
+    """``w_uv d_u^-1/2 d_v^-1/2`` with the weighted in-degrees ``d`` (a node of degree 0 gets 0),
+    as PyG's ``gcn_norm``; ``weight`` in ``csr`` order."""
+    deg = weight.new_zeros(csr.num_dst).index_add_(0, csr.row, weight)
     dis = deg.pow(-0.5).masked_fill_(deg == 0, 0.0)
-    return csr, dis[csr.col] * w * dis[csr.row]
+    return dis.index_select(0, csr.col) * weight * dis.index_select(0, csr.row)
 
 
-class GCNConv(nn.Module):
+def gcn_operator(graph: Graph, add_self_loops: bool = True, normalize: bool = True) -> Graph:
+    """The propagation graph of :class:`GCNConv`: ``D^-1/2 (A + I) D^-1/2`` with ``graph``'s edge
+    weights (1 where it has none). Sync-free: no shape depends on the data. Computed in the dtype
+    of the edge weights, else of the graph's node features, else the default dtype.
+
+    Returns:
+        A :class:`Graph` whose ``edge_weight`` holds the normalised weights (``csr`` order).
+    """
+    csr, w = graph.csr, graph.edge_weight
+    if w is not None:
+        dtype = w.dtype
+    elif graph.x is not None and graph.x.is_floating_point():
+        dtype = graph.x.dtype
+    else:
+        dtype = torch.get_default_dtype()
+    if add_self_loops:
+        ones = torch.ones(csr.num_dst, dtype=dtype, device=csr.device)
+        csr, w, _ = with_self_loops(graph, ones, w)
+    elif w is None:
+        w = torch.ones(csr.num_edges, dtype=dtype, device=csr.device)
+    if normalize:
+        w = symmetric_norm(csr, w)
+    return Graph(csr, edge_weight=w)
+
+
+class GCNConv(MessagePassing):
     """Graph convolution layer (Kipf & Welling 2017), ``x' = Â x W + b`` with
     ``Â = D^-1/2 (A + I) D^-1/2``.
 
     Numerically equal to ``torch_geometric.nn.GCNConv`` with the same weights (``lin.weight``,
-    ``bias``): the linear map is applied first, then :func:`gnnkit.ops.spmm` aggregates.
+    ``bias``): the linear map is applied first, then :func:`gnnkit.ops.spmm_unchecked` aggregates
+    over the normalised graph, which :meth:`prepare` stores in the :class:`Graph` (operator
+    ``"gcn"`` for the default settings) so that every layer of a model shares it.
 
     Args:
         in_channels: input feature size.
         out_channels: output feature size.
-        cached: keep the normalised CSR of the first graph seen and reuse it (transductive
-            learning on one static graph). Call :meth:`reset_cache` to drop it.
+        cached: keep the normalised graph of the first graph seen and reuse it (transductive
+            learning on one static graph, PyG's semantics). Call :meth:`reset_cache` to drop it.
         add_self_loops: add ``I`` before normalising.
         normalize: apply the symmetric normalisation (else use ``edge_weight`` or 1 as is).
         bias: learn an additive bias.
 
     Shapes:
-        x ``[N, in_channels]``, edge_index ``[2, E]``, edge_weight ``[E]`` -> ``[N, out_channels]``.
+        x ``[N, in_channels]`` (dense or sparse COO), edge_index ``[2, E]``, edge_weight ``[E]``
+        -> ``[N, out_channels]``.
     """
+
+    edge_input = "edge_weight"
 
     def __init__(
         self,
@@ -97,13 +115,20 @@ class GCNConv(nn.Module):
         normalize: bool = True,
         bias: bool = True,
     ) -> None:
-        super().__init__()
+        super().__init__("sum")
         self.in_channels, self.out_channels = in_channels, out_channels
         self.cached, self.add_self_loops, self.normalize = cached, add_self_loops, normalize
         self.lin = nn.Linear(in_channels, out_channels, bias=False)
         self.bias = nn.Parameter(torch.empty(out_channels)) if bias else None
-        self._cache: tuple[CSR, Tensor] | None = None
+        self._cache: Graph | None = None
         self.reset_parameters()
+
+    @property
+    def operator_name(self) -> str:
+        """The key of this layer's normalised graph in :attr:`Graph.operators`."""
+        if self.add_self_loops and self.normalize:
+            return "gcn"
+        return f"gcn(add_self_loops={self.add_self_loops}, normalize={self.normalize})"
 
     def reset_parameters(self) -> None:
         bound = math.sqrt(6.0 / (self.in_channels + self.out_channels))  # glorot, as PyG
@@ -115,35 +140,34 @@ class GCNConv(nn.Module):
     def reset_cache(self) -> None:
         self._cache = None
 
-    def normalized_graph(self, edge_index: Tensor, num_nodes: int, edge_weight: Tensor | None = None) -> tuple[CSR, Tensor]:
-        """The (possibly cached) normalised CSR and its sorted edge weights."""
-        if self.cached and self._cache is not None:
-            if self._cache[0].num_dst != num_nodes:
-                raise ValueError(
-                    f"cached=True: the cached graph has {self._cache[0].num_dst} nodes but x has {num_nodes}; "
-                    "call reset_cache() when the graph changes"
-                )
-            return self._cache
-        if self.normalize:
-            graph = gcn_norm(edge_index, num_nodes, edge_weight, self.add_self_loops)
-        else:
-            if self.add_self_loops:
-                edge_index, edge_weight = add_remaining_self_loops(edge_index.long(), num_nodes, edge_weight)
-            csr = CSR.from_edge_index(edge_index, num_nodes)
-            w = csr.permute(edge_weight) if edge_weight is not None else torch.ones(csr.num_edges, device=csr.device)
-            graph = (csr, w)
-        if self.cached:
-            self._cache = graph
-        return graph
+    def check_input(self, x_src: Tensor, x_dst: Tensor) -> None:
+        if x_src.dim() != 2 or x_src.size(1) != self.in_channels:
+            raise ValueError(f"x must have shape [N, {self.in_channels}], got {tuple(x_src.shape)}")
 
-    def forward(self, x: Tensor, edge_index: Tensor, edge_weight: Tensor | None = None) -> Tensor:
-        if x.dim() != 2 or x.size(1) != self.in_channels:
-            raise ValueError(f"x must have shape [N, {self.in_channels}], got {tuple(x.shape)}")
-        csr, w = self.normalized_graph(edge_index, x.size(0), edge_weight)
+    def prepare(self, graph: Graph) -> Graph:
+        name = self.operator_name
+        if name in graph.operators:
+            return graph
+        if self.cached and self._cache is not None:
+            if self._cache.num_nodes != graph.num_nodes:
+                raise ValueError(
+                    f"cached=True: the cached graph has {self._cache.num_nodes} nodes but x has "
+                    f"{graph.num_nodes}; call reset_cache() when the graph changes"
+                )
+            return graph.with_operator(name, self._cache)
+        op = gcn_operator(graph, self.add_self_loops, self.normalize)
+        if self.cached:
+            self._cache = op
+        return graph.with_operator(name, op)
+
+    def message_and_aggregate(self, x_src: Tensor, x_dst: Tensor, edge: Tensor | None, graph: Graph) -> Tensor:
+        op = graph.operators[self.operator_name]
         # sparse node features (bag-of-words graphs are ~1 % non-zero) take a sparse product
-        h = torch.sparse.mm(x, self.lin.weight.t()) if x.is_sparse else self.lin(x)
-        out = spmm(csr, h, w.to(h.dtype), "sum", weight_order="csr")
-        return out + self.bias if self.bias is not None else out
+        h = torch.sparse.mm(x_src, self.lin.weight.t()) if x_src.is_sparse else self.lin(x_src)
+        return spmm_unchecked(op.csr, h, op.edge_weight.to(h.dtype), "sum")
+
+    def update(self, x_dst: Tensor, aggregated: Tensor) -> Tensor:
+        return aggregated + self.bias if self.bias is not None else aggregated
 
     def extra_repr(self) -> str:
         return f"{self.in_channels}, {self.out_channels}, cached={self.cached}"

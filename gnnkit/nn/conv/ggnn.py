@@ -10,17 +10,21 @@ from typing import Literal
 import torch
 from torch import Tensor, nn
 
-from gnnkit.nn.message_passing import as_csr
-from gnnkit.ops import CSR, segment
-from gnnkit.ops._checks import check_index, check_range
+from gnnkit.nn.graph import Graph
+from gnnkit.nn.message_passing import MessagePassing
+from gnnkit.ops import segment_unchecked
 
 
-def _check_edge_type(edge_type: object, csr: CSR, num_edge_types: int) -> Tensor:
-    check_index("edge_type", edge_type)
-    if edge_type.shape != (csr.num_edges,):
-        raise ValueError(f"edge_type must have shape [E] = [{csr.num_edges}], got {tuple(edge_type.shape)}")
-    check_range("edge_type", edge_type, num_edge_types, "num_edge_types")
-    return edge_type.long()
+def check_edge_types(graph: Graph, num_edge_types: int, layer: str) -> None:
+    """Raises ``ValueError`` unless ``graph`` has edge types below ``num_edge_types`` (the range
+    was read when the graph was built, so this reads nothing on the device)."""
+    if graph.edge_type is None:
+        raise ValueError(f"{layer} needs edge types: pass edge_type (int64 [E])")
+    if graph.num_edge_types > num_edge_types:
+        raise ValueError(
+            f"edge_type contains {graph.num_edge_types - 1}, which is out of range for "
+            f"num_edge_types={num_edge_types}"
+        )
 
 
 def _typed_sum(h: Tensor, weight: Tensor, src: Tensor, etype: Tensor, rowptr: Tensor, aggr: str) -> Tensor:
@@ -28,7 +32,7 @@ def _typed_sum(h: Tensor, weight: Tensor, src: Tensor, etype: Tensor, rowptr: Te
     type once (``N x T x d'``), then rows are gathered per edge (``E x d'``, like any message)."""
     num_types, d_out, d_in = weight.shape
     mapped = (h @ weight.reshape(num_types * d_out, d_in).t()).view(h.size(0) * num_types, d_out)
-    return segment(mapped.index_select(0, src * num_types + etype), rowptr, aggr)
+    return segment_unchecked(mapped.index_select(0, src * num_types + etype), rowptr, aggr)
 
 
 class LiGRUCell(nn.Module):
@@ -60,37 +64,39 @@ class LiGRUCell(nn.Module):
         return h + z * (cand - h)
 
 
-class GGNNConv(nn.Module):
-    """Gated graph neural network propagation (Li et al. 2016), ``steps`` rounds with shared weights.
-
-    ``h^0`` is ``x`` zero-padded to ``channels``. Each step::
+class GGNNConv(MessagePassing):
+    """One propagation step of the gated graph neural network (Li et al. 2016)::
 
         a_v = [sum_{(w -> v)} W_in[t] h_w ,  sum_{(v -> w)} W_out[t] h_w] + b     (2 * channels)
-        h_v = GRU(a_v, h_v)
+        h_v' = GRU(a_v, h_v)
 
     with one matrix per edge type ``t`` and per direction (incoming / outgoing edges), and the GRU
     of :class:`LiGRUCell`. Both directions use one :class:`gnnkit.ops.CSR` (its transpose gives
-    the outgoing edges).
+    the outgoing edges). GG-NN repeats this step with tied weights (:class:`gnnkit.models.GGNN`
+    runs ``T`` steps from ``h^0`` = the input zero-padded to ``channels``).
+
+    On the base: :meth:`message_and_aggregate` is the typed two-direction aggregation and
+    :meth:`update` the GRU.
 
     Args:
-        channels: state size ``d`` (must be >= the input feature size).
+        channels: state size ``d`` (input and output).
         num_edge_types: number of discrete edge types.
-        steps: number of propagation steps ``T``.
         aggr: ``"sum"`` (Li et al.) or ``"mean"``.
 
     Shapes:
-        x ``[N, F <= d]``, edge_index ``[2, E]``, edge_type ``[E]`` -> ``[N, d]``.
+        x ``[N, d]``, edge_index ``[2, E]``, edge_type ``[E]`` -> ``[N, d]``.
     """
 
-    def __init__(self, channels: int, num_edge_types: int, steps: int, aggr: Literal["sum", "mean"] = "sum") -> None:
-        super().__init__()
-        if steps < 1:
-            raise ValueError(f"steps must be >= 1, got {steps}")
-        if num_edge_types < 1:
-            raise ValueError(f"num_edge_types must be >= 1, got {num_edge_types}")
+    edge_input = "edge_type"
+
+    def __init__(self, channels: int, num_edge_types: int, aggr: Literal["sum", "mean"] = "sum") -> None:
+        for name, value in (("channels", channels), ("num_edge_types", num_edge_types)):
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name} must be a positive int, got {value!r}")
         if aggr not in ("sum", "mean"):
             raise ValueError(f"aggr must be 'sum' or 'mean', got {aggr!r}")
-        self.channels, self.num_edge_types, self.steps, self.aggr = channels, num_edge_types, steps, aggr
+        super().__init__(aggr)
+        self.channels, self.num_edge_types = channels, num_edge_types
         self.weight_in = nn.Parameter(torch.empty(num_edge_types, channels, channels))
         self.weight_out = nn.Parameter(torch.empty(num_edge_types, channels, channels))
         self.bias = nn.Parameter(torch.zeros(2 * channels))
@@ -105,30 +111,25 @@ class GGNNConv(nn.Module):
         for m in (self.gru.lin_a, self.gru.lin_h, self.gru.lin_rh):
             m.reset_parameters()
 
-    def forward(
-        self,
-        x: Tensor,
-        edge_index: Tensor | CSR,
-        edge_type: Tensor,
-        edge_order: Literal["edge_index", "csr"] = "edge_index",
-    ) -> Tensor:
-        if x.dim() != 2 or x.size(1) > self.channels:
+    def check_input(self, x_src: Tensor, x_dst: Tensor) -> None:
+        if x_src.dim() != 2 or x_src.size(1) != self.channels:
             raise ValueError(
-                f"x must have shape [N, F] with F <= channels={self.channels}, got {tuple(x.shape)}"
+                f"x must have shape [N, channels={self.channels}], got {tuple(x_src.shape)} "
+                "(GG-NN zero-pads a narrower input to the state size first)"
             )
-        csr = as_csr(edge_index, x.size(0))
-        etype = _check_edge_type(edge_type, csr, self.num_edge_types)
-        if edge_order == "edge_index":
-            etype = csr.permute(etype)
-        elif edge_order != "csr":
-            raise ValueError(f"edge_order must be 'edge_index' or 'csr', got {edge_order!r}")
-        etype_t = etype.index_select(0, csr.t_perm)
-        h = torch.nn.functional.pad(x, (0, self.channels - x.size(1)))
-        for _ in range(self.steps):
-            a_in = _typed_sum(h, self.weight_in, csr.col, etype, csr.rowptr, self.aggr)
-            a_out = _typed_sum(h, self.weight_out, csr.t_col, etype_t, csr.t_rowptr, self.aggr)
-            h = self.gru(torch.cat([a_in, a_out], dim=-1) + self.bias, h)
-        return h
+
+    def prepare(self, graph: Graph) -> Graph:
+        check_edge_types(graph, self.num_edge_types, "GGNNConv")
+        return graph
+
+    def message_and_aggregate(self, x_src: Tensor, x_dst: Tensor, edge: Tensor | None, graph: Graph) -> Tensor:
+        csr, etype = graph.csr, edge
+        a_in = _typed_sum(x_src, self.weight_in, csr.col, etype, csr.rowptr, self.aggr)
+        a_out = _typed_sum(x_src, self.weight_out, csr.t_col, etype.index_select(0, csr.t_perm), csr.t_rowptr, self.aggr)
+        return torch.cat([a_in, a_out], dim=-1) + self.bias
+
+    def update(self, x_dst: Tensor, aggregated: Tensor) -> Tensor:
+        return self.gru(aggregated, x_dst)
 
     def extra_repr(self) -> str:
-        return f"{self.channels}, num_edge_types={self.num_edge_types}, steps={self.steps}, aggr={self.aggr!r}"
+        return f"{self.channels}, num_edge_types={self.num_edge_types}, aggr={self.aggr!r}"

@@ -12,6 +12,9 @@ final after ``k`` steps, so ``max(lengths)`` steps reproduce ``torch.nn.GRU`` ex
 2014, "Learning Phrase Representations using RNN Encoder-Decoder"). Unlike GG-NN (Li et al.
 2016), whose GRU takes the aggregated message as input and the node's own state as memory, here
 the memory is what the predecessors send and the input is the node's own feature.
+
+On the base, one call is one step with the bipartite node input ``(h, x)``: messages come from the
+states ``h`` (the source side), the update reads each node's own input ``x`` (the target side).
 """
 
 from __future__ import annotations
@@ -21,7 +24,8 @@ import math
 import torch
 from torch import Tensor, nn
 
-from gnnkit.nn.message_passing import Aggr, MessagePassing, as_csr
+from gnnkit.nn.graph import Graph
+from gnnkit.nn.message_passing import Aggr, MessagePassing, as_graph
 
 
 class GRUMessagePassing(MessagePassing):
@@ -36,14 +40,17 @@ class GRUMessagePassing(MessagePassing):
     Parameters are named and laid out as in ``nn.GRUCell`` (gates in order reset, update, new):
     ``weight_ih`` ``[3H, in]``, ``weight_hh`` ``[3H, H]``, ``bias_ih`` / ``bias_hh`` ``[3H]``.
 
+    Call ``layer((h, x), edge_index)`` for one step from states ``h`` with inputs ``x``, or
+    :meth:`unroll` for ``num_steps`` steps from ``h = 0``.
+
     Shapes:
-        x ``[N, in_channels]``, edge_index ``[2, E]``, h ``[N, hidden_channels]`` ->
+        h ``[N, hidden_channels]``, x ``[N, in_channels]``, edge_index ``[2, E]`` ->
         ``[N, hidden_channels]``.
 
     Cost:
-        The input projection once (``N x in x 3H``), then per step a gather and segment sum of
-        ``E x H`` and an ``N x H x 3H`` matmul. On a path this is ``max(lengths)`` times the work
-        of ``nn.GRU``: the layer shows the equivalence, it is not a fast RNN.
+        Per step an ``N x in x 3H`` input projection, a gather and segment sum of ``E x H`` and an
+        ``N x H x 3H`` matmul. On a path this is ``max(lengths)`` times the work of ``nn.GRU``:
+        the layer shows the equivalence, it is not a fast RNN.
     """
 
     def __init__(self, in_channels: int, hidden_channels: int, aggr: Aggr = "sum", bias: bool = True) -> None:
@@ -83,35 +90,38 @@ class GRUMessagePassing(MessagePassing):
                 getattr(out, name).copy_(getattr(gru, name + suffix))
         return out
 
-    def forward(  # type: ignore[override]
-        self, x: Tensor, edge_index: Tensor, num_steps: int, h: Tensor | None = None
-    ) -> Tensor:
-        """Runs ``num_steps`` synchronous steps from state ``h`` (zeros if ``None``)."""
-        if x.dim() != 2 or x.size(1) != self.in_channels:
-            raise ValueError(f"x must have shape [N, {self.in_channels}], got {tuple(x.shape)}")
-        if isinstance(num_steps, bool) or not isinstance(num_steps, int) or num_steps < 0:
-            raise ValueError(f"num_steps must be an int >= 0, got {num_steps!r}")
-        n, hid = x.size(0), self.hidden_channels
-        if h is None:
-            h = x.new_zeros(n, hid)
-        elif h.shape != (n, hid):
-            raise ValueError(f"h must have shape [{n}, {hid}], got {tuple(h.shape)}")
-        csr = as_csr(edge_index, n)  # built once, reused by every step
-        gi = nn.functional.linear(x, self.weight_ih, self.bias_ih)  # the input part never changes
-        for _ in range(num_steps):
-            m = self.message_and_aggregate(h, h, None, csr)
-            h = self._cell(gi, m)
-        return h
+    def check_input(self, x_src: Tensor, x_dst: Tensor) -> None:
+        n, hid = x_dst.size(0), self.hidden_channels
+        if x_dst.dim() != 2 or x_dst.size(1) != self.in_channels:
+            raise ValueError(f"x must have shape [N, {self.in_channels}], got {tuple(x_dst.shape)}")
+        if x_src.shape != (n, hid):
+            raise ValueError(f"h must have shape [{n}, {hid}], got {tuple(x_src.shape)}")
 
-    def _cell(self, gi: Tensor, m: Tensor) -> Tensor:
-        # nn.GRUCell's equations, with the predecessors' state m as the memory.
-        gh = nn.functional.linear(m, self.weight_hh, self.bias_hh)
+    def message_and_aggregate(self, x_src: Tensor, x_dst: Tensor, edge: Tensor | None, graph: Graph) -> Tensor:
+        return self.aggregate(x_src.index_select(0, graph.csr.col), graph)  # the states sent along edges
+
+    def update(self, x_dst: Tensor, aggregated: Tensor) -> Tensor:
+        # nn.GRUCell's equations with the node's input x and the predecessors' state m as memory.
+        gi = nn.functional.linear(x_dst, self.weight_ih, self.bias_ih)
+        gh = nn.functional.linear(aggregated, self.weight_hh, self.bias_hh)
         i_r, i_z, i_n = gi.chunk(3, dim=1)
         h_r, h_z, h_n = gh.chunk(3, dim=1)
         r = torch.sigmoid(i_r + h_r)
         z = torch.sigmoid(i_z + h_z)
         n = torch.tanh(i_n + r * h_n)
-        return (1 - z) * n + z * m
+        return (1 - z) * n + z * aggregated
+
+    def unroll(self, x: Tensor, edge_index: Tensor | Graph, num_steps: int, h: Tensor | None = None) -> Tensor:
+        """Runs ``num_steps`` synchronous steps from state ``h`` (zeros if ``None``)."""
+        if isinstance(num_steps, bool) or not isinstance(num_steps, int) or num_steps < 0:
+            raise ValueError(f"num_steps must be an int >= 0, got {num_steps!r}")
+        if h is None:
+            h = x.new_zeros(x.size(0), self.hidden_channels)
+        self.check_input(h, x)
+        graph = as_graph(edge_index, x.size(0))  # built once, reused by every step
+        for _ in range(num_steps):
+            h = self.propagate((h, x), graph, None)
+        return h
 
     def extra_repr(self) -> str:
         return f"{self.in_channels}, {self.hidden_channels}, aggr={self.aggr!r}"

@@ -14,8 +14,9 @@ import math
 import torch
 from torch import Tensor, nn
 
+from gnnkit.nn.conv.ggnn import check_edge_types
+from gnnkit.nn.graph import Graph
 from gnnkit.nn.message_passing import Aggr, MessagePassing
-from gnnkit.ops import CSR
 
 
 class RelationalConv(MessagePassing):
@@ -41,6 +42,8 @@ class RelationalConv(MessagePassing):
     Cost:
         One ``N x in x (R * out)`` matmul, then a gather and segment reduction of ``E x out``.
     """
+
+    edge_input = "edge_type"
 
     def __init__(
         self,
@@ -95,29 +98,25 @@ class RelationalConv(MessagePassing):
                 layer.bias.copy_(conv.bias)
         return layer
 
-    def forward(self, x: Tensor, edge_index: Tensor | CSR, edge_type: Tensor) -> Tensor:  # type: ignore[override]
-        if x.dim() != 2 or x.size(1) != self.in_channels:
-            raise ValueError(f"x must have shape [N, {self.in_channels}], got {tuple(x.shape)}")
-        if not isinstance(edge_type, Tensor) or edge_type.dtype not in (torch.int64, torch.int32):
-            raise TypeError("edge_type must be an int64 or int32 tensor")
-        if edge_type.dim() != 1:
-            raise ValueError(f"edge_type must have shape [E], got {tuple(edge_type.shape)}")
-        if edge_type.numel() and (int(edge_type.min()) < 0 or int(edge_type.max()) >= self.num_relations):
-            raise ValueError(f"edge_type must hold values in [0, num_relations={self.num_relations})")
-        return super().forward(x, edge_index, edge_type.long())
+    def check_input(self, x_src: Tensor, x_dst: Tensor) -> None:
+        if x_src.dim() != 2 or x_src.size(1) != self.in_channels:
+            raise ValueError(f"x must have shape [N, {self.in_channels}], got {tuple(x_src.shape)}")
 
-    def message_and_aggregate(self, x_src: Tensor, x_dst: Tensor, edge_attr: Tensor | None, csr: CSR) -> Tensor:
+    def prepare(self, graph: Graph) -> Graph:
+        check_edge_types(graph, self.num_relations, "RelationalConv")
+        return graph
+
+    def message_and_aggregate(self, x_src: Tensor, x_dst: Tensor, edge: Tensor | None, graph: Graph) -> Tensor:
         # Transform every node once per relation, then each edge picks its (source, type) row:
         # cheaper than a per-edge matmul whenever E > N, as on grids (E ~ R * N).
-        h = (x_src @ self.weight.permute(1, 0, 2).reshape(self.in_channels, -1)).view(
-            -1, self.num_relations, self.out_channels
-        )
-        messages = h[csr.col, edge_attr]
-        return self.aggregate(messages, csr)
+        r, out = self.num_relations, self.out_channels
+        h = (x_src @ self.weight.permute(1, 0, 2).reshape(self.in_channels, r * out)).view(-1, out)
+        messages = h.index_select(0, graph.csr.col * r + edge)
+        return self.aggregate(messages, graph)
 
-    def update(self, x: Tensor, aggregated: Tensor) -> Tensor:
+    def update(self, x_dst: Tensor, aggregated: Tensor) -> Tensor:
         if self.root is not None:
-            aggregated = aggregated + x @ self.root
+            aggregated = aggregated + x_dst @ self.root
         return aggregated + self.bias if self.bias is not None else aggregated
 
     def extra_repr(self) -> str:

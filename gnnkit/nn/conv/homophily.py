@@ -1,0 +1,91 @@
+"""The homophily-split channels of NHGCN (Gong et al., CIKM 2023, "Neighborhood Homophily-based
+Graph Convolutional Network"; reference code rockcor/NHGCN).
+
+Nodes are split by their neighbourhood homophily (:func:`gnnkit.ops.neighbourhood_homophily`)
+into a high-NH and a low-NH group. Channel ``L`` aggregates over the edges whose *source* is high,
+channel ``H`` over those whose source is low, each with a weight-1 self-loop per node and the
+symmetric normalisation with in-degrees (the reference's ``agg_norm(adj_t, mask, 'source')``).
+
+Both channels share one CSR (the graph's edges plus one loop per node); an edge outside a channel
+has weight 0 there. So re-splitting the nodes (NHGCN does it whenever validation accuracy
+improves) only recomputes weights: no sort, no shape that depends on the data.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import torch
+from torch import Tensor
+
+from gnnkit.nn.conv.gcn import symmetric_norm, with_self_loops
+from gnnkit.nn.graph import Graph
+from gnnkit.nn.message_passing import MessagePassing
+from gnnkit.ops import spmm_unchecked
+
+CHANNELS: dict[str, str] = {"L": "nh_l", "H": "nh_h"}
+_BASE = "nh_base"
+
+
+def homophily_channels(graph: Graph, high: Tensor, add_self_loops: bool = True) -> Graph:
+    """``graph`` with the operators ``"nh_l"`` (edges whose source is high) and ``"nh_h"`` (source
+    low) for the node split ``high``.
+
+    Args:
+        graph: the graph (its existing self-loops are dropped, as in the reference).
+        high: ``[N]`` bool, ``True`` for high-NH nodes.
+        add_self_loops: give every node a weight-1 self-loop in both channels (the reference's
+            ``--addself``); else the channels have no self-loops.
+
+    Raises:
+        ValueError: ``high`` is not a bool tensor of shape ``[N]``.
+    """
+    n = graph.num_nodes
+    if not isinstance(high, Tensor) or high.dtype != torch.bool or high.shape != (n,):
+        raise ValueError(
+            f"high must be a bool tensor of shape [{n}], got {getattr(high, 'dtype', type(high).__name__)} "
+            f"{tuple(getattr(high, 'shape', ()))}"
+        )
+    base = graph.operators.get(_BASE)
+    if base is None:
+        csr, _, appended = with_self_loops(graph, torch.ones(n, device=graph.device))
+        base = Graph(csr, edge_type=appended.long())  # edge_type 1 marks the appended loops
+    csr, appended = base.csr, base.edge_type.bool()
+    own_loop = ~appended & (csr.row == csr.col)
+    loop = torch.full_like(appended, add_self_loops, dtype=torch.float)
+    src_high = high.index_select(0, csr.col)
+    ops = {_BASE: base}
+    for name, keep in (("nh_l", src_high), ("nh_h", ~src_high)):
+        w = torch.where(appended, loop, (keep & ~own_loop).float())
+        ops[name] = Graph(csr, edge_weight=symmetric_norm(csr, w))
+    return graph.replace(operators={**graph.operators, **ops})
+
+
+class NHConv(MessagePassing):
+    """Propagation over one NHGCN channel: ``x' = Â_c x`` for ``c`` in ``{"L", "H"}`` (no weights;
+    NHGCN applies its linear maps around it, see :class:`gnnkit.models.NHGCN`).
+
+    Reads the operator ``"nh_l"`` or ``"nh_h"`` of the graph (build them with
+    :func:`homophily_channels`); on the base, :meth:`message_and_aggregate` is one weighted
+    sparse product.
+
+    Shapes:
+        x ``[N, F]`` -> ``[N, F]``.
+    """
+
+    def __init__(self, channel: Literal["L", "H"]) -> None:
+        if channel not in CHANNELS:
+            raise ValueError(f"channel must be 'L' or 'H', got {channel!r}")
+        super().__init__("sum")
+        self.channel = channel
+
+    def prepare(self, graph: Graph) -> Graph:
+        graph.operator(CHANNELS[self.channel])  # a clear error if the channels were not built
+        return graph
+
+    def message_and_aggregate(self, x_src: Tensor, x_dst: Tensor, edge: Tensor | None, graph: Graph) -> Tensor:
+        op = graph.operators[CHANNELS[self.channel]]
+        return spmm_unchecked(op.csr, x_src, op.edge_weight.to(x_src.dtype), "sum")
+
+    def extra_repr(self) -> str:
+        return f"channel={self.channel!r}"

@@ -1,0 +1,231 @@
+"""The graph context: everything a layer needs to know about a batch's graph, built once.
+
+A :class:`Graph` holds the target-sorted :class:`gnnkit.ops.CSR`, the per-edge tensors already in
+that sorted order, the batch vector, optional node features, and whatever layers precompute per
+graph (CPU degree buckets, normalised GCN weights, TDGNN's tree operator, NHGCN's channels) as
+named ``operators``. It is built, and its values checked, once where user input enters
+(:meth:`Graph.from_edge_index`, :meth:`Graph.from_data`); every layer and every step then reuses
+it and calls unchecked internals, so nothing downstream reads a tensor value on the host (no GPU
+sync, no ``torch.compile`` graph break).
+
+It is immutable: a layer that precomputes something returns a new ``Graph`` (:meth:`with_operator`,
+:meth:`replace`), and a forward pass never writes into it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from gnnkit.ops import CSR, DegreeBuckets
+from gnnkit.ops._checks import check_count, check_float, check_index, check_range
+
+EDGE_TENSORS: tuple[str, ...] = ("edge_attr", "edge_weight", "edge_type")
+
+
+@dataclass(frozen=True, eq=False)
+class Graph:
+    """A validated graph with its per-edge tensors in CSR (target-sorted) order.
+
+    Attributes:
+        csr: the edges sorted by target, with the transpose.
+        x: ``[N, F]`` node features, if the graph carries them (models read them; layers take
+            node features as an argument).
+        edge_attr: ``[E, D]`` (or ``[E]``) edge features, in ``csr`` order.
+        edge_weight: ``[E]`` edge weights, in ``csr`` order.
+        edge_type: ``[E]`` int64 edge types in ``[0, num_edge_types)``, in ``csr`` order.
+        batch: ``[N]`` int64 graph id of every node, in ``[0, num_graphs)``.
+        num_graphs: number of graphs in the batch.
+        num_edge_types: one more than the largest edge type (0 without types).
+        buckets: CPU degree grouping of the targets for :func:`gnnkit.ops.outer_aggregate`.
+        operators: further graphs over the same nodes that layers precompute or that a model
+            reads from its data (e.g. ``"gcn"``: the normalised graph with self-loops; ``"tree"``:
+            TDGNN's tree operator). Keys are documented by the layer that reads them.
+
+    Shapes:
+        ``num_src = csr.num_src`` source and ``num_dst = csr.num_dst`` target nodes (equal unless
+        the graph is bipartite), ``E = csr.num_edges``.
+    """
+
+    csr: CSR
+    x: Tensor | None = None
+    edge_attr: Tensor | None = None
+    edge_weight: Tensor | None = None
+    edge_type: Tensor | None = None
+    batch: Tensor | None = None
+    num_graphs: int = 1
+    num_edge_types: int = 0
+    buckets: DegreeBuckets | None = None
+    operators: Mapping[str, "Graph"] = field(default_factory=dict)
+
+    # ----------------------------------------------------------------------------- builders
+
+    @staticmethod
+    def from_edge_index(
+        edge_index: Tensor,
+        num_nodes: int | tuple[int, int] | None = None,
+        *,
+        x: Tensor | None = None,
+        edge_attr: Tensor | None = None,
+        edge_weight: Tensor | None = None,
+        edge_type: Tensor | None = None,
+        batch: Tensor | None = None,
+        num_graphs: int | None = None,
+    ) -> "Graph":
+        """Builds and validates the context of a PyG-style graph.
+
+        Args:
+            edge_index: ``[2, E]`` int64/int32, row 0 = source, row 1 = target.
+            num_nodes: node count, or ``(num_src, num_dst)`` (default: ``x.size(0)``).
+            x: ``[N, F]`` node features (dense or sparse COO).
+            edge_attr, edge_weight, edge_type: per-edge tensors in ``edge_index`` order.
+            batch: ``[N]`` graph id of every node (default: one graph).
+            num_graphs: number of graphs (default: ``batch.max() + 1``).
+
+        Raises:
+            TypeError / ValueError: a tensor of the wrong type, shape or values, naming it.
+        """
+        if num_nodes is None:
+            if x is None:
+                raise ValueError("pass num_nodes (or x, whose rows are the nodes)")
+            num_nodes = x.size(0)
+        return Graph.from_csr(
+            CSR.from_edge_index(edge_index, num_nodes),
+            x=x, edge_attr=edge_attr, edge_weight=edge_weight, edge_type=edge_type, batch=batch, num_graphs=num_graphs,
+        )  # fmt: skip
+
+    @staticmethod
+    def from_csr(
+        csr: CSR,
+        *,
+        x: Tensor | None = None,
+        edge_attr: Tensor | None = None,
+        edge_weight: Tensor | None = None,
+        edge_type: Tensor | None = None,
+        batch: Tensor | None = None,
+        num_graphs: int | None = None,
+    ) -> "Graph":
+        """Like :meth:`from_edge_index` for a prebuilt :class:`gnnkit.ops.CSR` (edge tensors
+        still in the original ``edge_index`` order)."""
+        if not isinstance(csr, CSR):
+            raise TypeError(f"csr must be a gnnkit.ops.CSR, got {type(csr).__name__}")
+        e, n = csr.num_edges, csr.num_dst
+        if x is not None:
+            if not isinstance(x, Tensor):
+                raise TypeError(f"x must be a torch.Tensor, got {type(x).__name__}")
+            if x.dim() < 1 or x.size(0) != csr.num_src:
+                raise ValueError(f"x has {x.size(0) if x.dim() else 0} rows but the graph has {csr.num_src} nodes")
+        if edge_attr is not None:
+            check_float("edge_attr", edge_attr)
+            if edge_attr.size(0) != e:
+                raise ValueError(f"edge_attr has {edge_attr.size(0)} rows but edge_index has {e} edges")
+            edge_attr = csr.permute(edge_attr)
+        if edge_weight is not None:
+            check_float("edge_weight", edge_weight)
+            if edge_weight.shape != (e,):
+                raise ValueError(f"edge_weight must have shape [{e}], got {tuple(edge_weight.shape)}")
+            edge_weight = csr.permute(edge_weight)
+        num_edge_types = 0
+        if edge_type is not None:
+            check_index("edge_type", edge_type)
+            if edge_type.shape != (e,):
+                raise ValueError(f"edge_type must have shape [E] = [{e}], got {tuple(edge_type.shape)}")
+            edge_type = csr.permute(edge_type.long())
+            if e:
+                lo, hi = (int(v) for v in torch.aminmax(edge_type))
+                if lo < 0:
+                    raise ValueError(f"edge_type contains a negative value ({lo})")
+                num_edge_types = hi + 1
+        if batch is None:
+            batch = torch.zeros(n, dtype=torch.long, device=csr.device)
+            num_graphs = 1 if num_graphs is None else check_count("num_graphs", num_graphs)
+        else:
+            check_index("batch", batch)
+            if batch.shape != (n,):
+                raise ValueError(f"batch must have shape [num_nodes] = [{n}], got {tuple(batch.shape)}")
+            batch = batch.long()
+            if num_graphs is None:
+                num_graphs = int(batch.max()) + 1 if n else 0
+            num_graphs = check_count("num_graphs", num_graphs)
+            check_range("batch", batch, num_graphs, "num_graphs")
+        return Graph(
+            csr, x=x, edge_attr=edge_attr, edge_weight=edge_weight, edge_type=edge_type, batch=batch,
+            num_graphs=num_graphs, num_edge_types=num_edge_types,
+        )  # fmt: skip
+
+    @staticmethod
+    def from_data(data: Any) -> "Graph":
+        """The context of a PyG ``Data`` / ``Batch``: ``x``, ``edge_index`` and, where present,
+        ``edge_attr``, ``edge_weight``, ``edge_type``, ``batch`` (a bare ``Data`` is one graph).
+
+        Raises:
+            TypeError: ``data`` has no ``edge_index`` tensor.
+        """
+        if isinstance(data, Graph):
+            return data
+        edge_index = getattr(data, "edge_index", None)
+        if not isinstance(edge_index, Tensor):
+            raise TypeError(f"data must be a PyG Data/Batch with an edge_index tensor, got {type(data).__name__}")
+        x = getattr(data, "x", None)
+        num_nodes = getattr(data, "num_nodes", None)
+        if num_nodes is None:
+            if not isinstance(x, Tensor):
+                raise ValueError("data has no num_nodes and no x to count the nodes")
+            num_nodes = x.size(0)
+        batch = getattr(data, "batch", None)
+        num_graphs = getattr(data, "num_graphs", None) if batch is not None else 1
+        return Graph.from_edge_index(
+            edge_index, int(num_nodes), x=x if isinstance(x, Tensor) else None,
+            edge_attr=getattr(data, "edge_attr", None), edge_weight=getattr(data, "edge_weight", None),
+            edge_type=getattr(data, "edge_type", None), batch=batch, num_graphs=num_graphs,
+        )  # fmt: skip
+
+    # ------------------------------------------------------------------------------ derived
+
+    def replace(self, **changes: Any) -> "Graph":
+        """A copy with some fields replaced (the caller vouches for the new values)."""
+        return dataclasses.replace(self, **changes)
+
+    def with_operator(self, name: str, operator: "Graph") -> "Graph":
+        """A copy that also carries ``operator`` under ``name``."""
+        return dataclasses.replace(self, operators={**self.operators, name: operator})
+
+    def operator(self, name: str) -> "Graph":
+        """The operator ``name``, with a clear error if it was not prepared."""
+        op = self.operators.get(name)
+        if op is None:
+            raise ValueError(
+                f"the graph has no {name!r} operator (it has: {sorted(self.operators) or 'none'}); "
+                "build the graph with the model's or layer's prepare()"
+            )
+        return op
+
+    @property
+    def num_nodes(self) -> int:
+        return self.csr.num_dst
+
+    @property
+    def num_edges(self) -> int:
+        return self.csr.num_edges
+
+    @property
+    def device(self) -> torch.device:
+        return self.csr.device
+
+    def to(self, device: torch.device | str | None = None, non_blocking: bool = False, **_: object) -> "Graph":
+        """Moves every tensor (the signature PyG's ``Data.to`` calls on its attributes)."""
+
+        def mv(v: Any) -> Any:
+            return v.to(device, non_blocking=non_blocking) if v is not None else None
+
+        return Graph(
+            self.csr.to(device, non_blocking), x=mv(self.x), edge_attr=mv(self.edge_attr),
+            edge_weight=mv(self.edge_weight), edge_type=mv(self.edge_type), batch=mv(self.batch),
+            num_graphs=self.num_graphs, num_edge_types=self.num_edge_types, buckets=mv(self.buckets),
+            operators={k: op.to(device, non_blocking) for k, op in self.operators.items()},
+        )  # fmt: skip
