@@ -39,3 +39,37 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+
+
+@pytest.fixture
+def compiles_like_eager():
+    """The check below, as a fixture (tests import nothing from conftest)."""
+    return _assert_compiles_like_eager
+
+
+def _assert_compiles_like_eager(module: torch.nn.Module, inputs: list[tuple], loss=lambda out: out.square().sum()):
+    """``torch.compile(module, fullgraph=True, dynamic=True)`` on each input tuple (batches of
+    different sizes): forward and backward must run without a graph break (fullgraph raises on
+    one) and match eager outputs and gradients. ``aot_eager`` traces forward and backward through
+    dynamo and AOTAutograd without inductor's code generation (seconds, not minutes, on CPU)."""
+    torch._dynamo.reset()
+    compiled = torch.compile(module, fullgraph=True, dynamic=True, backend="aot_eager")
+    params = [p for p in module.parameters() if p.requires_grad]
+    for args in inputs:
+        grads = []
+        for fn in (compiled, module):
+            module.zero_grad(set_to_none=True)
+            leaves = [a for a in args if isinstance(a, torch.Tensor) and a.requires_grad]
+            for leaf in leaves:
+                leaf.grad = None
+            out = fn(*args)
+            loss(out).backward()
+            grads.append((out.detach(), [p.grad for p in params], [leaf.grad for leaf in leaves]))
+        (out_c, pg_c, lg_c), (out_e, pg_e, lg_e) = grads
+        torch.testing.assert_close(out_c, out_e)
+        for a, b in zip(pg_c + lg_c, pg_e + lg_e):
+            if b is None:
+                assert a is None
+            else:
+                torch.testing.assert_close(a, b)
+    torch._dynamo.reset()

@@ -15,7 +15,10 @@ sum/mean/max/gated and as the zero-input LSTM state for Set2Set.
 
 from __future__ import annotations
 
+import math
+
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from gnnkit.nn.graph import Graph
@@ -87,7 +90,9 @@ class Set2Set(Readout):
     For ``steps`` rounds: ``q = LSTM(q*)``, attention ``a_i = softmax_i(x_i . q)`` within each
     graph, ``r = sum_i a_i x_i``, ``q* = [q, r]``. The output ``q*`` has ``2 * channels``
     features. Parameter names match ``torch_geometric.nn.aggr.Set2Set`` (an ``nn.LSTM`` called
-    ``lstm``), so a PyG state dict loads directly.
+    ``lstm``), so a PyG state dict loads directly. ``lstm`` holds only the weights of that
+    one-layer LSTM (initialised as ``nn.LSTM``'s) and the one step per round is written out,
+    because ``torch.compile`` does not trace ``nn.LSTM`` modules.
 
     Args:
         channels: node feature size ``F``.
@@ -103,7 +108,7 @@ class Set2Set(Readout):
             raise ValueError(f"steps must be >= 1, got {steps!r}")
         self.channels, self.steps = channels, steps
         self.out_channels = 2 * channels
-        self.lstm = nn.LSTM(2 * channels, channels)
+        self.lstm = _LSTMWeights(2 * channels, channels)
 
     def reset_parameters(self) -> None:
         self.lstm.reset_parameters()
@@ -111,19 +116,48 @@ class Set2Set(Readout):
     def reduce(self, x: Tensor, index: Tensor, num_graphs: int, x0: Tensor | None) -> Tensor:
         if x.dim() != 2 or x.size(1) != self.channels:
             raise ValueError(f"x must have shape [N, {self.channels}], got {tuple(x.shape)}")
-        h = (x.new_zeros(1, num_graphs, self.channels), x.new_zeros(1, num_graphs, self.channels))
+        q, c = x.new_zeros(num_graphs, self.channels), x.new_zeros(num_graphs, self.channels)
         q_star = x.new_zeros(num_graphs, self.out_channels)
         for _ in range(self.steps):
-            q, h = self.lstm(q_star.unsqueeze(0), h)
-            q = q.squeeze(0)
+            q, c = self._lstm_step(q_star, q, c)
             e = (x * q.index_select(0, index)).sum(dim=-1, keepdim=True)
             a = scatter_softmax_unchecked(e, index, num_graphs)
             r = scatter_unchecked(a * x, index, num_graphs, "sum")
             q_star = torch.cat([q, r], dim=-1)
         return q_star
 
+    def _lstm_step(self, inp: Tensor, h: Tensor, c: Tensor) -> tuple[Tensor, Tensor]:
+        """One step of ``self.lstm`` (gates in torch's order: input, forget, cell, output)."""
+        lstm = self.lstm
+        gates = F.linear(inp, lstm.weight_ih_l0, lstm.bias_ih_l0) + F.linear(h, lstm.weight_hh_l0, lstm.bias_hh_l0)
+        i, f, g, o = gates.chunk(4, dim=-1)
+        c = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)
+        return torch.sigmoid(o) * torch.tanh(c), c
+
     def extra_repr(self) -> str:
         return f"channels={self.channels}, steps={self.steps}"
+
+
+class _LSTMWeights(nn.Module):
+    """The parameters of a one-layer ``nn.LSTM(input_size, hidden_size)``, with its names and
+    initialisation, for a hand-written step."""
+
+    def __init__(self, input_size: int, hidden_size: int) -> None:
+        super().__init__()
+        self.input_size, self.hidden_size = input_size, hidden_size
+        self.weight_ih_l0 = nn.Parameter(torch.empty(4 * hidden_size, input_size))
+        self.weight_hh_l0 = nn.Parameter(torch.empty(4 * hidden_size, hidden_size))
+        self.bias_ih_l0 = nn.Parameter(torch.empty(4 * hidden_size))
+        self.bias_hh_l0 = nn.Parameter(torch.empty(4 * hidden_size))
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        bound = 1.0 / math.sqrt(self.hidden_size)  # as nn.LSTM
+        for p in self.parameters():
+            nn.init.uniform_(p, -bound, bound)
+
+    def extra_repr(self) -> str:
+        return f"{self.input_size}, {self.hidden_size}"
 
 
 class GatedReadout(Readout):

@@ -70,9 +70,10 @@ class Kernels(Protocol):
         """``out[e] = sum_f a[row[e], f] * b[col[e], f]`` (SDDMM)."""
         ...
 
-    def outer_fwd(self, rowptr: Tensor, col: Tensor, z: Tensor, h: Tensor, buckets: list[Tensor]) -> Tensor:
+    def outer_fwd(self, rowptr: Tensor, col: Tensor, z: Tensor, h: Tensor, buckets: Tensor) -> Tensor:
         """``S[v] = sum_{e in rowptr[v]:rowptr[v+1]} z[e] ⊗ h[col[e]]`` (``z`` in CSR order);
-        ``buckets``: :meth:`gnnkit.ops.DegreeBuckets.tensors` or ``[]``."""
+        ``buckets``: :attr:`gnnkit.ops.DegreeBuckets.packed`, or empty (the CPU kernel then groups
+        the targets itself)."""
         ...
 
     def outer_bwd(
@@ -86,7 +87,7 @@ class Kernels(Protocol):
         g: Tensor,
         need_z: bool,
         need_h: bool,
-        buckets: list[Tensor],
+        buckets: Tensor,
     ) -> tuple[Tensor | None, Tensor | None]:
         """Gradients of ``outer_fwd`` for ``g = dL/dS``."""
         ...

@@ -106,7 +106,7 @@ def outer_bwd(
     g: Tensor,
     need_z: bool,
     need_h: bool,
-    buckets: list[Tensor],
+    buckets: Tensor,
 ) -> tuple[Tensor, Tensor]:
     gz, gh = kernels_for(z).outer_bwd(rowptr, col, t_rowptr, t_perm, z, h, g, need_z, need_h, buckets)
     return _or_empty(gz, z), _or_empty(gh, z)
@@ -251,7 +251,7 @@ torch.library.register_autograd(f"{_LIB}::spmm", _spmm_backward, setup_context=_
 
 @torch.library.custom_op(f"{_LIB}::outer", mutates_args=())
 def outer(
-    rowptr: Tensor, col: Tensor, t_rowptr: Tensor, t_perm: Tensor, z: Tensor, h: Tensor, buckets: list[Tensor]
+    rowptr: Tensor, col: Tensor, t_rowptr: Tensor, t_perm: Tensor, z: Tensor, h: Tensor, buckets: Tensor
 ) -> Tensor:
     """``S[v] = sum_e z[e] ⊗ h[col[e]]`` (``z`` in CSR order)."""
     return kernels_for(z).outer_fwd(rowptr, col, z, h, buckets)
@@ -263,16 +263,14 @@ def _(rowptr, col, t_rowptr, t_perm, z, h, buckets):
 
 
 def _outer_setup(ctx, inputs, output):
-    rowptr, col, t_rowptr, t_perm, z, h, buckets = inputs
-    ctx.num_buckets = len(buckets)
-    ctx.save_for_backward(rowptr, col, t_rowptr, t_perm, z, h, *buckets)
+    ctx.save_for_backward(*inputs)
 
 
 def _outer_backward(ctx, grad_out):
-    rowptr, col, t_rowptr, t_perm, z, h, *buckets = ctx.saved_tensors
+    rowptr, col, t_rowptr, t_perm, z, h, buckets = ctx.saved_tensors
     need_z, need_h = ctx.needs_input_grad[4], ctx.needs_input_grad[5]
     gz, gh = torch.ops.gnnkit.outer_bwd(rowptr, col, t_rowptr, t_perm, z, h, grad_out.contiguous(), need_z, need_h, buckets)
-    return None, None, None, None, (gz if need_z else None), (gh if need_h else None), [None] * ctx.num_buckets
+    return None, None, None, None, (gz if need_z else None), (gh if need_h else None), None
 
 
 torch.library.register_autograd(f"{_LIB}::outer", _outer_backward, setup_context=_outer_setup)

@@ -207,12 +207,12 @@ def _rows(t: Tensor, pos: Tensor) -> Tensor:
     return t.index_select(0, pos.reshape(-1)).view(*pos.shape, t.size(1))
 
 
-def _groups(rowptr: Tensor, buckets: list[Tensor]) -> DegreeBuckets:
-    return DegreeBuckets.from_tensors(buckets) if buckets else DegreeBuckets.from_rowptr(rowptr)
+def _groups(rowptr: Tensor, buckets: Tensor) -> DegreeBuckets:
+    return DegreeBuckets.unpack(buckets) if buckets.numel() else DegreeBuckets.from_rowptr(rowptr)
 
 
 @_float32_for_half
-def outer_fwd(rowptr: Tensor, col: Tensor, z: Tensor, h: Tensor, buckets: list[Tensor]) -> Tensor:
+def outer_fwd(rowptr: Tensor, col: Tensor, z: Tensor, h: Tensor, buckets: Tensor) -> Tensor:
     """``S[v] = sum_e z[e] ⊗ h[col[e]]`` as batched GEMMs ``Z_v^T [K x deg] @ H_v [deg x d]``:
     runs of consecutive equal-degree targets (slabs) in place on views of ``z`` and ``S``, the
     other targets in degree buckets. Never builds the ``E x K x d`` outer products."""
@@ -244,7 +244,7 @@ def outer_bwd(
     g: Tensor,
     need_z: bool,
     need_h: bool,
-    buckets: list[Tensor],
+    buckets: Tensor,
 ) -> tuple[Tensor | None, Tensor | None]:
     """``grad_z[e] = G[v] @ h_w`` (per group ``H_v @ G_v^T``) and ``grad_h[w] = sum_e G[v]^T z_e``
     (per group ``Z_v @ G_v``, then summed over each source's out-edges through the transpose)."""

@@ -541,7 +541,7 @@ def _block(n: int) -> int:
 _BLOCK_E = 16
 
 
-def outer_fwd(rowptr: Tensor, col: Tensor, z: Tensor, h: Tensor, buckets: list[Tensor]) -> Tensor:
+def outer_fwd(rowptr: Tensor, col: Tensor, z: Tensor, h: Tensor, buckets: Tensor) -> Tensor:
     """``S[v] = sum_{e in rowptr[v]:rowptr[v+1]} z[e] ⊗ h[col[e]]``; ``z`` in CSR order
     (``buckets`` is the CPU path's grouping and is not needed here)."""
     n, k, d = rowptr.numel() - 1, z.size(1), h.size(1)
@@ -564,7 +564,7 @@ def outer_bwd(
     g: Tensor,
     need_z: bool,
     need_h: bool,
-    buckets: list[Tensor],
+    buckets: Tensor,
 ) -> tuple[Tensor | None, Tensor | None]:
     """Gradients of :func:`outer_fwd` for ``G = g`` (already divided by the degree for mean)."""
     n, k, d, n_edges = rowptr.numel() - 1, z.size(1), h.size(1), col.numel()

@@ -1,8 +1,9 @@
 """Target nodes grouped by in-degree, for the batched GEMMs of the CPU outer-product aggregation.
 
 The grouping is built on the host (it loops over the distinct degrees) once per graph, carried in
-the graph context, and handed to the kernel as a flat list of tensors (:meth:`DegreeBuckets.tensors`)
-so that it can cross the ``torch.library`` boundary. The CUDA path does not use it.
+the graph context, and handed to the kernel packed into one int64 tensor (:meth:`DegreeBuckets.packed`)
+so that it crosses the ``torch.library`` boundary as a tensor whose length may vary from batch to
+batch without recompiling a compiled model. The CUDA path does not use it.
 """
 
 from __future__ import annotations
@@ -45,7 +46,7 @@ class DegreeBuckets:
         mask: per bucket, ``[B, L]`` bool, False on padding (``None`` when the bucket has none).
         isolated: ``[I]`` targets without in-edges (their ``S`` is 0).
         num_edges / num_dst: size of the graph the buckets were built for.
-        packed: the same as a flat tuple of tensors (see :meth:`tensors`), built once.
+        packed: the same packed into one int64 tensor (see :meth:`pack`), built once.
     """
 
     slabs: tuple[tuple[int, int, int, int], ...]
@@ -55,11 +56,11 @@ class DegreeBuckets:
     isolated: Tensor
     num_edges: int
     num_dst: int
-    packed: tuple[Tensor, ...] = ()
+    packed: Tensor | None = None
 
     def __post_init__(self) -> None:
-        if not self.packed:
-            object.__setattr__(self, "packed", tuple(self._pack()))
+        if self.packed is None:
+            object.__setattr__(self, "packed", self.pack())
 
     @staticmethod
     def from_csr(csr: CSR, min_slab: int | None = None) -> "DegreeBuckets":
@@ -118,40 +119,44 @@ class DegreeBuckets:
         isolated = torch.nonzero(deg == 0).view(-1)
         return DegreeBuckets(slabs, tuple(nodes), tuple(edges), tuple(masks), isolated, int(rowptr[-1]), deg.numel())
 
-    def tensors(self) -> list[Tensor]:
-        """The grouping as a flat list of tensors (what the ``gnnkit::outer*`` ops take):
-        ``[header, slabs, isolated, (nodes, edges, mask)...]`` with ``header = [num_edges,
-        num_dst]``, ``slabs`` ``[S, 4]`` and an empty ``mask`` for a bucket without padding."""
-        return list(self.packed)
+    def pack(self) -> Tensor:
+        """The grouping as one int64 tensor (what the ``gnnkit::outer*`` ops take)::
 
-    def _pack(self) -> list[Tensor]:
-        dev = self.isolated.device
-        out = [
-            torch.tensor([self.num_edges, self.num_dst], dtype=torch.long, device=dev),
-            torch.tensor(self.slabs, dtype=torch.long, device=dev).view(-1, 4),
-            self.isolated,
+            [num_edges, num_dst, S, K, I, slabs (S x 4), isolated (I), headers (K x [B, L, masked]),
+             then per bucket: nodes (B), edges (B * L), mask (B * L, only if masked)]
+        """
+        parts = [
+            torch.tensor([self.num_edges, self.num_dst, len(self.slabs), len(self.nodes), self.isolated.numel()]),
+            torch.tensor(self.slabs, dtype=torch.long).view(-1),
+            self.isolated.cpu(),
+            torch.tensor([[n.numel(), e.size(1), m is not None] for n, e, m in zip(self.nodes, self.edges, self.mask)], dtype=torch.long).view(-1),
         ]
         for nodes, edges, mask in zip(self.nodes, self.edges, self.mask):
-            out += [nodes, edges, mask if mask is not None else torch.empty(0, dtype=torch.bool, device=dev)]
-        return out
+            parts += [nodes.cpu(), edges.reshape(-1).cpu()] + ([mask.reshape(-1).long().cpu()] if mask is not None else [])
+        return torch.cat([p.long() for p in parts]).to(self.isolated.device)
 
     @staticmethod
-    def from_tensors(parts: list[Tensor]) -> "DegreeBuckets":
-        """Inverse of :meth:`tensors` (host reads of small CPU tensors, inside the CPU kernel)."""
-        num_edges, num_dst = parts[0].tolist()
-        slabs = tuple(tuple(s) for s in parts[1].tolist())
-        groups = parts[3:]
-        nodes, edges, masks = groups[0::3], groups[1::3], groups[2::3]
-        return DegreeBuckets(
-            slabs,  # type: ignore[arg-type]
-            tuple(nodes),
-            tuple(edges),
-            tuple(m if m.numel() else None for m in masks),
-            parts[2],
-            num_edges,
-            num_dst,
-            tuple(parts),
-        )
+    def unpack(packed: Tensor) -> "DegreeBuckets":
+        """Inverse of :meth:`pack` (host reads of a CPU tensor, inside the CPU kernel)."""
+        num_edges, num_dst, n_slabs, n_buckets, n_iso = packed[:5].tolist()
+        at = 5
+        slabs = tuple(tuple(s) for s in packed[at : at + 4 * n_slabs].view(-1, 4).tolist())
+        at += 4 * n_slabs
+        isolated = packed[at : at + n_iso]
+        at += n_iso
+        headers = packed[at : at + 3 * n_buckets].view(-1, 3).tolist()
+        at += 3 * n_buckets
+        nodes, edges, masks = [], [], []
+        for b, width, masked in headers:
+            nodes.append(packed[at : at + b])
+            edges.append(packed[at + b : at + b + b * width].view(b, width))
+            at += b + b * width
+            if masked:
+                masks.append(packed[at : at + b * width].view(b, width).bool())
+                at += b * width
+            else:
+                masks.append(None)
+        return DegreeBuckets(slabs, tuple(nodes), tuple(edges), tuple(masks), isolated, num_edges, num_dst, packed)  # type: ignore[arg-type]
 
     def to(self, device: torch.device | str | None = None, non_blocking: bool = False, **_: object) -> "DegreeBuckets":
         def mv(t: Tensor | None) -> Tensor | None:
@@ -165,4 +170,5 @@ class DegreeBuckets:
             self.isolated.to(device, non_blocking=non_blocking),
             self.num_edges,
             self.num_dst,
-        )  # packed is rebuilt on the new device
+            self.packed.to(device, non_blocking=non_blocking) if self.packed is not None else None,
+        )

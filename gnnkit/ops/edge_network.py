@@ -95,5 +95,8 @@ def outer_aggregate(
 
 def outer_aggregate_unchecked(csr: CSR, z_sorted: Tensor, h: Tensor, buckets: DegreeBuckets | None = None) -> Tensor:
     """Sum-reduced :func:`outer_aggregate` without argument checks, ``z`` in ``csr``'s order."""
-    groups = buckets.tensors() if buckets is not None and not uses_triton(z_sorted) else []
-    return torch.ops.gnnkit.outer(csr.rowptr, csr.col, csr.t_rowptr, csr.t_perm, z_sorted.contiguous(), h.contiguous(), groups)
+    if buckets is not None and not uses_triton(z_sorted):
+        packed = buckets.packed
+    else:
+        packed = csr.rowptr.new_empty(0)  # the CPU kernel then groups the targets itself
+    return torch.ops.gnnkit.outer(csr.rowptr, csr.col, csr.t_rowptr, csr.t_perm, z_sorted.contiguous(), h.contiguous(), packed)

@@ -1,0 +1,128 @@
+"""No host sync in any layer or readout: each compiles with torch.compile(fullgraph=True,
+dynamic=True), forward and backward, on two graphs of different sizes, and matches eager.
+(The ops on a prebuilt graph context compile too: the kernels are torch.library custom ops.)"""
+
+import pytest
+import torch
+from torch import nn
+
+from gnnkit.nn import (
+    EdgeNetworkConv,
+    GatedReadout,
+    GCNConv,
+    GGNNConv,
+    GINConv,
+    Graph,
+    GRUMessagePassing,
+    MaxReadout,
+    MeanReadout,
+    NHConv,
+    RelationalConv,
+    Set2Set,
+    SumReadout,
+    TreeConv,
+    homophily_channels,
+    tree_edges,
+    tree_operator,
+)
+from gnnkit.ops import outer_aggregate_unchecked, scatter_unchecked, segment_unchecked, spmm_unchecked
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+F, TYPES = 4, 3
+
+
+def _graph(n: int, e: int, seed: int) -> Graph:
+    g = torch.Generator().manual_seed(seed)
+    ei = torch.randint(0, n, (2, e), generator=g)
+    sizes = [n // 2, n - n // 2]
+    batch = torch.repeat_interleave(torch.arange(2), torch.tensor(sizes))
+    return Graph.from_edge_index(
+        ei, n, edge_attr=torch.randn(e, 5, generator=g), edge_weight=torch.rand(e, generator=g) + 0.1,
+        edge_type=torch.randint(0, TYPES, (e,), generator=g), batch=batch, num_graphs=2,
+    )  # fmt: skip
+
+
+GRAPHS = [(9, 30, 0), (14, 55, 1)]
+
+
+def _inputs(layer, make_x=lambda n: torch.randn(n, F, requires_grad=True), prep=lambda g: g):
+    out = []
+    for n, e, seed in GRAPHS:
+        graph = layer.prepare(prep(_graph(n, e, seed))) if hasattr(layer, "prepare") else prep(_graph(n, e, seed))
+        out.append((make_x(n), graph))
+    return out
+
+
+def _with_tree(g: Graph) -> Graph:
+    ei = torch.stack([g.csr.col, g.csr.row])
+    return g.with_operator("tree", tree_operator(*tree_edges(ei, g.num_nodes, [1, 2], 4), g.num_nodes))
+
+
+LAYERS = {
+    "gcn": lambda: (GCNConv(F, 3), {}),
+    "edge_network_sum": lambda: (EdgeNetworkConv(F, 5, hidden=6), {}),
+    "edge_network_mean_root": lambda: (EdgeNetworkConv(F, 5, hidden=6, aggr="mean", out_channels=3, root_weight=True), {}),
+    "ggnn": lambda: (GGNNConv(F, TYPES), {}),
+    "relational": lambda: (RelationalConv(F, 3, TYPES, root_weight=True), {}),
+    "gin": lambda: (GINConv(nn.Sequential(nn.Linear(F, 8), nn.ReLU(), nn.Linear(8, 3)), train_eps=True), {}),
+    "tree_s": lambda: (TreeConv(2), {"prep": _with_tree}),
+    "tree_w": lambda: (TreeConv(2, weighted=True), {"prep": _with_tree}),
+    "nh": lambda: (NHConv("L"), {"prep": lambda g: homophily_channels(g, torch.arange(g.num_nodes) % 3 > 0)}),
+}
+
+
+@pytest.mark.parametrize("name", LAYERS)
+def test_layer_compiles_without_graph_breaks(name, compiles_like_eager):
+    layer, kw = LAYERS[name]()
+    compiles_like_eager(layer, _inputs(layer, **kw))
+
+
+def test_gru_step_compiles(compiles_like_eager):
+    layer = GRUMessagePassing(F, 3)
+    inputs = [((torch.randn(n, 3, requires_grad=True), torch.randn(n, F)), _graph(n, e, s)) for n, e, s in GRAPHS]
+    compiles_like_eager(layer, inputs)
+
+
+READOUTS = {
+    "sum": lambda: SumReadout(),
+    "mean": lambda: MeanReadout(),
+    "max": lambda: MaxReadout(),
+    "set2set": lambda: Set2Set(F, steps=2),
+}
+
+
+@pytest.mark.parametrize("name", READOUTS)
+def test_readout_compiles_without_graph_breaks(name, compiles_like_eager):
+    compiles_like_eager(READOUTS[name](), _inputs(nn.Identity()))
+
+
+def test_gated_readout_compiles(compiles_like_eager):
+    class WithInitial(nn.Module):  # the gated readout's x0 as a second input
+        def __init__(self):
+            super().__init__()
+            self.readout = GatedReadout(F, 3, init_channels=F)
+
+        def forward(self, x, graph, x0):
+            return self.readout(x, graph, x0=x0)
+
+    inputs = [(x, g, torch.randn(x.size(0), F)) for x, g in _inputs(nn.Identity())]
+    compiles_like_eager(WithInitial(), inputs)
+
+
+class _Ops(nn.Module):
+    """Every unchecked op on a prebuilt graph, in one differentiable expression."""
+
+    def forward(self, x, graph):
+        csr = graph.csr
+        a = spmm_unchecked(csr, x, graph.edge_weight, "sum") + spmm_unchecked(csr, x, None, "max")
+        b = segment_unchecked(x.index_select(0, csr.col), csr.rowptr, "mean")
+        c = scatter_unchecked(x, graph.batch, graph.num_graphs, "min").sum() + scatter_unchecked(x, graph.batch, 2, "sum").sum()
+        z = torch.tanh(graph.edge_attr[:, :3] @ torch.ones(3, 2)) * x.index_select(0, csr.col)[:, :2]
+        d = outer_aggregate_unchecked(csr, z, x, graph.buckets).sum(1)
+        return a + b + c + d
+
+
+def test_ops_on_a_prebuilt_graph_compile(compiles_like_eager):
+    layer = EdgeNetworkConv(F, 5, hidden=6)  # its prepare adds the CPU degree buckets
+    inputs = [(x, layer.prepare(g)) for x, g in _inputs(nn.Identity())]
+    compiles_like_eager(_Ops(), inputs)
