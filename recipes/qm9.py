@@ -41,7 +41,15 @@ import torch
 from gnnkit.data import QM9, TargetNormalizer, load_split, target_index
 from gnnkit.data.qm9 import CHEMICAL_ACCURACY, EXTENSIVE, SPLIT_SIZES, TARGETS, UNITS
 from gnnkit.models import MODELS, build_model
-from gnnkit.train import TrainConfig, fit, init_distributed, loader_throughput, make_loader, resolve_device
+from gnnkit.train import (
+    TrainConfig,
+    check_resume,
+    fit,
+    init_distributed,
+    loader_throughput,
+    make_loader,
+    resolve_device,
+)
 from gnnkit.train.checkpoint import atomic_write_text
 from gnnkit.train.loop import OUTPUTS
 from gnnkit.train.outdir import check_out_dir, prepare_out_dir
@@ -242,15 +250,24 @@ def main(cfg: Config) -> dict:
     t_start, cpu_start = time.perf_counter(), os.times()
     info = init_distributed(cfg.device)
     device = resolve_device(cfg.device)
-    # Before any data is loaded: never replace another run's files unless told to.
-    if info.is_main:
-        prepare_out_dir(cfg.out, cfg.resume, cfg.overwrite, outputs=(*OUTPUTS, RESULT_NAME))
-    else:
-        check_out_dir(cfg.out, cfg.resume, cfg.overwrite)
     if device.type == "cpu" and info.distributed:
         torch.set_num_threads(max(1, (os.cpu_count() or 1) // info.world_size))
     col = target_index(cfg.target)
     name = TARGETS[col]
+    train_cfg = TrainConfig(
+        epochs=cfg.epochs, lr=cfg.lr, schedule=cfg.schedule, final_lr_factor=cfg.final_lr_factor, amp=cfg.amp,
+        grad_clip=cfg.grad_clip,
+        device=str(device), seed=cfg.seed, out_dir=cfg.out, resume=cfg.resume, progress=cfg.progress,
+        stop_after_epoch=cfg.stop_after_epoch, target_names=[name], score_scale=[CHEMICAL_ACCURACY[name]],
+        run_settings={k: v for k, v in asdict(cfg).items() if k not in NOT_RUN_SETTINGS},
+    )  # fmt: skip
+    # Before any data is loaded: never replace another run's files unless told to, and resume
+    # only the run these arguments describe.
+    if info.is_main:
+        prepare_out_dir(cfg.out, cfg.resume, cfg.overwrite, outputs=(*OUTPUTS, RESULT_NAME))
+    else:
+        check_out_dir(cfg.out, cfg.resume, cfg.overwrite)
+    check_resume(train_cfg)
 
     split = load_split()
     rows = {"train": split["train"][: cfg.train_size], "val": split["val"][: cfg.eval_size], "test": split["test"][: cfg.eval_size]}
@@ -286,13 +303,6 @@ def main(cfg: Config) -> dict:
               f"hydrogens={cfg.hydrogens}; train/val/test = {len(parts['train'])}/{len(parts['val'])}/{len(parts['test'])} "
               f"molecules; data ready in {data_seconds:.1f} s; loader {loader_rate:.0f} mol/s", flush=True)  # fmt: skip
 
-    train_cfg = TrainConfig(
-        epochs=cfg.epochs, lr=cfg.lr, schedule=cfg.schedule, final_lr_factor=cfg.final_lr_factor, amp=cfg.amp,
-        grad_clip=cfg.grad_clip,
-        device=str(device), seed=cfg.seed, out_dir=cfg.out, resume=cfg.resume, progress=cfg.progress,
-        stop_after_epoch=cfg.stop_after_epoch, target_names=[name], score_scale=[CHEMICAL_ACCURACY[name]],
-        run_settings={k: v for k, v in asdict(cfg).items() if k not in NOT_RUN_SETTINGS},
-    )  # fmt: skip
     res = fit(model, loaders["train"], loaders["val"], loaders["test"], normalizer, train_cfg)
 
     acc = CHEMICAL_ACCURACY[name]
@@ -326,6 +336,8 @@ def main(cfg: Config) -> dict:
                   + (f" (Gilmer enn-s2s: {GILMER_U0_RATIO} after 3M steps of batch 20)" if name == "u0" else "")
                   + f"; {result['molecules_per_second']:.0f} mol/s training, {result['seconds']:.0f} s total "
                   f"-> {cfg.out}/result.json", flush=True)  # fmt: skip
+        elif res.error:
+            print(f"{name}: diverged ({res.error}); no result -> {cfg.out}/result.json", flush=True)
     if info.distributed:
         torch.distributed.barrier()
         torch.distributed.destroy_process_group()

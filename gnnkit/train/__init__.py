@@ -20,6 +20,7 @@ from gnnkit.train.loop import (
     IdentityTargets,
     Targets,
     TrainConfig,
+    check_resume,
     evaluate,
     fit,
     loader_throughput,
@@ -32,6 +33,7 @@ from gnnkit.train.outdir import OutDirNotEmptyError, check_out_dir, prepare_out_
 
 __all__ = [
     "fit",
+    "check_resume",
     "evaluate",
     "TrainConfig",
     "FitResult",

@@ -452,6 +452,27 @@ def fit(
     )  # fmt: skip
 
 
+def check_resume(config: TrainConfig) -> int | None:
+    """What :func:`fit` will resume, checked before the caller loads any data.
+
+    Returns:
+        the epoch of the checkpoint ``fit`` will continue from, or ``None`` if it will start
+        afresh (``resume`` off, or no checkpoint in ``out_dir``).
+
+    Raises:
+        ValueError: the checkpoint was written with other settings (each difference named).
+        gnnkit.train.checkpoint.DamagedFileError: no good checkpoint to resume (each file named).
+    """
+    if not config.resume or config.out_dir is None:
+        return None
+    loaded = load_checkpoint(Path(config.out_dir) / CHECKPOINT_NAME, log=lambda msg: None)
+    if loaded is None:
+        return None
+    ck, path = loaded
+    _check_resume_settings(ck, _run_settings(config, current_dist().world_size), path)
+    return int(ck["epoch"])
+
+
 def _run_settings(config: TrainConfig, world_size: int) -> dict[str, Any]:
     """What a checkpoint must agree on to be resumed: the caller's ``run_settings``, the fields
     of ``config`` that change the run, and the world size (it changes the global batch)."""
@@ -496,6 +517,7 @@ def loader_throughput(loader: Iterable, device: str | torch.device = "cpu", max_
 
 __all__ = [
     "OUTPUTS",
+    "check_resume",
     "FitResult",
     "IdentityTargets",
     "Targets",
