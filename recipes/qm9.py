@@ -214,6 +214,9 @@ def parse_args(argv: list[str] | None = None) -> Config:
         p.error(f"--grad-clip must be >= 0 (0: no clipping), got {a.grad_clip}")
     try:
         resolve_device(a.device)
+    except (ValueError, RuntimeError) as e:  # RuntimeError: torch.device("gpu")
+        p.error(f"--device {a.device!r}: {e}")
+    try:
         cfg = Config(
             model=a.model, target=a.target.lower(), edges=a.edges, hydrogens=not a.no_hydrogens, epochs=a.epochs,
             batch_size=a.batch_size, lr=a.lr, schedule=a.schedule, grad_clip=a.grad_clip if a.grad_clip > 0 else None,
@@ -223,7 +226,7 @@ def parse_args(argv: list[str] | None = None) -> Config:
             model_options=options,
         )  # fmt: skip
         check_out_dir(cfg.out, cfg.resume, cfg.overwrite)
-    except (ValueError, RuntimeError, FileExistsError) as e:  # RuntimeError: torch.device("gpu")
+    except (ValueError, FileExistsError) as e:
         p.error(str(e))
     return cfg
 

@@ -24,19 +24,22 @@ def report(nodeid, when="call", outcome="passed", props=()):
 
 def test_cases_become_rows_grouped_by_area(writer):
     c = writer.Collector()
-    case = lambda area, text: ("reliability", {"area": area, "case": text, "outcome": "refused | named"})  # noqa: E731
+    case = lambda area, text, outcome="refused | named": ("reliability", {"area": area, "case": text, "outcome": outcome})  # noqa: E731
     c.pytest_runtest_logreport(report("tests/a/test_x.py::test_one[p]", props=[case("ops", "bad index"), ("other", 1)]))
-    c.pytest_runtest_logreport(report("tests/b/test_y.py::test_two", props=[case("recipe", "bad flag")]))
+    c.pytest_runtest_logreport(report("tests/b/test_y.py::test_two", props=[case("recipe", "bad flag", "usage error: \"--a\"")]))
     c.pytest_runtest_logreport(report("tests/a/test_x.py::test_three", props=[case("ops", "empty")]))
-    assert not c.problems and len(c.cases) == 3
-    text = writer.table(c.cases, 3, "python tests/write_reliability_table.py")
-    rows = [line for line in text.splitlines() if line.startswith("| ") and "---" not in line][1:]
+    c.pytest_runtest_logreport(report("tests/b/test_y.py::test_two[q]", props=[case("recipe", "bad value", "usage error: \"--b\"")]))
+    c.pytest_runtest_logreport(report("tests/a/test_x.py::test_one[q]", props=[case("ops", "bad dtype")]))
+    assert not c.problems and len(c.cases) == 5
+    text = writer.table(c.cases, 5, "python tests/write_reliability_table.py")
+    summary, detail = text.split("## Every case")
+    rows = [line for line in summary.splitlines() if line.startswith("| ") and "---" not in line][1:]
     assert rows == [
-        "| ops | bad index | refused \\| named | `test_x.py::test_one` |",
+        "| ops | bad index; bad dtype | refused \\| named | `test_x.py::test_one` |",
         "| ops | empty | refused \\| named | `test_x.py::test_three` |",
-        "| recipe | bad flag | refused \\| named | `test_y.py::test_two` |",
+        "| recipe | bad flag; bad value | usage error (each case below) | `test_y.py::test_two` |",
     ]
-    assert "3 cases in 3 tests" in text
+    assert '| recipe | bad value | usage error: "--b" |' in detail and "5 cases in 5 tests" in text
 
 
 def test_failures_skips_and_malformed_cases_block_writing(writer):

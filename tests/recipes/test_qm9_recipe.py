@@ -42,7 +42,8 @@ def run(recipe, data_root, out, *extra):
     return recipe.main(recipe.parse_args([*TINY, "--data-root", str(data_root), "--out", str(out), *extra]))
 
 
-def test_parse_args_sizes(recipe):
+def test_parse_args_sizes(recipe, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # the default --out (runs/qm9) must not depend on the checkout's runs/
     quick = recipe.parse_args([])
     assert (quick.train_size, quick.eval_size, quick.model, quick.target, quick.edges) == (5000, 1000, "mpnn", "u0", "complete")
     assert recipe.parse_args(["--train-size", "300"]).eval_size is None  # full validation/test splits
@@ -121,7 +122,8 @@ def test_out_holding_a_run_is_refused(recipe, data_root, tmp_path, record_proper
     (tmp_path / "notes.txt").write_text("mine")
     replaced = run(recipe, data_root, tmp_path, "--epochs", "2", "--overwrite")
     assert replaced["epochs"] == 2 and (tmp_path / "notes.txt").read_text() == "mine"
-    assert not (tmp_path / "checkpoint.prev.pt").exists() or torch_epoch(tmp_path / "checkpoint.prev.pt") == 1
+    assert torch_epoch(tmp_path / "checkpoint.pt") == 2 and torch_epoch(tmp_path / "checkpoint.prev.pt") == 1
+    assert json.loads((tmp_path / "result.json").read_text())["epochs"] == 2
 
 
 def torch_epoch(path: pathlib.Path) -> int:
@@ -147,7 +149,7 @@ BAD_ARGS = [
     (["--lr", "0"], "--lr must be a finite number > 0"),
     (["--lr", "inf"], "--lr must be a finite number > 0"),
     (["--loader-workers", "-1"], "--loader-workers must be an integer >= 0"),
-    (["--device", "gpu"], "gpu"),
+    (["--device", "gpu"], "--device 'gpu': "),
     (["--resume", "--overwrite"], "exclude each other"),
 ]
 
@@ -176,7 +178,8 @@ def test_cuda_without_cuda_is_a_usage_error(recipe, tmp_path, capsys, monkeypatc
     assert "CUDA is not available" in capsys.readouterr().err
 
 
-def test_model_option_names_come_from_the_registry(recipe):
+def test_model_option_names_come_from_the_registry(recipe, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
     assert {"channels", "steps", "edge_hidden", "readout", "set2set_steps"} <= set(recipe.model_option_names("mpnn"))
     assert "edge_dim" not in recipe.model_option_names("mpnn") and "hidden" in recipe.model_option_names("gcn")
     assert recipe.parse_args(["--model", "gcn", "--channels", "8", "--model-option", "readout=sum"]).model_options == {"readout": "sum"}
