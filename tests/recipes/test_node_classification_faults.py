@@ -161,8 +161,8 @@ CORRUPT = {"5": "holds 5", "null": "holds null", '{"model": "gcn", "accs": [': "
 @pytest.mark.parametrize("content", sorted(CORRUPT), ids=["truncated", "no accs", "5", "null"])
 def test_corrupt_row_result(recipe, root, small_config, finished_all, tmp_path, capsys, content, record_property):
     record_property("reliability", {
-        "area": "node_classification.py", "case": f"a row's result.json holds `{content[:30]}` (`--all --resume`, `--collect`)",
-        "outcome": "--all --resume: says the file is not a result and reruns that row; --collect: usage "
+        "area": "node_classification.py", "case": f"a row's result.json holds `{content[:30]}`",
+        "outcome": "`--all --resume` says the file is not a result and reruns that row; `--collect`: usage "
                    "error naming the file"})  # fmt: skip
     out = tmp_path / "all"
     shutil.copytree(finished_all[0], out)
