@@ -3,12 +3,21 @@
     python recipes/node_classification.py --model tdgnn-w --dataset texas --splits geom-gcn
     python recipes/node_classification.py --all            # every model on every dataset
 
+    python recipes/node_classification.py --all --out runs/nc-all          # every model on every dataset
+    python recipes/node_classification.py --collect runs/nc-all --write-table recipes/results/node_classification_all.md
+
 Runs every split of the protocol with the per-dataset hyperparameters of
 recipes/configs/node_classification.json (taken from the papers' reference scripts), prints
 ``mean ± std`` of the test accuracy next to the paper's number and, with ``--out DIR``, writes
 ``DIR/result.json``. ``std`` is the population standard deviation over the splits (what TDGNN's
 ``main.py`` prints). Run ``i`` of a protocol uses split ``i`` and ``torch.manual_seed(i)``; the
 public split is run 10 times with seeds 0..9.
+
+A run writes only under its ``--out``: ``--all`` writes ``OUT/<model>-<dataset>-<splits>/result.json``,
+``OUT/all.json`` (how the table was made) and ``OUT/node_classification_all.md``. Updating a
+committed table is a separate act: ``--collect DIR --write-table PATH``. A non-empty ``--out`` is
+refused unless ``--resume`` (reuse the finished rows there; refused for a row written with other
+settings) or ``--overwrite``. Every argument is checked before any data is loaded.
 """
 
 from __future__ import annotations
@@ -30,7 +39,11 @@ from torch_geometric.data import Data
 from gnnkit.data.node_classification import NODE_DATASETS, SPLITS, graph_key, load_node_dataset
 from gnnkit.models import MODELS as REGISTRY
 from gnnkit.models import HomophilySplit, TreeDecomposition, build_model
+from gnnkit.nn import tree_edges
+from gnnkit.train import resolve_device
+from gnnkit.train.checkpoint import atomic_write_text, load_or_build
 from gnnkit.train.node import NodeResult, train_node_classifier
+from gnnkit.train.outdir import check_out_dir, prepare_out_dir
 
 MODELS = ("gcn", "tdgnn-s", "tdgnn-w", "nhgcn")
 # Config keys named after the reference scripts' flags, and the registry's option names for them.
@@ -38,7 +51,16 @@ OPTION_NAMES = {"finaldp": "final_dropout", "addself": "add_self_loops", "wd": "
 # Weight-decay keys a model's param_groups() takes (GCN: first layer only; TDGNN: three groups).
 DECAY_KEYS = ("weight_decay", "wd1", "wd2", "wd3")
 CONFIG = pathlib.Path(__file__).resolve().parent / "configs" / "node_classification.json"
-RESULTS = pathlib.Path(__file__).resolve().parent / "results"
+RESULT_NAME = "result.json"
+ALL_RECORD, ALL_TABLE = "all.json", "node_classification_all.md"  # written by --all under --out
+RUNS_PER_PROTOCOL = 10  # every protocol: 10 split files, 10 random splits, or 10 seeds on the public split
+# Settings a model reads that the config may leave out (the Runner's hp.get defaults).
+OPTIONAL_SETTINGS: dict[str, tuple[str, ...]] = {
+    "gcn": ("graph",),
+    "tdgnn-s": ("graph", "max_hops", "symmetric", "wd3"),
+    "tdgnn-w": ("graph", "max_hops", "symmetric", "wd3"),
+    "nhgcn": ("graph", "nh_variant", "ego"),
+}
 
 
 @dataclass
@@ -53,6 +75,32 @@ class RunConfig:
     device: str = "cpu"
     config_file: str = str(CONFIG)
     hparams: dict[str, Any] = field(default_factory=dict)
+    resume: bool = False  # reuse OUT/result.json if it was written with these settings
+    overwrite: bool = False  # replace OUT/result.json
+
+    def __post_init__(self) -> None:
+        """Checks every value, so that a bad one fails before any data is loaded."""
+        if self.model not in MODELS:
+            raise ValueError(f"--model must be one of {MODELS}, got {self.model!r}")
+        if self.dataset not in NODE_DATASETS:
+            raise ValueError(f"--dataset must be one of {NODE_DATASETS}, got {self.dataset!r}")
+        if self.splits not in SPLITS:
+            raise ValueError(f"--splits must be one of {SPLITS}, got {self.splits!r}")
+        if self.splits == "public" and self.dataset not in ("cora", "citeseer"):
+            raise ValueError(f"--splits public exists only for cora and citeseer, not {self.dataset!r}")
+        for name, most in (("epochs", None), ("num_splits", RUNS_PER_PROTOCOL)):
+            value = getattr(self, name)
+            if value is None:
+                continue
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1 or (most is not None and value > most):
+                limit = f"in 1..{most} (runs per protocol)" if most is not None else "an integer >= 1"
+                raise ValueError(f"--{name.replace('_', '-')} must be {limit}, got {value!r}")
+        if self.resume and self.overwrite:
+            raise ValueError("--resume and --overwrite exclude each other")
+        try:
+            self.device = str(resolve_device(self.device))
+        except RuntimeError as e:  # torch.device("gpu")
+            raise ValueError(f"--device {self.device!r}: {e}") from e
 
 
 def lookup(config: dict, model: str, splits: str, dataset: str) -> dict[str, Any]:
@@ -69,23 +117,17 @@ def paper_number(config: dict, model: str, splits: str, dataset: str, key: str =
 
 
 def _tdgnn_operators(data, hp: dict) -> Data:
-    """``data`` with TDGNN's tree operator (:class:`gnnkit.models.TreeDecomposition`), cached on
-    disk beside the dataset (datasets/**/cache): the multi-source BFS runs once per graph."""
-    transform = TreeDecomposition(hp["levels"], int(hp.get("max_hops", 10)), bool(hp.get("symmetric", False)))
-    cfg = transform.config
+    """``data`` with TDGNN's tree operator (what :class:`gnnkit.models.TreeDecomposition` adds),
+    cached on disk beside the dataset (datasets/**/cache) so that the multi-source BFS runs once
+    per graph. The cache is checked on load and rebuilt if damaged; it is written atomically, so
+    concurrent ``--all --jobs`` workers never read a half-written file."""
+    cfg = TreeDecomposition(hp["levels"], int(hp.get("max_hops", 10)), bool(hp.get("symmetric", False))).config
     key = graph_key(data.edge_index, data.num_nodes, cfg["levels"], cfg["max_hops"], cfg["symmetric"])
     path = pathlib.Path(data.cache_dir) / f"tdgnn-tree-{key}.pt"
+    edges = load_or_build(path, lambda: tree_edges(data.edge_index, data.num_nodes, cfg["levels"], cfg["max_hops"], cfg["symmetric"]))
     out = data.clone()
-    if path.exists():
-        out.tree_edge_index, out.tree_edge_weight, out.tree_edge_type = torch.load(path)
-        out.tree_config = cfg
-        return out
-    out = transform(data)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    # write-then-rename, so a concurrent run (--all --jobs) never reads a half-written file
-    tmp = path.with_suffix(f".{os.getpid()}.tmp")
-    torch.save((out.tree_edge_index, out.tree_edge_weight, out.tree_edge_type), tmp)
-    os.replace(tmp, path)
+    out.tree_edge_index, out.tree_edge_weight, out.tree_edge_type = edges
+    out.tree_config = cfg
     return out
 
 
@@ -132,21 +174,77 @@ class Runner:
         return train_node_classifier(model, lambda: model(state["graph"]), optimizer, d.y, *masks, self.epochs, **rule)
 
 
+def read_config(path: str | os.PathLike) -> dict[str, Any]:
+    """The settings file (``--config``), with errors that name it."""
+    path = pathlib.Path(path)
+    try:
+        config = json.loads(path.read_text())
+    except OSError as e:
+        raise ValueError(f"--config {path}: cannot read it ({e.strerror or e})") from e
+    except json.JSONDecodeError as e:
+        raise ValueError(f"--config {path}: not valid JSON ({e})") from e
+    if not isinstance(config, dict) or not isinstance(config.get("settings"), dict):
+        raise ValueError(f"--config {path}: expected a JSON object with a 'settings' section")
+    return config
+
+
+def setting_names(config: dict, model: str) -> tuple[str, ...]:
+    """The names ``--set`` accepts for ``model``: every setting the config gives it anywhere,
+    plus the optional ones the model reads (:data:`OPTIONAL_SETTINGS`)."""
+    names = set(OPTIONAL_SETTINGS.get(model, ()))
+    for protocol, table in config["settings"].get(model, {}).items():
+        rows = [table] if protocol == "_all" else list(table.values())
+        names.update(k for row in rows for k in row if not k.startswith("source"))
+    return tuple(sorted(names))
+
+
+def check_overrides(config: dict, models: list[str] | tuple[str, ...], hparams: dict[str, Any]) -> None:
+    """``--set`` names must be settings of at least one of the models run (a typo is an error)."""
+    valid = sorted({n for m in models for n in setting_names(config, m)})
+    unknown = sorted(k for k in hparams if k not in valid)
+    if unknown:
+        raise ValueError(f"unknown --set {', '.join(unknown)} for {', '.join(dict.fromkeys(models))}; valid names: {', '.join(valid)}")
+
+
+def row_settings(config: dict, cfg: RunConfig) -> dict[str, Any]:
+    """The settings a row runs with: the config's, then ``--set``, then ``--epochs`` (so that
+    ``hparams`` in result.json says what was run)."""
+    try:
+        hp = {**lookup(config, cfg.model, cfg.splits, cfg.dataset), **cfg.hparams}
+    except KeyError as e:
+        raise ValueError(f"--config {cfg.config_file}: {e.args[0]}") from e
+    if cfg.epochs is not None:
+        hp["epochs"] = cfg.epochs
+    epochs = hp.get("epochs")
+    if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 1:
+        raise ValueError(f"epochs must be an integer >= 1, got {epochs!r} for {cfg.model} / {cfg.splits} / {cfg.dataset}")
+    return hp
+
+
 def run(cfg: RunConfig) -> dict[str, Any]:
-    if cfg.model not in MODELS:
-        raise ValueError(f"--model must be one of {MODELS}, got {cfg.model!r}")
-    if cfg.dataset not in NODE_DATASETS:
-        raise ValueError(f"--dataset must be one of {NODE_DATASETS}, got {cfg.dataset!r}")
-    if cfg.splits not in SPLITS:
-        raise ValueError(f"--splits must be one of {SPLITS}, got {cfg.splits!r}")
-    config = json.loads(pathlib.Path(cfg.config_file).read_text())
-    hp = {**lookup(config, cfg.model, cfg.splits, cfg.dataset), **cfg.hparams}
+    config = read_config(cfg.config_file)
+    check_overrides(config, [cfg.model], cfg.hparams)
+    hp = row_settings(config, cfg)
+    out = pathlib.Path(cfg.out) if cfg.out else None
+    if out is not None:
+        # before any data is loaded: never replace another run's result unless told to
+        prepare_out_dir(out, cfg.resume, cfg.overwrite, outputs=(RESULT_NAME,))
+        if cfg.resume:
+            prior, diff = _prior_result(out / RESULT_NAME, cfg, hp)
+            if diff:
+                raise ValueError(f"--resume: {out / RESULT_NAME} was written with other settings: {'; '.join(diff)}. "
+                                 "Run with its settings, or --overwrite it, or use another --out")  # fmt: skip
+            if prior is not None:
+                print(f"{cfg.model} {cfg.dataset} {cfg.splits}: reusing {out / RESULT_NAME}", flush=True)
+                return prior
     start = time.time()
     data = load_node_dataset(cfg.dataset, cfg.splits, cfg.data_root, graph=hp.get("graph", "as_loaded"))
     runner = Runner(cfg.model, data, hp, cfg.device, cfg.epochs)
-    n_runs = 10 if cfg.splits == "public" else data.train_mask.size(1)
+    n_runs = RUNS_PER_PROTOCOL if cfg.splits == "public" else data.train_mask.size(1)
     if cfg.num_splits is not None:
-        n_runs = min(n_runs, cfg.num_splits)
+        if cfg.num_splits > n_runs:
+            raise ValueError(f"--num-splits {cfg.num_splits}: {cfg.dataset} {cfg.splits} has only {n_runs} splits")
+        n_runs = cfg.num_splits
     accs, split_seconds = [], []
     for i in range(n_runs):
         t = time.time()
@@ -177,10 +275,8 @@ def run(cfg: RunConfig) -> dict[str, Any]:
     }
     paper = f"{result['paper']:.2f}" if result["paper"] is not None else "n/a"
     print(f"{cfg.model} {cfg.dataset} {cfg.splits}: {mean:.2f} ± {std:.2f} (paper: {paper})  [{result['seconds']:.0f} s]", flush=True)
-    if cfg.out:
-        out = pathlib.Path(cfg.out)
-        out.mkdir(parents=True, exist_ok=True)
-        (out / "result.json").write_text(json.dumps(result, indent=2))
+    if out is not None:
+        atomic_write_text(json.dumps(result, indent=2), out / RESULT_NAME)
     return result
 
 
@@ -199,28 +295,53 @@ def markdown_table(results: list[dict[str, Any]]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {value}")
+    return value
+
+
 def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--model", choices=MODELS)
     p.add_argument("--dataset", choices=NODE_DATASETS)
     p.add_argument("--splits", choices=SPLITS)
-    p.add_argument("--all", action="store_true", help="every model on every dataset (config 'all'), table to --results-dir")
+    p.add_argument("--all", action="store_true", help="every model on every dataset (config 'all'); needs --out")
     p.add_argument("--data-root", default=None, help="data root (default: $GNNKIT_DATA, then datasets/)")
-    p.add_argument("--out", default=None, help="write DIR/result.json (with --all: DIR/<model>-<dataset>-<splits>/)")
-    p.add_argument("--results-dir", default=str(RESULTS))
-    p.add_argument("--num-splits", type=int, default=None, help="run only the first n splits")
-    p.add_argument("--epochs", type=int, default=None, help="override the configured number of epochs")
+    p.add_argument("--out", default=None, help="write DIR/result.json (with --all: DIR/<model>-<dataset>-<splits>/, "
+                                              f"DIR/{ALL_RECORD} and DIR/{ALL_TABLE})")  # fmt: skip
+    p.add_argument("--resume", action="store_true", help="reuse the finished results in a non-empty --out")
+    p.add_argument("--overwrite", action="store_true", help="replace the results in a non-empty --out")
+    p.add_argument("--num-splits", type=_positive_int, default=None, help="run only the first n splits")
+    p.add_argument("--epochs", type=_positive_int, default=None, help="override the configured number of epochs")
     p.add_argument("--device", default="cpu")
     p.add_argument("--config", default=str(CONFIG))
-    p.add_argument("--collect", default=None, metavar="DIR", help="only tabulate DIR/*/result.json into --results-dir")
+    p.add_argument("--collect", default=None, metavar="DIR", help="only tabulate DIR/*/result.json (prints the table)")
+    p.add_argument("--write-table", default=None, metavar="PATH", help="with --collect: write the table to PATH "
+                                                                     "(e.g. recipes/results/node_classification_all.md)")  # fmt: skip
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a setting (value parsed as JSON)")
-    p.add_argument("--jobs", type=int, default=1, help="with --all: rows run at once, each in its own process")
-    p.add_argument("--threads", type=int, default=1, help="with --all: torch threads per row")
+    p.add_argument("--jobs", type=_positive_int, default=1, help="with --all: rows run at once, each in its own process")
+    p.add_argument("--threads", type=_positive_int, default=1, help="with --all: torch threads per row")
     args = p.parse_args(argv)
+    if args.collect:
+        given = [f"--{k.replace('_', '-')}" for k in ("all", "out", "model", "dataset", "splits", "resume", "overwrite")
+                 if getattr(args, k)]  # fmt: skip
+        if given:
+            p.error(f"--collect only tabulates; it does not take {', '.join(given)}")
+        try:
+            return collect(pathlib.Path(args.collect), args.write_table)
+        except ValueError as e:
+            p.error(str(e))
+    if args.write_table:
+        p.error("--write-table goes with --collect DIR: a run writes only under --out")
     hparams = {}
     for item in args.set:
         key, sep, value = item.partition("=")
-        if not sep:
+        if not sep or not key:
             p.error(f"--set expects KEY=VALUE, got {item!r}")
         try:
             hparams[key] = json.loads(value)
@@ -230,21 +351,26 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
         data_root=args.data_root, num_splits=args.num_splits, epochs=args.epochs, device=args.device,
         config_file=args.config, hparams=hparams,
     )
-    if args.collect:
-        results = [json.loads(f.read_text()) for f in sorted(pathlib.Path(args.collect).glob("*/result.json"))]
-        order = {m: i for i, m in enumerate(MODELS)}
-        results.sort(key=lambda r: (order[r["model"]], r["splits"], NODE_DATASETS.index(r["dataset"])))
-        dest = pathlib.Path(args.results_dir)
-        dest.mkdir(parents=True, exist_ok=True)
-        (dest / "node_classification_table.md").write_text(markdown_table(results))
-        print(markdown_table(results))
-        return results
-    if not args.all:
-        missing = [k for k in ("model", "dataset", "splits") if getattr(args, k) is None]
-        if missing:
-            p.error(f"give --all or all of --model/--dataset/--splits (missing: {', '.join(missing)})")
-        return [run(RunConfig(args.model, args.dataset, args.splits, out=args.out, **common))]
-    return run_all(args, common)
+    try:
+        if args.all:
+            if args.out is None:
+                p.error("--all needs --out DIR: its rows and table are written there")
+            plan = plan_all(args, common)
+        else:
+            missing = [k for k in ("model", "dataset", "splits") if getattr(args, k) is None]
+            if missing:
+                p.error(f"give --all or all of --model/--dataset/--splits (missing: {', '.join(missing)})")
+            cfg = RunConfig(args.model, args.dataset, args.splits, out=args.out, resume=args.resume,
+                            overwrite=args.overwrite, **common)  # fmt: skip
+            check_overrides(read_config(cfg.config_file), [cfg.model], hparams)
+            row_settings(read_config(cfg.config_file), cfg)
+            if cfg.out:
+                check_out_dir(cfg.out, cfg.resume, cfg.overwrite)
+    except (ValueError, FileExistsError) as e:
+        p.error(str(e))
+    if args.all:
+        return run_all(args, plan)
+    return [run(cfg)]
 
 
 def _settings(hp: dict[str, Any]) -> dict[str, Any]:
@@ -252,19 +378,108 @@ def _settings(hp: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in hp.items() if not k.startswith("source")}
 
 
-def _reusable(path: pathlib.Path, cfg: RunConfig, hp: dict[str, Any]) -> dict[str, Any] | None:
-    """A finished row's result.json, if it was run with the same settings (so --all can resume)."""
-    if not path.exists():
-        return None
+def check_result(result: Any, path: pathlib.Path) -> dict[str, Any]:
+    """``result`` if it is a result.json this recipe wrote, else a ValueError naming ``path``."""
+
+    def number(v: Any) -> bool:
+        return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+    if not isinstance(result, dict):
+        raise ValueError(f"{path}: not a result (holds {json.dumps(result)[:40]})")
+    problems = [k for k in ("model", "dataset", "splits") if not isinstance(result.get(k), str)]
+    accs = result.get("accs")
+    if not isinstance(accs, list) or not accs or not all(number(a) for a in accs):
+        problems.append("accs")
+    problems += [k for k in ("mean", "std", "seconds") if not number(result.get(k))]
+    problems += [k for k in ("paper", "reference_run") if result.get(k) is not None and not number(result[k])]
+    if not isinstance(result.get("hparams"), dict):
+        problems.append("hparams")
+    if not problems and (result["model"] not in MODELS or result["dataset"] not in NODE_DATASETS or result["splits"] not in SPLITS):
+        problems.append("model/dataset/splits")
+    if problems:
+        raise ValueError(f"{path}: not a valid result (missing or bad {', '.join(problems)})")
+    return result
+
+
+def _read_result(path: pathlib.Path) -> dict[str, Any]:
     try:
-        result = json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError):
-        return None
-    same = (
-        "num_splits" in result and "epochs" in result and _settings(result.get("hparams") or {}) == _settings(hp)
-        and result["num_splits"] == cfg.num_splits and result["epochs"] == cfg.epochs
+        text = path.read_text()
+    except OSError as e:
+        raise ValueError(f"{path}: cannot read it ({e.strerror or e})") from e
+    try:
+        return check_result(json.loads(text), path)
+    except json.JSONDecodeError as e:
+        raise ValueError(f"{path}: not valid JSON ({e})") from e
+
+
+def _prior_result(path: pathlib.Path, cfg: RunConfig, hp: dict[str, Any]) -> tuple[dict[str, Any] | None, list[str]]:
+    """A finished result of this row for ``--resume``, and how its settings differ from
+    ``cfg``/``hp`` (each ``"name (saved: ..., now: ...)"``). ``(None, [])`` if there is none or it
+    is unreadable (the row is rerun, said on stdout)."""
+    if not path.exists():
+        return None, []
+    try:
+        result = _read_result(path)
+    except ValueError as e:
+        print(f"{e}; rerunning the row", flush=True)
+        return None, []
+    unset = "<unset>"
+    now = {"model": cfg.model, "dataset": cfg.dataset, "splits": cfg.splits, "num_splits": cfg.num_splits,
+           "epochs": cfg.epochs, **{f"hparams.{k}": v for k, v in _settings(hp).items()}}  # fmt: skip
+    then = {k: result.get(k, unset) for k in ("model", "dataset", "splits", "num_splits", "epochs")}
+    then.update({f"hparams.{k}": v for k, v in _settings(result["hparams"]).items()})
+    diff = [f"{k} (saved: {then.get(k, unset)!r}, now: {now.get(k, unset)!r})"
+            for k in sorted(set(now) | set(then)) if then.get(k, unset) != now.get(k, unset)]  # fmt: skip
+    return (None, diff) if diff else (result, [])
+
+
+def _order(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    order = {m: i for i, m in enumerate(MODELS)}
+    return sorted(results, key=lambda r: (order[r["model"]], r["splits"], NODE_DATASETS.index(r["dataset"])))
+
+
+def collect(folder: pathlib.Path, write_table: str | None = None) -> list[dict[str, Any]]:
+    """``--collect``: tabulates ``folder/*/result.json`` (each checked, errors name the file),
+    prints the table and, with ``write_table``, writes it there (with ``folder/all.json``'s
+    account of the ``--all`` run when that describes the same rows)."""
+    if not folder.is_dir():
+        raise ValueError(f"--collect {folder}: no such folder")
+    paths = sorted(folder.glob(f"*/{RESULT_NAME}"))
+    if not paths:
+        raise ValueError(f"--collect {folder}: no {folder}/*/{RESULT_NAME} to tabulate")
+    results = _order([_read_result(f) for f in paths])
+    text = markdown_table(results)
+    if write_table:
+        record = None
+        if (folder / ALL_RECORD).exists():
+            try:
+                record = json.loads((folder / ALL_RECORD).read_text())
+            except json.JSONDecodeError as e:
+                raise ValueError(f"{folder / ALL_RECORD}: not valid JSON ({e})") from e
+        rows = sorted(f"{r['model']}-{r['dataset']}-{r['splits']}" for r in results)
+        keys = ("command", "device", "cpu", "cores", "wall_seconds", "rows_run", "rows_reused", "load_start", "load_end")
+        if isinstance(record, dict) and all(k in record for k in keys) and sorted(record.get("rows", [])) == rows:
+            text = all_report(record, results)
+        else:
+            text = f"# Node classification\n\nCollected from `{folder}/*/{RESULT_NAME}` ({len(results)} rows).\n\n{text}"
+        atomic_write_text(text, write_table)
+        print(f"wrote {write_table}", flush=True)
+    print(markdown_table(results))
+    return results
+
+
+def all_report(record: dict[str, Any], results: list[dict[str, Any]]) -> str:
+    """The markdown of an ``--all`` run: its command and timing (``record``, as in all.json), then the table."""
+    row_seconds = sum(r["seconds"] for r in results)
+    reused = record["rows_reused"]
+    return (
+        f"# Node classification, all models\n\n"
+        f"Command: `{record['command']}`, device {record['device']} ({record['cpu']}, {record['cores']} cores), "
+        f"wall time {record['wall_seconds']:.0f} s for {record['rows_run']} rows run here"
+        f"{f' ({reused} rows reused from an earlier run under --out)' if reused else ''}; "
+        f"the rows' own times sum to {row_seconds:.0f} s. Load average (1 min) {record['load_start']:.1f} at the start, "
+        f"{record['load_end']:.1f} at the end.\n\n{markdown_table(results)}"
     )
-    return result if same else None
 
 
 def _cost(model: str, data, hp: dict[str, Any], epochs: int | None) -> float:
@@ -282,40 +497,71 @@ def _run_row(cfg: RunConfig, threads: int) -> dict[str, Any]:
     return run(cfg)
 
 
-def run_all(args: argparse.Namespace, common: dict[str, Any]) -> list[dict[str, Any]]:
+@dataclass
+class AllPlan:
+    """What ``--all`` will do, decided before any training: rows to reuse and rows to run."""
+
+    config: dict[str, Any]
+    reused: dict[tuple[str, str, str], dict[str, Any]]
+    to_run: list[tuple[tuple[str, str, str], RunConfig, dict[str, Any]]]
+
+
+def plan_all(args: argparse.Namespace, common: dict[str, Any]) -> AllPlan:
+    """Checks every row of the config's ``all`` section (settings, --set names, --out) and
+    decides, before anything is trained, which finished rows ``--resume`` reuses."""
+    config = read_config(args.config)
+    if not isinstance(config.get("all"), dict):
+        raise ValueError(f"--config {args.config}: no 'all' section")
+    out = pathlib.Path(args.out)
+    rows = [(m, d, s) for m, protocols in config["all"].items() for s, datasets in protocols.items() for d in datasets]
+    check_overrides(config, [m for m, _, _ in rows], common["hparams"])
+    # each row takes the --set names its model has (and records only those); rows run with
+    # overwrite: the policy for --out is applied once, here
+    cfgs = {}
+    for key in rows:
+        names = setting_names(config, key[0])
+        own = {k: v for k, v in common["hparams"].items() if k in names}
+        cfgs[key] = RunConfig(*key, out=str(out / "-".join(key)), overwrite=True, **{**common, "hparams": own})
+    settings = {key: row_settings(config, cfg) for key, cfg in cfgs.items()}
+    outputs = [ALL_RECORD, ALL_TABLE] + [f"{'-'.join(key)}/{RESULT_NAME}" for key in rows]
+    prepare_out_dir(out, args.resume, args.overwrite, outputs=outputs)
+    reused, to_run, refused = {}, [], []
+    for key in rows:
+        path = out / "-".join(key) / RESULT_NAME
+        prior, diff = _prior_result(path, cfgs[key], settings[key]) if args.resume else (None, [])
+        if diff:
+            refused.append(f"{path} was written with other settings: {'; '.join(diff)}")
+        elif prior is not None:
+            reused[key] = prior
+        else:
+            to_run.append((key, cfgs[key], settings[key]))
+    if refused:
+        raise ValueError("--resume: " + "\n".join(refused) + "\nRun with those rows' settings, remove their folders to "
+                         "rerun them, or use another --out")  # fmt: skip
+    return AllPlan(config, reused, to_run)
+
+
+def run_all(args: argparse.Namespace, plan: AllPlan) -> list[dict[str, Any]]:
     """Every row of the config's ``all`` section: ``--jobs`` rows at a time in worker processes
-    (``--threads`` each), longest first. With ``--out``, a row whose ``result.json`` was written with
-    the same settings is reused, so an interrupted ``--all`` resumes where it stopped."""
+    (``--threads`` each), longest first. Under ``--resume`` the finished rows in ``--out`` that
+    were written with the same settings are reused, so an interrupted ``--all`` continues."""
     import concurrent.futures
     import multiprocessing
     import platform
 
-    if args.jobs < 1 or args.threads < 1:
-        raise ValueError(f"--jobs and --threads must be >= 1, got {args.jobs} and {args.threads}")
-    config = json.loads(pathlib.Path(args.config).read_text())
     t0 = time.time()
     load_start = os.getloadavg()
-    rows, results, reused, loaded = [], {}, 0, {}
-    for model, protocols in config["all"].items():
-        for splits, datasets in protocols.items():
-            for dataset in datasets:
-                out = str(pathlib.Path(args.out) / f"{model}-{dataset}-{splits}") if args.out else None
-                cfg = RunConfig(model, dataset, splits, out=out, **common)
-                hp = {**lookup(config, model, splits, dataset), **cfg.hparams}
-                key = (model, dataset, splits)
-                prior = _reusable(pathlib.Path(out) / "result.json", cfg, hp) if out else None
-                if prior is not None:
-                    results[key] = prior
-                    reused += 1
-                    print(f"{model} {dataset} {splits}: reusing {out}/result.json", flush=True)
-                    continue
-                # loading here, in one process, writes PyG's processed/ files before the workers
-                # start (two workers processing the same raw files at once would race)
-                graph = hp.get("graph", "as_loaded")
-                if (dataset, splits, graph) not in loaded:
-                    loaded[(dataset, splits, graph)] = load_node_dataset(dataset, splits, cfg.data_root, graph=graph)
-                data = loaded[(dataset, splits, graph)]
-                rows.append((_cost(model, data, hp, cfg.epochs), key, cfg))
+    results = dict(plan.reused)
+    for key in plan.reused:
+        print(f"{' '.join(key)}: reusing {pathlib.Path(args.out) / '-'.join(key) / RESULT_NAME}", flush=True)
+    rows, loaded = [], {}
+    for key, cfg, hp in plan.to_run:
+        # loading here, in one process, writes PyG's processed/ files before the workers
+        # start (two workers processing the same raw files at once would race)
+        graph = hp.get("graph", "as_loaded")
+        if (cfg.dataset, cfg.splits, graph) not in loaded:
+            loaded[(cfg.dataset, cfg.splits, graph)] = load_node_dataset(cfg.dataset, cfg.splits, cfg.data_root, graph=graph)
+        rows.append((_cost(cfg.model, loaded[(cfg.dataset, cfg.splits, graph)], hp, cfg.epochs), key, cfg))
     rows.sort(key=lambda r: -r[0])
     if args.jobs == 1:
         torch.set_num_threads(args.threads)
@@ -327,26 +573,22 @@ def run_all(args: argparse.Namespace, common: dict[str, Any]) -> list[dict[str, 
             futures = {pool.submit(_run_row, cfg, args.threads): key for _, key, cfg in rows}
             for fut in concurrent.futures.as_completed(futures):
                 results[futures[fut]] = fut.result()
-    order = {m: i for i, m in enumerate(MODELS)}
-    ordered = sorted(results.values(), key=lambda r: (order[r["model"]], r["splits"], NODE_DATASETS.index(r["dataset"])))
-    table = markdown_table(ordered)
-    total = time.time() - t0
+    ordered = _order(list(results.values()))
     load_end = os.getloadavg()
-    dest = pathlib.Path(args.results_dir)
-    dest.mkdir(parents=True, exist_ok=True)
-    cpu = platform.processor() or platform.machine()
-    row_seconds = sum(r["seconds"] for r in ordered)
-    (dest / "node_classification_all.md").write_text(
-        f"# Node classification, all models\n\n"
-        f"Command: `python recipes/node_classification.py --all --jobs {args.jobs} --threads {args.threads}"
-        f"{' --num-splits ' + str(args.num_splits) if args.num_splits else ''}"
-        f"{' --epochs ' + str(args.epochs) if args.epochs else ''}`, device {args.device} ({cpu}, "
-        f"{os.cpu_count()} cores), wall time {total:.0f} s for {len(rows)} rows run here"
-        f"{f' ({reused} rows reused from an earlier run under --out)' if reused else ''}; "
-        f"the rows' own times sum to {row_seconds:.0f} s. Load average (1 min) {load_start[0]:.1f} at the start, "
-        f"{load_end[0]:.1f} at the end.\n\n{table}"
-    )
-    print(table)
+    command = (f"python recipes/node_classification.py --all --jobs {args.jobs} --threads {args.threads}"
+               f"{' --num-splits ' + str(args.num_splits) if args.num_splits else ''}"
+               f"{' --epochs ' + str(args.epochs) if args.epochs else ''}")  # fmt: skip
+    record = {
+        "command": command, "device": args.device, "cpu": platform.processor() or platform.machine(),
+        "cores": os.cpu_count(), "wall_seconds": time.time() - t0, "rows_run": len(rows), "rows_reused": len(plan.reused),
+        "load_start": load_start[0], "load_end": load_end[0], "rows": sorted("-".join(k) for k in results),
+    }  # fmt: skip
+    out = pathlib.Path(args.out)
+    atomic_write_text(json.dumps(record, indent=2) + "\n", out / ALL_RECORD)
+    atomic_write_text(all_report(record, ordered), out / ALL_TABLE)
+    print(markdown_table(ordered))
+    print(f"-> {out / ALL_TABLE}; to update a committed table: python recipes/node_classification.py --collect "
+          f"{out} --write-table PATH", flush=True)  # fmt: skip
     return ordered
 
 

@@ -15,13 +15,18 @@ splits) so that the run, data preparation included, takes minutes on a laptop CP
 on all 110,831 molecules for 3M steps of batch 20.
 
 Writes ``OUT/result.json``, ``OUT/log.csv``, ``OUT/learning_curve.png``, ``OUT/checkpoint.pt``
-(every epoch, atomically) and ``OUT/best_model.pt``. ``--resume`` continues a killed run.
+(every epoch, atomically, the previous one kept as ``checkpoint.prev.pt``) and
+``OUT/best_model.pt``. A non-empty ``--out`` is refused unless ``--resume`` (continue the killed
+run there; refused if its settings differ) or ``--overwrite`` (replace it). Every argument is
+checked before any data is loaded. A run whose loss goes non-finite stops, records
+``"status": "diverged"`` (no MAE) and exits with status 1.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import sys
 import time
@@ -32,18 +37,30 @@ import numpy as np
 import torch
 
 from gnnkit.data import QM9, TargetNormalizer, load_split, target_index
-from gnnkit.data.qm9 import CHEMICAL_ACCURACY, EXTENSIVE, TARGETS, UNITS
+from gnnkit.data.qm9 import CHEMICAL_ACCURACY, EXTENSIVE, SPLIT_SIZES, TARGETS, UNITS
 from gnnkit.models import MODELS, build_model
-from gnnkit.train import TrainConfig, fit, init_distributed, loader_throughput, make_loader, resolve_device
+from gnnkit.train import (
+    TrainConfig,
+    check_resume,
+    fit,
+    init_distributed,
+    loader_throughput,
+    make_loader,
+    resolve_device,
+)
 from gnnkit.train.checkpoint import atomic_write_text
+from gnnkit.train.loop import OUTPUTS
+from gnnkit.train.outdir import check_out_dir, prepare_out_dir
 
 QUICK_TRAIN_SIZE, QUICK_EVAL_SIZE = 5_000, 1_000
-# recipe name -> (registry name, extra options)
 # The registry's graph-level models on molecular graphs; GCNGraph names its width and depth
 # hidden / num_layers.
 GRAPH_MODELS = tuple(n for n, spec in MODELS.items() if spec.task == "graph" and spec.inputs == "graph")
 WIDTH_DEPTH = {"gcn-graph": ("hidden", "num_layers")}
 GILMER_U0_RATIO = 0.45  # enn-s2s, MAE / chemical accuracy on U0 after 3M steps (Table 2)
+RESULT_NAME = "result.json"
+# Config fields that do not change what is trained: a --resume may change these, not the others.
+NOT_RUN_SETTINGS = ("device", "out", "data_root", "resume", "overwrite", "loader_workers", "progress", "stop_after_epoch")
 
 
 @dataclass
@@ -68,10 +85,54 @@ class Config:
     out: str = "runs/qm9"
     data_root: str | None = None
     resume: bool = False
+    overwrite: bool = False  # a fresh run may replace the run files in a non-empty --out
     loader_workers: int | None = None  # None: 0 on CPU, up to 8 on CUDA (collation would starve a GPU)
     progress: bool = True
     stop_after_epoch: int | None = None  # for tests: stop as if killed after this epoch
     model_options: dict = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        """Checks every value, so that a bad one fails before any data is loaded."""
+        if self.model not in GRAPH_MODELS:
+            raise ValueError(f"model must be one of {', '.join(GRAPH_MODELS)}, got {self.model!r}")
+        self.target = TARGETS[target_index(self.target)]  # validates the name
+        if self.edges not in ("complete", "bonds", "bins"):
+            raise ValueError(f"edges must be 'complete', 'bonds' or 'bins', got {self.edges!r}")
+        if self.schedule not in ("linear", "cosine", "plateau", "constant"):
+            raise ValueError(f"schedule must be linear, cosine, plateau or constant, got {self.schedule!r}")
+        for name, low in (("epochs", 1), ("batch_size", 1), ("channels", 1), ("steps", 1), ("loader_workers", 0),
+                          ("stop_after_epoch", 1)):  # fmt: skip
+            value = getattr(self, name)
+            if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < low):
+                raise ValueError(f"--{name.replace('_', '-')} must be an integer >= {low}, got {value!r}")
+        for name, split in (("train_size", "train"), ("eval_size", "val")):
+            value, most = getattr(self, name), SPLIT_SIZES[split]
+            if value is not None and (not isinstance(value, int) or not 1 <= value <= most):
+                raise ValueError(f"--{name.replace('_', '-')} must be in 1..{most:,} (the {split} split's size) or "
+                                 f"'all', got {value!r}")  # fmt: skip
+        if not (self.lr > 0 and math.isfinite(self.lr)):
+            raise ValueError(f"--lr must be a finite number > 0, got {self.lr}")
+        if self.grad_clip is not None and not (self.grad_clip > 0 and math.isfinite(self.grad_clip)):
+            raise ValueError(f"--grad-clip must be a finite number > 0 (0 on the command line: no clipping), got {self.grad_clip}")
+        if not 0 < self.final_lr_factor <= 1:
+            raise ValueError(f"final_lr_factor must be in (0, 1], got {self.final_lr_factor}")
+        if self.resume and self.overwrite:
+            raise ValueError("--resume and --overwrite exclude each other")
+        valid = MODELS[self.model].options()
+        unknown = sorted(set(self.model_options) - set(valid))
+        if unknown:
+            raise ValueError(f"unknown --model-option {', '.join(unknown)} for --model {self.model}; "
+                             f"valid options: {', '.join(valid)}")  # fmt: skip
+        named = {"channels": self.channels, "steps": self.steps}
+        for flag, key in ((f, _renamed(self.model, f)) for f, v in named.items() if v is not None):
+            if key in self.model_options:
+                raise ValueError(f"--{flag} and --model-option {key}=... set the same option; give one")
+
+
+def _renamed(model: str, flag: str) -> str:
+    """The model option ``--channels`` / ``--steps`` set (GCNGraph names them ``hidden`` / ``num_layers``)."""
+    width, depth = WIDTH_DEPTH.get(model, ("channels", "steps"))
+    return width if flag == "channels" else depth
 
 
 def _size(text: str) -> int | None:
@@ -118,7 +179,8 @@ def parse_args(argv: list[str] | None = None) -> Config:
     p.add_argument("--seed", type=int, default=Config.seed)
     p.add_argument("--out", default=Config.out)
     p.add_argument("--data-root", default=None, help="dataset root with the processed cache (default datasets/qm9)")
-    p.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.pt")
+    p.add_argument("--resume", action="store_true", help="continue the run in OUT (from OUT/checkpoint.pt)")
+    p.add_argument("--overwrite", action="store_true", help="replace the run files in a non-empty OUT")
     p.add_argument("--loader-workers", type=int, default=None, help="DataLoader workers (default: 0 on CPU, up to 8 on CUDA)")
     p.add_argument("--no-progress", action="store_true")
     p.add_argument("--stop-after-epoch", type=int, default=None, help=argparse.SUPPRESS)
@@ -127,29 +189,42 @@ def parse_args(argv: list[str] | None = None) -> Config:
     # --train-size alone evaluates on the full validation and test splits.
     train_size = given.get("train_size", QUICK_TRAIN_SIZE)
     eval_size = given.get("eval_size", QUICK_EVAL_SIZE if "train_size" not in given else None)
-    target_index(a.target)  # validates the name
+    target_index(a.target)  # validates the name (ValueError, as the library raises it)
     options = {}
     for item in a.model_option:
         key, sep, value = item.partition("=")
         if not sep or not key:
             p.error(f"--model-option must be KEY=VALUE, got {item!r}")
+        if key in options:
+            p.error(f"--model-option {key} given twice")
         options[key] = _literal(value)
-    return Config(
-        model=a.model, target=a.target.lower(), edges=a.edges, hydrogens=not a.no_hydrogens, epochs=a.epochs,
-        batch_size=a.batch_size, lr=a.lr, schedule=a.schedule, grad_clip=a.grad_clip if a.grad_clip > 0 else None, train_size=train_size, eval_size=eval_size,
-        channels=a.channels, steps=a.steps, device=a.device, amp=a.amp, seed=a.seed, out=a.out,
-        data_root=a.data_root, resume=a.resume, loader_workers=a.loader_workers, progress=not a.no_progress,
-        stop_after_epoch=a.stop_after_epoch, model_options=options,
-    )  # fmt: skip
+    if a.grad_clip < 0 or not math.isfinite(a.grad_clip):
+        p.error(f"--grad-clip must be >= 0 (0: no clipping), got {a.grad_clip}")
+    try:
+        resolve_device(a.device)
+    except (ValueError, RuntimeError) as e:  # RuntimeError: torch.device("gpu")
+        p.error(f"--device {a.device!r}: {e}")
+    try:
+        cfg = Config(
+            model=a.model, target=a.target.lower(), edges=a.edges, hydrogens=not a.no_hydrogens, epochs=a.epochs,
+            batch_size=a.batch_size, lr=a.lr, schedule=a.schedule, grad_clip=a.grad_clip if a.grad_clip > 0 else None,
+            train_size=train_size, eval_size=eval_size, channels=a.channels, steps=a.steps, device=a.device, amp=a.amp,
+            seed=a.seed, out=a.out, data_root=a.data_root, resume=a.resume, overwrite=a.overwrite,
+            loader_workers=a.loader_workers, progress=not a.no_progress, stop_after_epoch=a.stop_after_epoch,
+            model_options=options,
+        )  # fmt: skip
+        check_out_dir(cfg.out, cfg.resume, cfg.overwrite)
+    except (ValueError, FileExistsError) as e:
+        p.error(str(e))
+    return cfg
 
 
 def model_options(cfg: Config) -> dict:
     opts = dict(cfg.model_options)
-    width, depth = WIDTH_DEPTH.get(cfg.model, ("channels", "steps"))
     if cfg.channels is not None:
-        opts[width] = cfg.channels
+        opts[_renamed(cfg.model, "channels")] = cfg.channels
     if cfg.steps is not None:
-        opts[depth] = cfg.steps
+        opts[_renamed(cfg.model, "steps")] = cfg.steps
     if cfg.edges == "bins" and cfg.model == "ggnn":
         opts.setdefault("num_edge_types", 14)  # 4 bond types + 10 distance bins (data.edge_type)
     return opts
@@ -170,6 +245,20 @@ def main(cfg: Config) -> dict:
         torch.set_num_threads(max(1, (os.cpu_count() or 1) // info.world_size))
     col = target_index(cfg.target)
     name = TARGETS[col]
+    train_cfg = TrainConfig(
+        epochs=cfg.epochs, lr=cfg.lr, schedule=cfg.schedule, final_lr_factor=cfg.final_lr_factor, amp=cfg.amp,
+        grad_clip=cfg.grad_clip,
+        device=str(device), seed=cfg.seed, out_dir=cfg.out, resume=cfg.resume, progress=cfg.progress,
+        stop_after_epoch=cfg.stop_after_epoch, target_names=[name], score_scale=[CHEMICAL_ACCURACY[name]],
+        run_settings={k: v for k, v in asdict(cfg).items() if k not in NOT_RUN_SETTINGS},
+    )  # fmt: skip
+    # Before any data is loaded: never replace another run's files unless told to, and resume
+    # only the run these arguments describe.
+    if info.is_main:
+        prepare_out_dir(cfg.out, cfg.resume, cfg.overwrite, outputs=(*OUTPUTS, RESULT_NAME))
+    else:
+        check_out_dir(cfg.out, cfg.resume, cfg.overwrite)
+    check_resume(train_cfg)
 
     split = load_split()
     rows = {"train": split["train"][: cfg.train_size], "val": split["val"][: cfg.eval_size], "test": split["test"][: cfg.eval_size]}
@@ -206,19 +295,18 @@ def main(cfg: Config) -> dict:
               f"hydrogens={cfg.hydrogens}; train/val/test = {len(parts['train'])}/{len(parts['val'])}/{len(parts['test'])} "
               f"molecules; data ready in {data_seconds:.1f} s; loader {loader_rate:.0f} mol/s", flush=True)  # fmt: skip
 
-    train_cfg = TrainConfig(
-        epochs=cfg.epochs, lr=cfg.lr, schedule=cfg.schedule, final_lr_factor=cfg.final_lr_factor, amp=cfg.amp,
-        grad_clip=cfg.grad_clip,
-        device=str(device), seed=cfg.seed, out_dir=cfg.out, resume=cfg.resume, progress=cfg.progress,
-        stop_after_epoch=cfg.stop_after_epoch, target_names=[name], score_scale=[CHEMICAL_ACCURACY[name]],
-    )  # fmt: skip
     res = fit(model, loaders["train"], loaders["val"], loaders["test"], normalizer, train_cfg)
 
     acc = CHEMICAL_ACCURACY[name]
+    # A diverged run has no result: its MAEs would be those of an epoch before the divergence.
+    status = "diverged" if res.error else "interrupted" if res.interrupted else "completed"
+    val_mae = res.val_mae[0] if res.val_mae and not res.error else None
+    test_mae = res.test_mae[0] if res.test_mae and not res.error else None
     result = {
-        "model": cfg.model, "target": name, "unit": UNITS[name],
-        "val_mae": res.val_mae[0], "test_mae": res.test_mae[0] if res.test_mae else None,
-        "test_mae_ratio": res.test_mae[0] / acc if res.test_mae else None, "val_mae_ratio": res.val_mae[0] / acc,
+        "model": cfg.model, "target": name, "unit": UNITS[name], "status": status, "error": res.error,
+        "val_mae": val_mae, "test_mae": test_mae,
+        "test_mae_ratio": test_mae / acc if test_mae is not None else None,
+        "val_mae_ratio": val_mae / acc if val_mae is not None else None,
         "chemical_accuracy": acc, "best_epoch": res.best_epoch, "epochs": res.epochs_completed,
         "train_size": len(parts["train"]), "val_size": len(parts["val"]), "test_size": len(parts["test"]),
         "steps": res.epochs_completed * len(loaders["train"]),
@@ -232,14 +320,16 @@ def main(cfg: Config) -> dict:
         "paper": {"gilmer_enn_s2s_u0_ratio": GILMER_U0_RATIO, "gilmer_steps": 3_000_000, "gilmer_batch_size": 20},
     }  # fmt: skip
     if info.is_main:
-        atomic_write_text(json.dumps(result, indent=1, default=str) + "\n", Path(cfg.out) / "result.json")
-        if res.test_mae:
+        atomic_write_text(json.dumps(result, indent=1, default=str) + "\n", Path(cfg.out) / RESULT_NAME)
+        if test_mae is not None:
             print(f"{name}: val MAE {result['val_mae']:.4f} {UNITS[name]}, test MAE {result['test_mae']:.4f} "
                   f"{UNITS[name]} = {result['test_mae_ratio']:.2f} x chemical accuracy ({acc} {UNITS[name]}) "
                   f"at epoch {res.best_epoch}/{res.epochs_completed}, {result['steps']} steps of batch {cfg.batch_size}"
                   + (f" (Gilmer enn-s2s: {GILMER_U0_RATIO} after 3M steps of batch 20)" if name == "u0" else "")
                   + f"; {result['molecules_per_second']:.0f} mol/s training, {result['seconds']:.0f} s total "
                   f"-> {cfg.out}/result.json", flush=True)  # fmt: skip
+        elif res.error:
+            print(f"{name}: diverged ({res.error}); no result -> {cfg.out}/result.json", flush=True)
     if info.distributed:
         torch.distributed.barrier()
         torch.distributed.destroy_process_group()
@@ -247,4 +337,5 @@ def main(cfg: Config) -> dict:
 
 
 if __name__ == "__main__":
-    main(parse_args(sys.argv[1:]))
+    outcome = main(parse_args(sys.argv[1:]))
+    sys.exit(1 if outcome["status"] == "diverged" else 0)

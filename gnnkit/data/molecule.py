@@ -215,6 +215,8 @@ def mol_from_xyz(symbols: list[str], positions: np.ndarray, smiles: str | None =
         the fallbacks, why (e.g. the ``rdDetermineBonds`` error).
 
     Raises:
+        ValueError: ``positions`` has the wrong shape or non-finite entries, or an element is
+            not in :data:`ATOM_TYPES`.
         MoleculeBuildError: neither route produced a molecule.
 
     Shapes:
@@ -226,6 +228,7 @@ def mol_from_xyz(symbols: list[str], positions: np.ndarray, smiles: str | None =
     positions = np.asarray(positions, dtype=np.float64)
     if positions.ndim != 2 or positions.shape != (len(symbols), 3):
         raise ValueError(f"positions must have shape [{len(symbols)}, 3], got {tuple(positions.shape)}")
+    _check_finite(positions)
     for s in symbols:
         if s not in ATOM_TYPES:
             raise ValueError(f"symbols: element {s!r} is not one of {ATOM_TYPES}")
@@ -274,6 +277,15 @@ def mol_from_xyz(symbols: list[str], positions: np.ndarray, smiles: str | None =
     if determined is not None:
         return determined, SOURCE_XYZ_UNVERIFIED, f"{note}; coordinate connectivity does not match the SMILES"
     raise MoleculeBuildError(f"{note}; coordinate connectivity does not match the SMILES")
+
+
+def _check_finite(positions: np.ndarray) -> None:
+    """NaN or infinite coordinates are bad input, not a bonding problem: say so, naming the atoms
+    (bond perception on them would fail, or worse succeed, with a misleading reason)."""
+    bad = np.flatnonzero(~np.isfinite(positions).all(axis=1))
+    if bad.size:
+        shown = ", ".join(f"{i} {positions[i].tolist()}" for i in bad[:5]) + (" ..." if bad.size > 5 else "")
+        raise ValueError(f"positions: non-finite (NaN or infinite) coordinates for {bad.size} atom(s): {shown}")
 
 
 def _stretched_bonds(mol, positions: np.ndarray) -> list[tuple[int, int, float]]:
@@ -355,9 +367,13 @@ def graph_arrays(
         ``edge_attr [E, options.edge_dim]`` (float32), and for ``"bins"`` ``edge_type [E]``
         (int64), where ``n`` counts the kept atoms.
 
+    Raises:
+        ValueError: ``positions`` holds NaN or infinite coordinates.
+
     Shapes:
         features ``[N, 13]``, positions ``[N, 3]``, bonds ``[N, N]``, atomic_numbers ``[N]``.
     """
+    _check_finite(np.asarray(positions, dtype=np.float64))
     keep = np.arange(len(atomic_numbers)) if options.hydrogens else np.flatnonzero(atomic_numbers != 1)
     x, pos, z = features[keep], positions[keep].astype(np.float32), atomic_numbers[keep].astype(np.int64)
     bonds = bonds[np.ix_(keep, keep)]

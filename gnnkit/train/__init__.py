@@ -1,12 +1,26 @@
 """gnnkit.train: the training loop (device, AMP, DDP, checkpoints, resume, metrics, logs)."""
 
-from gnnkit.train.checkpoint import atomic_save, rng_state, seed_everything, set_rng_state
+from gnnkit.train.checkpoint import (
+    DamagedFileError,
+    atomic_save,
+    atomic_write_text,
+    load_checkpoint,
+    load_or_build,
+    load_verified,
+    remove_stale_temporaries,
+    rng_state,
+    save_checkpoint,
+    seed_everything,
+    set_rng_state,
+    verify_torch_file,
+)
 from gnnkit.train.distributed import DistInfo, ShardSampler, current_dist, init_distributed, make_loader
 from gnnkit.train.loop import (
     FitResult,
     IdentityTargets,
     Targets,
     TrainConfig,
+    check_resume,
     evaluate,
     fit,
     loader_throughput,
@@ -15,9 +29,11 @@ from gnnkit.train.loop import (
     write_log_csv,
 )
 from gnnkit.train.node import NodeResult, train_node_classifier
+from gnnkit.train.outdir import OutDirNotEmptyError, check_out_dir, prepare_out_dir
 
 __all__ = [
     "fit",
+    "check_resume",
     "evaluate",
     "TrainConfig",
     "FitResult",
@@ -33,6 +49,17 @@ __all__ = [
     "write_log_csv",
     "plot_learning_curve",
     "atomic_save",
+    "atomic_write_text",
+    "save_checkpoint",
+    "load_checkpoint",
+    "load_verified",
+    "verify_torch_file",
+    "load_or_build",
+    "remove_stale_temporaries",
+    "DamagedFileError",
+    "check_out_dir",
+    "prepare_out_dir",
+    "OutDirNotEmptyError",
     "rng_state",
     "set_rng_state",
     "seed_everything",

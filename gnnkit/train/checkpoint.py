@@ -1,39 +1,241 @@
-"""Atomic checkpoints and RNG state, so that a killed run resumes where it stopped."""
+"""Files a run can trust: atomic writes, verified checkpoints and caches, RNG state.
+
+* Every write goes to a temporary file beside its destination (``.NAME.tmpPID``), is fsync-ed and
+  renamed over the destination, so a crash leaves the old file or the new one, never a partial
+  file. :func:`remove_stale_temporaries` removes what a killed writer left behind.
+* Every file ``torch.save`` writes is a zip archive holding a CRC-32 of each record, which
+  ``torch.load`` does not check: a file with flipped bytes can load without complaint and train
+  on garbage. :func:`verify_torch_file` checks the archive's structure and every CRC, so that a
+  damaged, truncated or empty file is refused with :class:`DamagedFileError` naming it.
+* :func:`save_checkpoint` keeps the previous checkpoint beside the new one
+  (``checkpoint.prev.pt``) and :func:`load_checkpoint` falls back to it when the newest is damaged
+  or missing (a kill between the two renames of a save).
+* :func:`load_or_build` is a verified on-disk cache: a damaged entry is rebuilt, not loaded.
+"""
 
 from __future__ import annotations
 
 import os
 import random
+import re
+import sys
+import zipfile
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 import torch
+
+T = TypeVar("T")
+_TEMPORARY = re.compile(r"^\.(?P<name>.+)\.tmp(?P<pid>\d+)$")
+
+
+class DamagedFileError(ValueError):
+    """A file that exists but cannot be trusted (damaged, truncated, empty or not what it should
+    be). ``path`` is the file, ``reason`` what is wrong with it."""
+
+    def __init__(self, path: str | os.PathLike, reason: str) -> None:
+        super().__init__(f"{path}: {reason}")
+        self.path, self.reason = Path(path), reason
+
+
+def _temporary(path: Path) -> Path:
+    return path.with_name(f".{path.name}.tmp{os.getpid()}")
+
+
+def _pid_alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return False  # a file named with our own pid before we wrote it is left by an earlier process
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # another user's live process
+    return True
+
+
+def remove_stale_temporaries(folder: str | os.PathLike, name: str | None = None) -> list[Path]:
+    """Removes the temporary files (``.NAME.tmpPID``) that writers killed mid-write left in
+    ``folder``: those whose process is no longer running. A live writer's file is kept.
+
+    Args:
+        folder: where to look (nothing happens if it does not exist).
+        name: only temporaries of this destination file name (default: all).
+
+    Returns:
+        the removed paths.
+    """
+    folder = Path(folder)
+    if not folder.is_dir():
+        return []
+    removed = []
+    for entry in folder.iterdir():
+        m = _TEMPORARY.match(entry.name)
+        if m is None or (name is not None and m["name"] != name) or not entry.is_file():
+            continue
+        if not _pid_alive(int(m["pid"])):
+            entry.unlink(missing_ok=True)
+            removed.append(entry)
+    return removed
+
+
+def is_temporary(name: str) -> bool:
+    """Whether ``name`` is a temporary file name of the atomic writers in this module."""
+    return _TEMPORARY.match(name) is not None
+
+
+def _atomic_write(path: str | os.PathLike, write: Callable[[Any], None], mode: str) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = _temporary(path)
+    try:
+        with open(tmp, mode) as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return path
 
 
 def atomic_save(obj: Any, path: str | os.PathLike) -> None:
     """``torch.save`` to a temporary file in the same folder, fsync, then rename over ``path``:
     a crash leaves either the old file or the new one, never a partial file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    with open(tmp, "wb") as f:
-        torch.save(obj, f)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    _atomic_write(path, lambda f: torch.save(obj, f), "wb")
 
 
 def atomic_write_text(text: str, path: str | os.PathLike) -> None:
     """Writes a text file atomically (see :func:`atomic_save`)."""
+    _atomic_write(path, lambda f: f.write(text), "w")
+
+
+def verify_torch_file(path: str | os.PathLike) -> None:
+    """Checks a ``torch.save`` file without unpickling it: the zip structure (a truncated file
+    has no central directory) and the CRC-32 of every record.
+
+    Raises:
+        FileNotFoundError: ``path`` does not exist.
+        DamagedFileError: the file is empty, truncated, not a torch file, or a record's bytes do
+            not match its CRC-32.
+    """
+    path = Path(path)
+    size = path.stat().st_size  # FileNotFoundError if missing
+    if size == 0:
+        raise DamagedFileError(path, "the file is empty")
+    try:
+        with zipfile.ZipFile(path) as archive:
+            names = archive.namelist()
+            if not any(n.endswith("/data.pkl") or n == "data.pkl" for n in names):
+                raise DamagedFileError(path, "not a torch.save file (no data.pkl record)")
+            bad = archive.testzip()  # reads every record and compares its CRC-32
+    except DamagedFileError:
+        raise
+    except Exception as e:  # noqa: BLE001 - zipfile raises several types on a broken archive
+        raise DamagedFileError(path, f"truncated or not a torch.save file ({size} bytes; {type(e).__name__}: {e})") from e
+    if bad is not None:
+        raise DamagedFileError(path, f"checksum mismatch in record {bad!r} (the file is damaged)")
+
+
+def load_verified(path: str | os.PathLike, weights_only: bool = True, map_location: Any = "cpu") -> Any:
+    """:func:`verify_torch_file`, then ``torch.load``; a file that still fails to unpickle is
+    reported as damaged too."""
+    verify_torch_file(path)
+    try:
+        return torch.load(path, map_location=map_location, weights_only=weights_only)
+    except Exception as e:  # noqa: BLE001 - any unpickling failure of a checked file means a damaged one
+        raise DamagedFileError(path, f"does not load: {type(e).__name__}: {e}") from e
+
+
+def previous_checkpoint(path: str | os.PathLike) -> Path:
+    """Where :func:`save_checkpoint` keeps the checkpoint before ``path``
+    (``checkpoint.pt`` -> ``checkpoint.prev.pt``)."""
+    path = Path(path)
+    return path.with_name(f"{path.stem}.prev{path.suffix}")
+
+
+def save_checkpoint(obj: Any, path: str | os.PathLike) -> None:
+    """Saves ``obj`` atomically at ``path`` and keeps the checkpoint it replaces as
+    :func:`previous_checkpoint`. A kill at any point leaves a loadable checkpoint at ``path``
+    or at the previous one (see :func:`load_checkpoint`)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    with open(tmp, "w") as f:
-        f.write(text)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    tmp = _temporary(path)
+    try:
+        with open(tmp, "wb") as f:
+            torch.save(obj, f)
+            f.flush()
+            os.fsync(f.fileno())
+        if path.exists():
+            os.replace(path, previous_checkpoint(path))
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def load_checkpoint(path: str | os.PathLike, log: Callable[[str], None] | None = None) -> tuple[Any, Path] | None:
+    """Loads the newest good checkpoint: ``path``, else the previous one kept by
+    :func:`save_checkpoint`.
+
+    Args:
+        path: the checkpoint.
+        log: where a fallback is reported (default: stderr).
+
+    Returns:
+        ``(checkpoint, the path it came from)``, or ``None`` if neither file exists.
+
+    Raises:
+        DamagedFileError: a checkpoint exists but neither it nor a previous one is good; the
+            message names every file tried and what is wrong with it.
+    """
+    path = Path(path)
+    log = log or (lambda msg: print(msg, file=sys.stderr, flush=True))
+    problems: list[DamagedFileError] = []
+    for candidate in (path, previous_checkpoint(path)):
+        if not candidate.exists():
+            continue
+        try:
+            obj = load_verified(candidate, weights_only=False)
+        except DamagedFileError as e:
+            problems.append(e)
+            continue
+        if candidate != path:
+            why = f"{problems[0].path} is damaged ({problems[0].reason})" if problems else f"{path} is missing"
+            log(f"warning: {why}; resuming from the previous checkpoint {candidate}")
+        return obj, candidate
+    if not problems:
+        return None
+    if len(problems) == 1:
+        raise DamagedFileError(problems[0].path, f"{problems[0].reason}; no previous good checkpoint to fall back to")
+    raise DamagedFileError(path, "; ".join(f"{p.path.name}: {p.reason}" for p in problems) + " (no good checkpoint left)")
+
+
+def load_or_build(path: str | os.PathLike, build: Callable[[], T], log: Callable[[str], None] | None = None) -> T:
+    """A verified on-disk cache of ``build()``: loads ``path`` if it is a good torch file, else
+    (missing, damaged, truncated) builds, saves atomically and returns the new value.
+    Concurrent callers (e.g. ``--jobs`` workers) never read a half-written file.
+
+    Args:
+        path: the cache file.
+        build: computes the value (tensors and plain containers: it is loaded with
+            ``weights_only=True``).
+        log: where a rebuild of a damaged entry is reported (default: stderr).
+    """
+    path = Path(path)
+    log = log or (lambda msg: print(msg, file=sys.stderr, flush=True))
+    remove_stale_temporaries(path.parent, path.name)
+    if path.exists():
+        try:
+            return load_verified(path, weights_only=True)
+        except DamagedFileError as e:
+            log(f"warning: cache {e}; rebuilding it")
+    value = build()
+    atomic_save(value, path)
+    return value
 
 
 def rng_state() -> dict[str, Any]:
@@ -60,4 +262,19 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-__all__ = ["atomic_save", "atomic_write_text", "rng_state", "seed_everything", "set_rng_state"]
+__all__ = [
+    "DamagedFileError",
+    "atomic_save",
+    "atomic_write_text",
+    "is_temporary",
+    "load_checkpoint",
+    "load_or_build",
+    "load_verified",
+    "previous_checkpoint",
+    "remove_stale_temporaries",
+    "rng_state",
+    "save_checkpoint",
+    "seed_everything",
+    "set_rng_state",
+    "verify_torch_file",
+]

@@ -3,19 +3,28 @@
 ``fit`` trains any ``model(batch) -> [num_graphs, T]`` with MSE on encoded targets and reports
 MAE in physical units: per-epoch validation MAE, test MAE at the best validation epoch. It handles
 the device, optional AMP (bf16 autocast on CUDA), DDP (when a process group is initialised, e.g.
-by ``torchrun``), an atomic checkpoint every epoch, resuming from it, a CSV log and a
+by ``torchrun``), an atomic checkpoint every epoch (the previous one kept), resuming from it, a CSV log and a
 learning-curve PNG.
 
 Resuming is exact: batch order comes from ``(seed, epoch)`` through the sampler (see
 :func:`gnnkit.train.make_loader`), and the checkpoint holds model, optimizer, scheduler and every
 RNG state; on CPU a resumed run ends with the same numbers as an uninterrupted one.
+
+Nothing is silently wrong: a damaged checkpoint is refused (or the previous one used, see
+:func:`gnnkit.train.checkpoint.load_checkpoint`), a resume whose settings differ from the
+checkpoint's is refused naming each difference, and a non-finite training loss or validation MAE
+stops training with :attr:`FitResult.error` saying so (the last good checkpoint is kept).
 """
 
 from __future__ import annotations
 
 import csv
 import io
+import json
 import math
+import numbers
+import os
+import sys
 import time
 from collections.abc import Iterable, Sequence
 from contextlib import nullcontext
@@ -28,7 +37,17 @@ import torch.distributed as dist
 from torch import Tensor, nn
 from torch.nn.parallel import DistributedDataParallel
 
-from gnnkit.train.checkpoint import atomic_save, atomic_write_text, rng_state, seed_everything, set_rng_state
+from gnnkit.train.checkpoint import (
+    atomic_save,
+    atomic_write_text,
+    load_checkpoint,
+    previous_checkpoint,
+    remove_stale_temporaries,
+    rng_state,
+    save_checkpoint,
+    seed_everything,
+    set_rng_state,
+)
 from gnnkit.train.distributed import current_dist
 
 Schedule = Literal["linear", "cosine", "plateau", "constant"]
@@ -37,6 +56,10 @@ CHECKPOINT_NAME = "checkpoint.pt"
 BEST_MODEL_NAME = "best_model.pt"
 LOG_NAME = "log.csv"
 CURVE_NAME = "learning_curve.png"
+# Every file fit writes under out_dir (a recipe adds its own, e.g. result.json).
+OUTPUTS = (CHECKPOINT_NAME, previous_checkpoint(CHECKPOINT_NAME).name, BEST_MODEL_NAME, LOG_NAME, CURVE_NAME)
+# TrainConfig fields that do not change what is trained (so a resume may change them).
+_NOT_RUN_SETTINGS = ("device", "out_dir", "resume", "progress", "log_epochs", "stop_after_epoch", "run_settings")
 
 
 class Targets(Protocol):
@@ -82,19 +105,25 @@ class TrainConfig:
             the validation score, as PyG's QM9 example) or ``"constant"``.
         final_lr_factor: end of the linear/cosine schedule relative to ``lr``.
         plateau_factor, plateau_patience, min_lr: ReduceLROnPlateau settings.
-        grad_clip: clip the gradient norm to this (``None``: no clipping).
+        grad_clip: clip the gradient norm to this (``> 0``; ``None``: no clipping).
         amp: bf16 autocast on CUDA (ignored on CPU).
         device: ``"cpu"``, ``"cuda"``, ``"cuda:1"`` or ``"auto"`` (CUDA if available). Under DDP
             with CUDA each process uses ``cuda:LOCAL_RANK``.
         seed: seeds Python, NumPy and torch before the model is trained.
         out_dir: where checkpoints, the CSV log and the PNG go (``None``: nothing written).
-        resume: continue from ``out_dir/checkpoint.pt`` if it exists.
+        resume: continue from ``out_dir/checkpoint.pt`` if it exists (else from the previous
+            checkpoint kept beside it; neither: start afresh). Refused if the checkpoint was
+            written with other settings (every field here but device, out_dir, resume,
+            progress, log_epochs and stop_after_epoch; plus ``run_settings`` and the DDP world size).
         progress: tqdm progress bar (main process only).
         log_epochs: print one line per epoch (main process only).
         stop_after_epoch: stop after this epoch as if the run were killed (testing resume).
         target_names: names of the ``T`` targets, for the log.
         score_scale: per-target divisor for the selection score (e.g. chemical accuracy); the
             score is the mean over targets of ``MAE / scale``.
+        run_settings: the caller's settings that change the run but are not fields here (data
+            subset, model options, batch size, ...): recorded in the checkpoint and checked on
+            resume. JSON-like values.
     """
 
     epochs: int = 10
@@ -116,12 +145,21 @@ class TrainConfig:
     stop_after_epoch: int | None = None
     target_names: Sequence[str] | None = None
     score_scale: Sequence[float] | None = None
+    run_settings: dict[str, Any] | None = None
 
     def __post_init__(self) -> None:
-        if self.epochs < 1:
-            raise ValueError(f"epochs must be >= 1, got {self.epochs}")
-        if not self.lr > 0:
-            raise ValueError(f"lr must be > 0, got {self.lr}")
+        if isinstance(self.epochs, bool) or not isinstance(self.epochs, numbers.Integral) or self.epochs < 1:
+            raise ValueError(f"epochs must be an int >= 1, got {self.epochs!r}")
+        if not (self.lr > 0 and math.isfinite(self.lr)):
+            raise ValueError(f"lr must be a finite number > 0, got {self.lr}")
+        if not (self.weight_decay >= 0 and math.isfinite(self.weight_decay)):
+            raise ValueError(f"weight_decay must be a finite number >= 0, got {self.weight_decay}")
+        if self.grad_clip is not None and not (self.grad_clip > 0 and math.isfinite(self.grad_clip)):
+            raise ValueError(f"grad_clip must be a finite number > 0 or None (no clipping), got {self.grad_clip}")
+        if not 0 < self.final_lr_factor <= 1:
+            raise ValueError(f"final_lr_factor must be in (0, 1], got {self.final_lr_factor}")
+        if self.stop_after_epoch is not None and self.stop_after_epoch < 1:
+            raise ValueError(f"stop_after_epoch must be >= 1 or None, got {self.stop_after_epoch}")
         if self.schedule not in _SCHEDULES:
             raise ValueError(f"schedule must be one of {_SCHEDULES}, got {self.schedule!r}")
         if self.resume and self.out_dir is None:
@@ -130,7 +168,12 @@ class TrainConfig:
 
 @dataclass
 class FitResult:
-    """What :func:`fit` returns. MAEs are per target, in physical units."""
+    """What :func:`fit` returns. MAEs are per target, in physical units, at the best epoch.
+
+    ``interrupted`` is true when training stopped before ``epochs``; ``error`` then says why if
+    it was not a requested stop (e.g. a non-finite loss: the MAEs are those of the best epoch
+    before it, and should not be reported as the run's result).
+    """
 
     best_epoch: int
     val_mae: list[float]
@@ -140,6 +183,7 @@ class FitResult:
     train_molecules_per_second: float
     history: list[dict[str, float]] = field(default_factory=list)
     interrupted: bool = False
+    error: str | None = None
 
 
 def resolve_device(device: str) -> torch.device:
@@ -246,10 +290,10 @@ def plot_learning_curve(history: list[dict[str, float]], path: str | Path, title
         fig.suptitle(title)
     fig.tight_layout()
     path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp.png")
-    fig.savefig(tmp, dpi=100)
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")  # removed by remove_stale_temporaries if killed
+    fig.savefig(tmp, dpi=100, format="png")
     plt.close(fig)
-    tmp.replace(path)
+    os.replace(tmp, path)
 
 
 def fit(
@@ -281,6 +325,9 @@ def fit(
     model = model.to(device)
     if isinstance(targets, nn.Module):
         targets = targets.to(device)
+    settings = _run_settings(config, info.world_size)
+    if out_dir is not None and info.is_main:
+        remove_stale_temporaries(out_dir)  # left by a writer killed mid-write
     opt = torch.optim.Adam(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     steps_per_epoch = len(train_loader)  # type: ignore[arg-type]
     sched = _scheduler(opt, config, max(config.epochs * steps_per_epoch, 1))
@@ -292,8 +339,10 @@ def fit(
     history: list[dict[str, float]] = []
     elapsed, mol_seconds, mols = 0.0, 0.0, 0.0
     ckpt_path = out_dir / CHECKPOINT_NAME if out_dir is not None else None
-    if config.resume and ckpt_path is not None and ckpt_path.exists():
-        ck = torch.load(ckpt_path, map_location="cpu", weights_only=False)
+    loaded = load_checkpoint(ckpt_path) if config.resume and ckpt_path is not None else None
+    if loaded is not None:
+        ck, ck_from = loaded
+        _check_resume_settings(ck, settings, ck_from)
         model.load_state_dict(ck["model"])
         opt.load_state_dict(ck["optimizer"])
         sched.load_state_dict(ck["scheduler"])
@@ -309,6 +358,7 @@ def fit(
     scale = torch.as_tensor(config.score_scale, dtype=torch.float64) if config.score_scale is not None else None
     show = config.progress and info.is_main
 
+    error: str | None = None
     epoch = start_epoch - 1
     for epoch in range(start_epoch, config.epochs + 1):
         t_epoch = time.perf_counter()
@@ -351,6 +401,19 @@ def fit(
 
         val = evaluate(model, val_loader, targets, device, config.amp)
         score = float((val / scale).mean() if scale is not None else val.mean())
+        if not (math.isfinite(train_loss) and math.isfinite(score)):
+            # Diverged: the weights are garbage from here on. Stop before they replace the last
+            # good checkpoint; the log keeps the row that shows it.
+            what = f"training loss {train_loss}" if not math.isfinite(train_loss) else f"validation score {score}"
+            kept = f"; {ckpt_path} holds epoch {epoch - 1}" if ckpt_path is not None and epoch > 1 else ""
+            error = f"non-finite {what} at epoch {epoch}: training stopped (lower the lr or clip gradients){kept}"
+            history.append({"epoch": epoch, "lr": opt.param_groups[0]["lr"], "train_loss": train_loss,
+                            **_named("val_mae", val.tolist(), names), "val_score": score})  # fmt: skip
+            if info.is_main:
+                print(f"error: {error}", file=sys.stderr, flush=True)
+                if out_dir is not None:
+                    write_log_csv(history, out_dir / LOG_NAME)
+            break
         if not per_step:
             sched.step(score)
         improved = score < best_score
@@ -374,11 +437,11 @@ def fit(
             msg = " ".join(f"{k}={v:.5g}" for k, v in row.items() if k.startswith(("val_mae", "test_mae")))
             print(f"epoch {epoch}: train_loss={train_loss:.4f} {msg} ({row['train_molecules_per_second']:.0f} mol/s)", flush=True)
         if out_dir is not None and info.is_main:
-            atomic_save(
+            save_checkpoint(
                 {"model": model.state_dict(), "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
                  "epoch": epoch, "best_score": best_score, "best_epoch": best_epoch, "best_val": best_val,
                  "best_test": best_test, "history": history, "elapsed": elapsed, "mol_seconds": mol_seconds,
-                 "mols": mols, "rng": rng_state(), "config": asdict(config)},
+                 "mols": mols, "rng": rng_state(), "config": asdict(config), "settings": settings},
                 ckpt_path,
             )  # fmt: skip
             write_log_csv(history, out_dir / LOG_NAME)
@@ -387,13 +450,56 @@ def fit(
         if config.stop_after_epoch is not None and epoch >= config.stop_after_epoch:
             break
 
-    interrupted = epoch < config.epochs
+    interrupted = epoch < config.epochs or error is not None
     if out_dir is not None and info.is_main and history and not interrupted:
         plot_learning_curve(history, out_dir / CURVE_NAME)
     return FitResult(
         best_epoch=best_epoch, val_mae=best_val, test_mae=best_test, epochs_completed=epoch, seconds=elapsed,
         train_molecules_per_second=mols / max(mol_seconds, 1e-9), history=history, interrupted=interrupted,
+        error=error,
     )  # fmt: skip
+
+
+def check_resume(config: TrainConfig) -> int | None:
+    """What :func:`fit` will resume, checked before the caller loads any data.
+
+    Returns:
+        the epoch of the checkpoint ``fit`` will continue from, or ``None`` if it will start
+        afresh (``resume`` off, or no checkpoint in ``out_dir``).
+
+    Raises:
+        ValueError: the checkpoint was written with other settings (each difference named).
+        gnnkit.train.checkpoint.DamagedFileError: no good checkpoint to resume (each file named).
+    """
+    if not config.resume or config.out_dir is None:
+        return None
+    loaded = load_checkpoint(Path(config.out_dir) / CHECKPOINT_NAME, log=lambda msg: None)
+    if loaded is None:
+        return None
+    ck, path = loaded
+    _check_resume_settings(ck, _run_settings(config, current_dist().world_size), path)
+    return int(ck["epoch"])
+
+
+def _run_settings(config: TrainConfig, world_size: int) -> dict[str, Any]:
+    """What a checkpoint must agree on to be resumed: the caller's ``run_settings``, the fields
+    of ``config`` that change the run, and the world size (it changes the global batch)."""
+    own = {k: v for k, v in asdict(config).items() if k not in _NOT_RUN_SETTINGS}
+    settings = {**(config.run_settings or {}), **own, "world_size": world_size}
+    return json.loads(json.dumps(settings, default=str))  # tuples -> lists, as a checkpoint holds them
+
+
+def _check_resume_settings(ck: dict[str, Any], settings: dict[str, Any], path: Path) -> None:
+    saved = ck.get("settings")
+    if saved is None:
+        raise ValueError(f"{path} records no run settings (written by an older gnnkit), so resuming it cannot be "
+                         "checked; start the run afresh")  # fmt: skip
+    unset = "<unset>"
+    diff = [f"{k} (checkpoint: {saved.get(k, unset)!r}, now: {settings.get(k, unset)!r})"
+            for k in sorted(set(saved) | set(settings)) if saved.get(k, unset) != settings.get(k, unset)]  # fmt: skip
+    if diff:
+        raise ValueError(f"cannot resume {path}: it was written with other settings: {'; '.join(diff)}. Resume with "
+                         "the checkpoint's settings, or start a new run in another folder")  # fmt: skip
 
 
 def _named(prefix: str, values: list[float], names: list[str] | None) -> dict[str, float]:
@@ -419,6 +525,8 @@ def loader_throughput(loader: Iterable, device: str | torch.device = "cpu", max_
 
 __all__ = [
     "model_input",
+    "OUTPUTS",
+    "check_resume",
     "FitResult",
     "IdentityTargets",
     "Targets",

@@ -196,3 +196,24 @@ def test_bad_input():
         mol_from_xyz(["Cl"], np.zeros((1, 3)))
     assert FeaturizerOptions().key() == "complete_h" and FeaturizerOptions("bins", False).key() == "bins_noh"
     assert [FeaturizerOptions(e).edge_dim for e in ("complete", "bonds", "bins")] == [5, 4, 14]
+
+
+def test_nan_coordinates_are_named_as_such(raw, record_property):
+    record_property("reliability", {
+        "area": "QM9 featurizer", "case": "a molecule with a NaN coordinate",
+        "outcome": "ValueError 'non-finite (NaN or infinite) coordinates' naming the atom (recorded as that "
+                   "molecule's failure reason when building the dataset), not a bonding problem"})  # fmt: skip
+    from gnnkit.data.qm9 import _featurize_rows
+
+    symbols, positions = parse_molecule(raw.elements[METHANE], raw.xyz[METHANE])
+    positions[2, 1] = np.nan
+    with pytest.raises(ValueError, match=r"non-finite \(NaN or infinite\) coordinates for 1 atom\(s\): 2 "):
+        mol_from_xyz(symbols, positions, raw.smiles[METHANE])
+    mol, *_ = build(raw, METHANE)
+    mol.GetConformer().SetAtomPosition(3, (float("inf"), 0.0, 0.0))
+    with pytest.raises(ValueError, match="non-finite"):
+        featurize(mol, FeaturizerOptions())
+    xyz = str(positions.tolist())  # qm9pack's column format, with the NaN
+    job = (FeaturizerOptions(), [(METHANE, raw.elements[METHANE], xyz, raw.smiles[METHANE])])
+    ((row, arrays, source, note),), _ = _featurize_rows(job)
+    assert arrays is None and source == "failed" and "non-finite" in note

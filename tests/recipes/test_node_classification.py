@@ -73,19 +73,19 @@ def test_cli_table_and_errors(recipe, root, tmp_path, capsys):
     (tmp_path / "small.json").write_text(json.dumps(config))
     everything = recipe.main(
         ["--all", "--config", str(tmp_path / "small.json"), "--data-root", str(root), "--num-splits", "1", "--epochs", "3",
-         "--set", "hidden=8", "--results-dir", str(tmp_path / "all")]
+         "--set", "hidden=8", "--out", str(tmp_path / "all")]
     )
     assert [(r["model"], r["splits"]) for r in everything] == [("tdgnn-s", "geom-gcn"), ("nhgcn", "random")]
     assert "| nhgcn | texas | random | 1 |" in (tmp_path / "all" / "node_classification_all.md").read_text()
-    collected = recipe.main(["--collect", str(tmp_path), "--results-dir", str(tmp_path / "tables")])
+    collected = recipe.main(["--collect", str(tmp_path), "--write-table", str(tmp_path / "tables" / "table.md")])
     assert collected[0]["accs"] == out[0]["accs"]
-    assert "| tdgnn-s | texas | geom-gcn |" in (tmp_path / "tables" / "node_classification_table.md").read_text()
+    assert "| tdgnn-s | texas | geom-gcn |" in (tmp_path / "tables" / "table.md").read_text()
 
 
 def test_all_parallel_and_resume(recipe, root, tmp_path):
     """``--all --jobs 2`` runs the rows in worker processes (a real CLI run: spawned workers import
-    the script as ``__main__``); a second ``--all`` over the same ``--out`` reuses the finished rows,
-    and a changed setting reruns them."""
+    the script as ``__main__``); ``--resume`` over the same ``--out`` reuses the finished rows, a
+    changed setting is refused under ``--resume`` and rerun with ``--overwrite``."""
     import subprocess
     import sys
 
@@ -94,29 +94,31 @@ def test_all_parallel_and_resume(recipe, root, tmp_path):
     (tmp_path / "small.json").write_text(json.dumps(config))
     base = [sys.executable, str(recipe.__file__), "--all", "--config", str(tmp_path / "small.json"), "--data-root", str(root),
             "--num-splits", "2", "--epochs", "3", "--set", "hidden=8", "--out", str(tmp_path / "runs")]
-    first = subprocess.run(base + ["--jobs", "2", "--results-dir", str(tmp_path / "a")], capture_output=True, text=True, timeout=300)
+    first = subprocess.run(base + ["--jobs", "2"], capture_output=True, text=True, timeout=300)
     assert first.returncode == 0, first.stderr[-3000:]
-    table = (tmp_path / "a" / "node_classification_all.md").read_text()
+    table = (tmp_path / "runs" / "node_classification_all.md").read_text()
     assert "--jobs 2 --threads 1" in table and "for 3 rows run here" in table
     for row in ("| gcn | texas | geom-gcn | 2 |", "| tdgnn-w | texas | geom-gcn | 2 |", "| nhgcn | texas | random | 2 |"):
         assert row in table
     saved = json.loads((tmp_path / "runs" / "tdgnn-w-texas-geom-gcn" / "result.json").read_text())
-    second = subprocess.run(base + ["--results-dir", str(tmp_path / "b")], capture_output=True, text=True, timeout=300)
+    second = subprocess.run(base + ["--resume"], capture_output=True, text=True, timeout=300)
     assert second.returncode == 0, second.stderr[-3000:]
     assert second.stdout.count("reusing") == 3
-    again = (tmp_path / "b" / "node_classification_all.md").read_text()
+    again = (tmp_path / "runs" / "node_classification_all.md").read_text()
     assert "for 0 rows run here (3 rows reused" in again and again.split("\n\n", 2)[2] == table.split("\n\n", 2)[2]
     # a changed note ("source") is not a changed setting: still reused
     config["settings"]["gcn"]["*"]["*"]["source"] = "edited note"
     (tmp_path / "small.json").write_text(json.dumps(config))
-    noted = subprocess.run(base + ["--results-dir", str(tmp_path / "n")], capture_output=True, text=True, timeout=300)
+    noted = subprocess.run(base + ["--resume"], capture_output=True, text=True, timeout=300)
     assert noted.returncode == 0 and noted.stdout.count("reusing") == 3, noted.stderr[-3000:]
-    # a different setting is a different row: rerun, not reused
-    third = subprocess.run(base[:-2] + ["--set", "lr=0.02", "--out", str(tmp_path / "runs"), "--results-dir", str(tmp_path / "c")],
-                           capture_output=True, text=True, timeout=300)
+    # a different setting is a different row: refused under --resume (naming it), rerun with --overwrite
+    refused = subprocess.run(base + ["--set", "lr=0.02", "--resume"], capture_output=True, text=True, timeout=300)
+    assert refused.returncode == 2 and refused.stderr.count("hparams.lr (saved: ") == 3, refused.stderr[-3000:]
+    assert "tdgnn-w-texas-geom-gcn/result.json was written with other settings: hparams.lr (saved: 0.01, now: 0.02)" in refused.stderr
+    third = subprocess.run(base + ["--set", "lr=0.02", "--overwrite"], capture_output=True, text=True, timeout=300)
     assert third.returncode == 0, third.stderr[-3000:]
     assert "reusing" not in third.stdout
     assert json.loads((tmp_path / "runs" / "tdgnn-w-texas-geom-gcn" / "result.json").read_text())["hparams"]["lr"] == 0.02
     assert saved["hparams"]["lr"] == 0.01
-    with pytest.raises(ValueError, match="--jobs"):
-        recipe.main(["--all", "--jobs", "0", "--data-root", str(root)])
+    with pytest.raises(SystemExit):
+        recipe.main(["--all", "--jobs", "0", "--data-root", str(root), "--out", str(tmp_path / "j")])

@@ -42,7 +42,8 @@ def run(recipe, data_root, out, *extra):
     return recipe.main(recipe.parse_args([*TINY, "--data-root", str(data_root), "--out", str(out), *extra]))
 
 
-def test_parse_args_sizes(recipe):
+def test_parse_args_sizes(recipe, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # the default --out (runs/qm9) must not depend on the checkout's runs/
     quick = recipe.parse_args([])
     assert (quick.train_size, quick.eval_size, quick.model, quick.target, quick.edges) == (5000, 1000, "mpnn", "u0", "complete")
     assert recipe.parse_args(["--train-size", "300"]).eval_size is None  # full validation/test splits
@@ -92,3 +93,213 @@ def test_ddp_two_gloo_processes(recipe, data_root, tmp_path):
     # Evaluation is sharded without padding: each molecule counted once across the ranks.
     assert saved["val_size"] == 16 and 0 < saved["test_mae"] < 5
     assert proc.stdout.count("x chemical accuracy") == 1  # only rank 0 reports
+
+
+# -- misuse and faults (cases recorded for recipes/results/reliability.md) ---------------------------
+
+
+def _files(folder: pathlib.Path) -> dict[str, bytes]:
+    return {p.name: p.read_bytes() for p in sorted(folder.iterdir())}
+
+
+def test_out_holding_a_run_is_refused(recipe, data_root, tmp_path, record_property):
+    record_property("reliability", {
+        "area": "qm9.py", "case": "fresh run with --out on a finished run",
+        "outcome": "refused before loading data (names the files, suggests --resume / --overwrite); the "
+                   "finished run's checkpoint, result and log are untouched"})  # fmt: skip
+    first = run(recipe, data_root, tmp_path, "--epochs", "1")
+    before = _files(tmp_path)
+    with pytest.raises(SystemExit):
+        recipe.parse_args([*TINY, "--data-root", str(data_root), "--out", str(tmp_path), "--epochs", "1"])
+    cfg = recipe.Config(**{**recipe.asdict(recipe.parse_args([*TINY, "--out", str(tmp_path / "x")])), "out": str(tmp_path)})
+    with pytest.raises(FileExistsError, match=r"already holds .*result.json"):
+        recipe.main(cfg)  # main() checks too (a programmatic caller skips parse_args)
+    assert _files(tmp_path) == before
+    # --resume of the finished run trains nothing and reports the same numbers
+    again = run(recipe, data_root, tmp_path, "--epochs", "1", "--resume")
+    assert again["val_mae"] == first["val_mae"] and again["epochs"] == 1
+    # --overwrite replaces the run (and only the run's files)
+    (tmp_path / "notes.txt").write_text("mine")
+    replaced = run(recipe, data_root, tmp_path, "--epochs", "2", "--overwrite")
+    assert replaced["epochs"] == 2 and (tmp_path / "notes.txt").read_text() == "mine"
+    assert torch_epoch(tmp_path / "checkpoint.pt") == 2 and torch_epoch(tmp_path / "checkpoint.prev.pt") == 1
+    assert json.loads((tmp_path / "result.json").read_text())["epochs"] == 2
+
+
+def torch_epoch(path: pathlib.Path) -> int:
+    import torch
+
+    return torch.load(path, weights_only=False)["epoch"]
+
+
+# (argv, text the error must contain)
+BAD_ARGS = [
+    (["--train-size", "999999"], "--train-size must be in 1..110,831"),
+    (["--eval-size", "20000"], "--eval-size must be in 1..10,000"),
+    (["--grad-clip", "-1"], "--grad-clip must be >= 0"),
+    (["--grad-clip", "nan"], "--grad-clip must be >= 0"),
+    (["--model-option", "hiden=64"], "unknown --model-option hiden for --model mpnn; valid options: channels, steps"),
+    (["--model", "ggnn", "--model-option", "edge_hidden=8"], "unknown --model-option edge_hidden for --model ggnn"),
+    (["--channels", "16", "--model-option", "channels=8"], "--channels and --model-option channels=... set the same"),
+    (["--model-option", "edge_hidden"], "KEY=VALUE"),
+    (["--channels", "-8"], "--channels must be an integer >= 1, got -8"),
+    (["--steps", "0"], "--steps must be an integer >= 1"),
+    (["--epochs", "0"], "--epochs must be an integer >= 1"),
+    (["--batch-size", "0"], "--batch-size must be an integer >= 1"),
+    (["--lr", "0"], "--lr must be a finite number > 0"),
+    (["--lr", "inf"], "--lr must be a finite number > 0"),
+    (["--loader-workers", "-1"], "--loader-workers must be an integer >= 0"),
+    (["--device", "gpu"], "--device 'gpu': "),
+    (["--resume", "--overwrite"], "exclude each other"),
+]
+
+
+@pytest.mark.parametrize("argv,message", BAD_ARGS, ids=[" ".join(a) for a, _ in BAD_ARGS])
+def test_bad_arguments_fail_before_any_data(recipe, tmp_path, capsys, monkeypatch, argv, message, record_property):
+    record_property("reliability", {
+        "area": "qm9.py", "case": f"`{' '.join(argv)}`",
+        "outcome": f"usage error before any data is loaded: \"{message}\""})  # fmt: skip
+    monkeypatch.setattr(recipe, "load_split", lambda *a, **k: pytest.fail("data loaded"))
+    with pytest.raises(SystemExit) as exit_:
+        recipe.parse_args([*argv, "--out", str(tmp_path / "out")])
+    assert exit_.value.code == 2 and message in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
+
+
+def test_cuda_without_cuda_is_a_usage_error(recipe, tmp_path, capsys, monkeypatch, record_property):
+    record_property("reliability", {
+        "area": "qm9.py", "case": "`--device cuda` on a machine without CUDA",
+        "outcome": "usage error before any data is loaded: \"CUDA is not available\""})  # fmt: skip
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    with pytest.raises(SystemExit):
+        recipe.parse_args(["--device", "cuda", "--out", str(tmp_path)])
+    assert "CUDA is not available" in capsys.readouterr().err
+
+
+def test_model_option_names_come_from_the_registry(recipe, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    options = recipe.MODELS["mpnn"].options()
+    assert {"channels", "steps", "edge_hidden", "readout", "set2set_steps"} <= set(options)
+    assert "edge_dim" not in options and "hidden" in recipe.MODELS["gcn-graph"].options()
+    cfg = recipe.parse_args(["--model", "gcn-graph", "--channels", "8", "--model-option", "readout=sum"])
+    assert cfg.model_options == {"readout": "sum"} and recipe.model_options(cfg) == {"readout": "sum", "hidden": 8}
+    with pytest.raises(SystemExit):
+        recipe.parse_args(["--model", "gcn-graph", "--model-option", "channels=8"])  # GCNGraph's width is hidden
+
+
+@pytest.mark.parametrize("change", [["--train-size", "32"], ["--lr", "0.002"], ["--seed", "1"], ["--model-option", "edge_hidden=8"]],
+                         ids=lambda c: c[0])
+def test_resume_with_changed_arguments_is_refused(recipe, data_root, tmp_path, monkeypatch, change, record_property):
+    record_property("reliability", {
+        "area": "qm9.py", "case": f"`--resume` with a changed `{change[0]}`",
+        "outcome": "refused before loading data, naming each changed setting with the checkpoint's value "
+                   "and the new one; result.json and checkpoint untouched"})  # fmt: skip
+    run(recipe, data_root, tmp_path, "--epochs", "2", "--stop-after-epoch", "1")
+    before = _files(tmp_path)
+    monkeypatch.setattr(recipe, "load_split", lambda *a, **k: pytest.fail("data loaded"))
+    args = [*TINY, "--data-root", str(data_root), "--out", str(tmp_path), "--epochs", "2", "--resume"]
+    if change[0] == "--model-option":
+        args = [a for a in args if a != "edge_hidden=16"]
+        args.remove("--model-option")
+    key = {"--train-size": "train_size", "--lr": "lr", "--seed": "seed", "--model-option": "model_options"}[change[0]]
+    with pytest.raises(ValueError, match=rf"other settings: .*{key} \(checkpoint: "):
+        recipe.main(recipe.parse_args([*args, *change]))
+    assert _files(tmp_path) == before
+
+
+def test_nan_loss_is_recorded_as_diverged(recipe, data_root, tmp_path, record_property):
+    record_property("reliability", {
+        "area": "qm9.py", "case": "a checkpoint whose Adam state holds NaN (valid checksum), resumed",
+        "outcome": "training stops at the first non-finite loss; result.json says status 'diverged', "
+                   "interrupted, val/test MAE null; exit status 1"})  # fmt: skip
+    import torch
+
+    from gnnkit.train.checkpoint import atomic_save
+
+    run(recipe, data_root, tmp_path, "--epochs", "3", "--stop-after-epoch", "1")
+    ck = torch.load(tmp_path / "checkpoint.pt", weights_only=False)
+    for state in ck["optimizer"]["state"].values():
+        state["exp_avg"].fill_(float("nan"))
+    atomic_save(ck, tmp_path / "checkpoint.pt")
+    result = run(recipe, data_root, tmp_path, "--epochs", "3", "--resume")
+    saved = json.loads((tmp_path / "result.json").read_text())
+    assert saved == json.loads(json.dumps(result, default=str))
+    assert saved["status"] == "diverged" and saved["interrupted"] and "non-finite training loss" in saved["error"]
+    assert saved["val_mae"] is None and saved["test_mae"] is None and saved["epochs"] == 2
+    assert torch_epoch(tmp_path / "checkpoint.pt") == 1  # the last good checkpoint is kept
+
+
+def _recipe_process(args: list[str], point: str | None = None, count: int = 1, marker: pathlib.Path | None = None):
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
+    if point is None:
+        return subprocess.Popen([sys.executable, str(RECIPE), *args], env=env, cwd=REPO, stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True)  # fmt: skip
+    pause = pathlib.Path(__file__).with_name("pause_at.py")
+    return subprocess.Popen([sys.executable, str(pause), point, str(count), str(marker), str(RECIPE), *args], env=env,
+                            cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
+
+
+def _kill_at(args: list[str], point: str, count: int, marker: pathlib.Path) -> str:
+    """Starts the recipe, SIGKILLs it when it reaches ``point`` and returns its stderr."""
+    import signal
+    import time
+
+    marker.unlink(missing_ok=True)
+    proc = _recipe_process(args, point, count, marker)
+    deadline = time.monotonic() + 120
+    while not marker.exists():
+        if proc.poll() is not None:
+            pytest.fail(f"the run ended before {point} #{count}: {proc.stderr.read()[-3000:]}")
+        if time.monotonic() > deadline:
+            proc.kill()
+            pytest.fail(f"the run did not reach {point} #{count} in 120 s")
+        time.sleep(0.05)
+    os.kill(proc.pid, signal.SIGKILL)
+    _, err = proc.communicate(timeout=30)
+    assert proc.returncode == -signal.SIGKILL
+    return err
+
+
+def test_sigkill_at_several_points_then_resume_gives_identical_weights(data_root, tmp_path, record_property):
+    """A real recipe process killed with SIGKILL mid-epoch, during a checkpoint save (before and
+    between its renames) and while writing result.json; each time ``--resume`` continues, and the
+    final weights, result and log equal those of an uninterrupted run."""
+    import torch
+
+    points = {"step": "mid-epoch (epoch 2, step 2)",
+              "between_renames": "during a checkpoint save (temporary written, checkpoint.pt moved to .prev, not replaced)",
+              "result": "while writing result.json after the last epoch"}  # fmt: skip
+    for point, where in points.items():
+        record_property("reliability", {
+            "area": "qm9.py (real process, SIGKILL)", "case": f"killed {where}",
+            "outcome": "`--resume` continues; final weights, best model, result and log identical to an "
+                       "uninterrupted run (3 epochs)"})  # fmt: skip
+    base = [*TINY, "--data-root", str(data_root), "--epochs", "3"]
+    ref = _recipe_process([*base, "--out", str(tmp_path / "ref")])
+    killed, marker = tmp_path / "killed", tmp_path / "paused"
+    resume = [*base, "--out", str(killed), "--resume"]
+    _kill_at([*base, "--out", str(killed)], "step", 5, marker)  # 3 steps per epoch: epoch 2, step 2
+    assert torch_epoch(killed / "checkpoint.pt") == 1
+    _kill_at(resume, "between_renames", 1, marker)  # saving epoch 2, after the rotation
+    left = [p.name for p in killed.iterdir() if ".tmp" in p.name]
+    assert len(left) == 1 and left[0].startswith(".checkpoint.pt.tmp")
+    assert not (killed / "checkpoint.pt").exists() and torch_epoch(killed / "checkpoint.prev.pt") == 1
+    err = _kill_at(resume, "result", 1, marker)  # resumes from checkpoint.prev.pt, trains epochs 2-3
+    assert "resuming from the previous checkpoint" in err
+    assert not (killed / left[0]).exists(), "the stale temporary of the killed save is removed"
+    assert torch_epoch(killed / "checkpoint.pt") == 3 and not (killed / "result.json").exists()
+    last = _recipe_process(resume)
+    assert last.wait(timeout=300) == 0, last.stderr.read()[-3000:]
+    assert ref.wait(timeout=300) == 0, ref.stderr.read()[-3000:]
+    a, b = (json.loads((d / "result.json").read_text()) for d in (tmp_path / "ref", killed))
+    for key in ("status", "val_mae", "test_mae", "best_epoch", "epochs", "steps", "interrupted"):
+        assert a[key] == b[key], key
+    for name in ("checkpoint.pt", "best_model.pt"):
+        wa, wb = (torch.load(d / name, weights_only=False)["model"] for d in (tmp_path / "ref", killed))
+        assert wa.keys() == wb.keys() and all(torch.equal(wa[k], wb[k]) for k in wa), name
+    with open(tmp_path / "ref" / "log.csv") as fa, open(killed / "log.csv") as fb:
+        cols = ("epoch", "lr", "train_loss", "val_mae_u0", "test_mae_u0")
+        assert [[r[c] for c in cols] for r in csv.DictReader(fa)] == [[r[c] for c in cols] for r in csv.DictReader(fb)]
+    assert not [p for p in killed.iterdir() if ".tmp" in p.name]

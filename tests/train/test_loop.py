@@ -2,6 +2,8 @@
 
 import csv
 import os
+import subprocess
+import sys
 
 import pytest
 import torch
@@ -151,3 +153,111 @@ def test_bad_config():
         TrainConfig(lr=0)
     with pytest.raises(ValueError, match="batch_size"):
         make_loader(graphs(2, 0), 0, shuffle=False)
+
+
+# -- faults: damaged checkpoints, changed settings, divergence (recorded for reliability.md) ----------
+
+
+def _flip(path, count: int = 64) -> None:
+    data = bytearray(path.read_bytes())
+    for i in range(len(data) // 2, len(data) // 2 + count):
+        data[i] ^= 0xFF
+    path.write_bytes(bytes(data))
+
+
+def test_resume_from_damaged_checkpoint_falls_back_and_matches(loaders, tmp_path, capsys, record_property):
+    record_property("reliability", {
+        "area": "training loop", "case": "resume from a checkpoint with 64 flipped bytes",
+        "outcome": "falls back to checkpoint.prev.pt (warning names the file); final numbers equal an "
+                   "uninterrupted run's. Without a previous one: DamagedFileError naming the file"})  # fmt: skip
+    _, full = run(loaders, tmp_path / "a", epochs=4)
+    run(loaders, tmp_path / "b", epochs=4, stop_after_epoch=3)
+    assert (tmp_path / "b" / "checkpoint.prev.pt").exists()
+    _flip(tmp_path / "b" / "checkpoint.pt")
+    _, resumed = run(loaders, tmp_path / "b", epochs=4, resume=True)
+    assert f"{tmp_path / 'b' / 'checkpoint.pt'}" in capsys.readouterr().err
+    assert resumed.val_mae == full.val_mae and resumed.test_mae == full.test_mae
+    strip = lambda h: [{k: v for k, v in r.items() if "second" not in k} for r in h]  # noqa: E731
+    assert strip(resumed.history) == strip(full.history)
+    # no previous checkpoint to fall back to: refused, naming the file
+    _flip(tmp_path / "b" / "checkpoint.pt")
+    (tmp_path / "b" / "checkpoint.prev.pt").unlink()
+    with pytest.raises(ValueError, match="checkpoint.pt: checksum mismatch"):
+        run(loaders, tmp_path / "b", epochs=4, resume=True)
+
+
+@pytest.mark.parametrize("change", [{"lr": 2e-2}, {"seed": 1}, {"epochs": 5}, {"run_settings": {"train_size": 96}}])
+def test_resume_with_other_settings_is_refused(loaders, tmp_path, change, record_property):
+    record_property("reliability", {
+        "area": "training loop", "case": f"resume with changed {next(iter(change))}",
+        "outcome": "refused: ValueError naming each setting with the checkpoint's and the new value"})  # fmt: skip
+    base = {"epochs": 4, "run_settings": {"train_size": 48}}
+    run(loaders, tmp_path, **base, stop_after_epoch=1)
+    name = next(iter(change))
+    key = "train_size" if name == "run_settings" else name
+    with pytest.raises(ValueError, match=rf"other settings: {key} \(checkpoint: .*, now: "):
+        run(loaders, tmp_path, **{**base, **change}, resume=True)
+    # what may change on resume: the device string, progress display, the stop point
+    _, res = run(loaders, tmp_path, **base, resume=True, log_epochs=False)
+    assert res.epochs_completed == 4 and not res.interrupted
+
+
+def test_resume_of_an_unversioned_checkpoint_is_refused(loaders, tmp_path):
+    run(loaders, tmp_path, epochs=2, stop_after_epoch=1)
+    ck = torch.load(tmp_path / "checkpoint.pt", weights_only=False)
+    del ck["settings"]
+    atomic_save(ck, tmp_path / "checkpoint.pt")
+    with pytest.raises(ValueError, match="records no run settings"):
+        run(loaders, tmp_path, epochs=2, resume=True)
+
+
+class NaNAfter(nn.Module):
+    """TinyNet whose output turns NaN from the ``after``-th forward pass in training mode on."""
+
+    def __init__(self, after: int) -> None:
+        super().__init__()
+        self.net, self.after, self.calls = TinyNet(), after, 0
+
+    def forward(self, batch):
+        out = self.net(batch)
+        if self.training:
+            self.calls += 1
+            if self.calls > self.after:
+                out = out * float("nan")
+        return out
+
+
+def test_non_finite_loss_stops_training(loaders, tmp_path, capsys, record_property):
+    record_property("reliability", {
+        "area": "training loop", "case": "training loss turns NaN (epoch 3)",
+        "outcome": "stops at that epoch with an error naming it; FitResult.error set and interrupted; "
+                   "the last good checkpoint (epoch 2) kept; the log shows the NaN row"})  # fmt: skip
+    torch.manual_seed(0)
+    model = NaNAfter(after=6 * 2 + 1)  # 6 steps per epoch: epoch 3's second step
+    cfg = TrainConfig(epochs=5, lr=1e-2, device="cpu", progress=False, out_dir=str(tmp_path))
+    res = fit(model, *loaders(), IdentityTargets(), cfg)
+    assert res.interrupted and res.error is not None and "non-finite training loss" in res.error and "epoch 3" in res.error
+    assert "epoch 3" in capsys.readouterr().err
+    assert res.epochs_completed == 3 and res.best_epoch in (1, 2)
+    assert torch.load(tmp_path / "checkpoint.pt", weights_only=False)["epoch"] == 2
+    with open(tmp_path / "log.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert [r["epoch"] for r in rows] == ["1", "2", "3"] and rows[-1]["train_loss"] == "nan"
+    assert not (tmp_path / "learning_curve.png").exists()
+
+
+def test_fit_removes_stale_temporaries(loaders, tmp_path):
+    proc = subprocess.Popen([sys.executable, "-c", "pass"])  # a pid no process has any more
+    proc.wait()
+    stale = tmp_path / f".checkpoint.pt.tmp{proc.pid}"
+    stale.write_bytes(b"half a checkpoint")
+    run(loaders, tmp_path, epochs=1)
+    assert not stale.exists()
+
+
+def test_bad_config_values():
+    for kw, match in (({"grad_clip": -1.0}, "grad_clip"), ({"grad_clip": float("nan")}, "grad_clip"),
+                      ({"epochs": 2.5}, "epochs"), ({"lr": float("inf")}, "lr"), ({"weight_decay": -1e-4}, "weight_decay"),
+                      ({"final_lr_factor": 0.0}, "final_lr_factor"), ({"stop_after_epoch": 0}, "stop_after_epoch")):  # fmt: skip
+        with pytest.raises(ValueError, match=match):
+            TrainConfig(**kw)
