@@ -47,19 +47,20 @@ Presets (``--preset``; any option given on the command line overrides the preset
   epochs in 45 s. 21 runs of 45 s, plus ~2 min of evaluation and featurization: about 18
   minutes on an idle 2-core CPU.
 * ``gpu``: the whole split (110,831 / 10,000 / 10,000), 30 minutes of training per run, 10
-  epochs, 6 time evaluations, 3 seeds, every model and reference at its default width, on CUDA.
-  A run lasts max(30 min, 10 epochs), so about 12 hours for 8 models x 3 seeds.
+  epochs, 6 time evaluations, 3 seeds, every model and reference at its default width, on CUDA
+  with 4 DataLoader workers (collation in the main process would starve the GPU).
+  A run lasts max(30 min, 10 epochs): about 10-12 hours for 7-8 models x 3 seeds.
 
     python recipes/benchmark.py                                   # quick, CPU, ~18 min
     python recipes/benchmark.py --preset gpu                      # GPU, full split
     python recipes/benchmark.py --models mpnn,my_pkg.models:MyNet --seeds 5
 
-writes ``benchmark_<target>.md`` / ``.json`` / ``.png`` and one folder per run (``runs/<model>/
-seed<k>/log.csv``: fit's history, with each evaluation point's budget, time and molecules) under ``--out`` (default ``runs/benchmark``, which must be
-empty or absent) and nothing elsewhere except the dataset cache under ``--data-root``. The
-report records the load average before and after and the CPU that other processes used while
-it ran, and starts with a warning when the machine was shared: timings, and so the equal-time
-column, are only meaningful on an idle machine.
+writes ``benchmark_<target>.md`` / ``.json`` / ``.png`` and one ``runs/<model>/seed<k>/log.csv``
+per run (fit's history, with each evaluation point's budget, time and molecules) under ``--out``
+(default ``runs/benchmark``, which must be empty or absent), and nothing elsewhere except the
+dataset cache under ``--data-root``. The report records the load average before and after and
+the CPU that other processes used while it ran, and starts with a warning when the machine was
+shared: timings, and so the equal-time column, are only meaningful on an idle machine.
 """
 
 from __future__ import annotations
@@ -80,15 +81,14 @@ from torch import nn
 from gnnkit.data import SmilesVocab, TargetNormalizer, read_qm9_smiles, tokenize
 from gnnkit.data.inputs import BondGraph, GridInputs, MapBatches, SmilesTokens
 from gnnkit.data.qm9 import CHEMICAL_ACCURACY, EXTENSIVE, QM9, UNITS, load_split, target_index
-from gnnkit.models import MODELS as GNNKIT_REGISTRY
 from gnnkit.models import build_model
 from gnnkit.models.external import build_from_spec, is_model_spec, load_model_spec
 from gnnkit.models.reference import REFERENCE_MODELS, dimenet_missing
 from gnnkit.train import TrainConfig, fit, make_loader, resolve_device, write_log_csv
 from gnnkit.train.budget import BudgetChunks
-from gnnkit.train.compare import SeedSummary, overlapping_pairs, rank_by_intervals, summarize
+from gnnkit.train.compare import SeedSummary, overlapping_pairs, rank_by_intervals, seed_band, summarize
 from gnnkit.train.options import add_options, comma_list, given_options
-from gnnkit.train.probes import MachineLoad, PeakMemory, device_description, git_commit
+from gnnkit.train.probes import MachineLoad, PeakMemory, device_description, git_commit, warm_up
 
 
 class ModelEntry(NamedTuple):
@@ -114,7 +114,7 @@ GNNKIT = ("mpnn", "ggnn", "gcn-graph", "cnn", "rnn")
 PRESETS: dict[str, dict[str, Any]] = {
     "quick": {"models": (*GNNKIT, "pyg-nnconv", "schnet")},
     "gpu": {"models": (*GNNKIT, *REFERENCE_MODELS), "train_size": None, "eval_size": None, "budget_seconds": 1800.0,
-            "epochs": 10, "time_evals": 6, "widths": "default", "device": "cuda"},
+            "epochs": 10, "time_evals": 6, "widths": "default", "device": "cuda", "loader_workers": 4},
 }  # fmt: skip
 
 
@@ -198,7 +198,6 @@ def _builder(name: str) -> Callable[..., nn.Module]:
         return lambda i, o, edge_dim=None: build_from_spec(name, i, o, edge_dim=edge_dim)
     if name in REFERENCE_MODELS:
         return REFERENCE_MODELS[name]
-    assert name in GNNKIT_REGISTRY, name
     return lambda i, o, edge_dim=None, **cfg: build_model(name, i, o, edge_dim=edge_dim, **cfg)
 
 
@@ -244,16 +243,6 @@ def loaders_for(kind: str, info: dict[str, Any], config: Config, seed: int, devi
 
 
 # -- one run --------------------------------------------------------------------------------
-
-
-def warm_up(model: nn.Module, batch: Any, device: torch.device) -> None:
-    """One untimed forward and backward pass, so that one-time kernel and allocator setup is not
-    charged to the time budget. In eval mode and without an optimizer step: the weights and the
-    batch-norm statistics are left as they are."""
-    model.to(device).eval()
-    model(batch.to(device)).float().square().mean().backward()
-    model.zero_grad(set_to_none=True)
-    model.train()
 
 
 def run_one(name: str, seed: int, config: Config, info: dict[str, Any], device: torch.device, run_dir: Path) -> dict[str, Any]:
@@ -408,24 +397,6 @@ def write_report(results: dict[str, Any], out_dir: Path) -> list[Path]:
     return [md, js, png]
 
 
-def _band(curves: list[tuple[list[float], list[float]]]) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray] | None:
-    """Mean, min and max over seeds of curves interpolated onto a common grid (their shared range)."""
-    curves = [(np.asarray(x, float), np.asarray(y, float)) for x, y in curves if len(x)]
-    if not curves:
-        return None
-    if len(curves) == 1:
-        x, y = curves[0]
-        return x, y, y, y
-    lo, hi = max(x[0] for x, _ in curves), min(x[-1] for x, _ in curves)
-    if not lo < hi:
-        x = np.array([lo])
-        ys = np.array([np.interp(x, cx, cy) for cx, cy in curves])
-    else:
-        x = np.linspace(lo, hi, 60)
-        ys = np.array([np.interp(x, cx, cy) for cx, cy in curves])
-    return x, ys.mean(0), ys.min(0), ys.max(0)
-
-
 def plot_curves(results: dict[str, Any], path: Path) -> None:
     """Validation MAE against training wall-clock and against molecules seen, one line per model
     (mean over seeds) with a band from the lowest to the highest seed."""
@@ -443,7 +414,7 @@ def plot_curves(results: dict[str, Any], path: Path) -> None:
             for run in runs:
                 pts = [(p[key], p["val_mae"]) for p in run["curve"] if p["val_mae"] is not None and np.isfinite(p["val_mae"])]
                 curves.append(([x for x, _ in pts], [y for _, y in pts]))
-            band = _band(curves)
+            band = seed_band(curves)
             if band is None:
                 continue
             x, mean, lo, hi = band

@@ -12,8 +12,10 @@ from __future__ import annotations
 
 import math
 import statistics
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+
+import numpy as np
 
 
 @dataclass(frozen=True)
@@ -120,4 +122,30 @@ def overlapping_pairs(rankings: Mapping[str, Ranking]) -> list[tuple[str, str]]:
     return pairs
 
 
-__all__ = ["SeedSummary", "summarize", "Ranking", "rank_by_intervals", "overlapping_pairs"]
+
+def seed_band(
+    curves: Sequence[tuple[Sequence[float], Sequence[float]]], points: int = 60
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray] | None:
+    """Mean, lowest and highest over seeds of curves ``(x, y)`` sampled at different ``x`` (e.g.
+    validation MAE at each seed's own evaluation times), linearly interpolated onto ``points``
+    common ``x`` in the range all curves cover. One curve is returned as it is; curves whose
+    ranges do not overlap give the single point where the last one starts. Empty curves are
+    ignored; ``None`` if none is left.
+
+    Shapes:
+        each ``x``, ``y``: ``[n_i]``, ``x`` increasing -> ``x, mean, low, high``: ``[points]``
+        (``[n]`` for one curve, ``[1]`` without overlap).
+    """
+    arrays = [(np.asarray(x, float), np.asarray(y, float)) for x, y in curves if len(x)]
+    if not arrays:
+        return None
+    if len(arrays) == 1:
+        x, y = arrays[0]
+        return x, y, y, y
+    lo, hi = max(x[0] for x, _ in arrays), min(x[-1] for x, _ in arrays)
+    grid = np.linspace(lo, hi, points) if lo < hi else np.array([lo])
+    ys = np.array([np.interp(grid, x, y) for x, y in arrays])
+    return grid, ys.mean(0), ys.min(0), ys.max(0)
+
+
+__all__ = ["SeedSummary", "summarize", "Ranking", "rank_by_intervals", "overlapping_pairs", "seed_band"]

@@ -195,6 +195,18 @@ class MachineLoad:
         }  # fmt: skip
 
 
+
+def warm_up(model: torch.nn.Module, batch: Any, device: torch.device | str) -> None:
+    """One untimed forward and backward pass of ``model`` on ``batch``, so that one-time kernel,
+    thread-pool and allocator setup is not charged to a timed budget. In eval mode and without an
+    optimizer step, so weights and batch-norm statistics are left as they are; gradients are
+    cleared after. Leaves the model on ``device``, in training mode."""
+    model.to(device).eval()
+    model(batch.to(device)).float().square().mean().backward()
+    model.zero_grad(set_to_none=True)
+    model.train()
+
+
 def device_description(device: torch.device | str) -> str:
     """``"NVIDIA H100 80GB HBM3 (CUDA 12.4)"`` or ``"CPU <model name>, 2 threads"`` (torch's intra-op threads)."""
     device = torch.device(device)
@@ -226,4 +238,4 @@ def git_commit(path: str | os.PathLike) -> str | None:
     return head.stdout.strip() + ("+dirty" if dirty.returncode == 0 and dirty.stdout.strip() else "")
 
 
-__all__ = ["PeakMemory", "MachineLoad", "LoadSample", "device_description", "git_commit"]
+__all__ = ["PeakMemory", "MachineLoad", "LoadSample", "warm_up", "device_description", "git_commit"]

@@ -103,7 +103,7 @@ def test_presets_overrides_and_errors(load_recipe, monkeypatch):
     assert quick.out == "runs/benchmark" and quick.widths == "quick" and quick.schedule == "constant"
     gpu = bench.parse_args(["--preset", "gpu", "--seeds", "2"])
     assert (gpu.train_size, gpu.eval_size, gpu.budget_seconds, gpu.epochs, gpu.seeds) == (None, None, 1800.0, 10, 2)
-    assert gpu.widths == "default" and gpu.device == "cuda"
+    assert gpu.widths == "default" and gpu.device == "cuda" and gpu.loader_workers == 4
     if dimenet_missing():  # a preset's reference that cannot run here is listed as not run
         assert "dimenet++" not in gpu.models and "pyg-lib" in gpu.not_run["dimenet++"]
         with pytest.raises(ValueError, match="dimenet\\+\\+ cannot run here"):

@@ -4,7 +4,7 @@ import math
 
 import pytest
 
-from gnnkit.train.compare import SeedSummary, overlapping_pairs, rank_by_intervals, summarize
+from gnnkit.train.compare import SeedSummary, overlapping_pairs, rank_by_intervals, seed_band, summarize
 
 
 def test_summarize_uses_the_sample_std_and_counts_missing_values():
@@ -39,3 +39,15 @@ def test_disjoint_intervals_give_a_strict_ranking_and_one_seed_gives_none():
     assert touch["q"].rank == 1 and overlapping_pairs(touch) == [("p", "q")]
     with pytest.raises(TypeError):
         rank_by_intervals({"p": 1.0})
+
+
+def test_seed_band_interpolates_onto_the_shared_range():
+    x, mean, low, high = seed_band([([0.0, 2.0], [2.0, 0.0]), ([1.0, 3.0], [4.0, 2.0])], points=3)
+    assert x.tolist() == [1.0, 1.5, 2.0]
+    # Seed 0 at 1, 1.5, 2: 1, 0.5, 0; seed 1: 4, 3.5, 3.
+    assert mean.tolist() == [2.5, 2.0, 1.5] and low.tolist() == [1.0, 0.5, 0.0] and high.tolist() == [4.0, 3.5, 3.0]
+    one = seed_band([([1.0, 2.0], [3.0, 4.0]), ([], [])])
+    assert one[0].tolist() == [1.0, 2.0] and one[1].tolist() == one[2].tolist() == [3.0, 4.0]
+    apart = seed_band([([0.0, 1.0], [1.0, 1.0]), ([2.0, 3.0], [5.0, 5.0])])
+    assert apart[0].tolist() == [2.0] and apart[1].tolist() == [3.0]
+    assert seed_band([]) is None

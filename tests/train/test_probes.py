@@ -6,7 +6,7 @@ import time
 import pytest
 import torch
 
-from gnnkit.train.probes import LoadSample, MachineLoad, PeakMemory, device_description, git_commit
+from gnnkit.train.probes import LoadSample, MachineLoad, PeakMemory, device_description, git_commit, warm_up
 
 
 def test_peak_memory_sees_an_allocation():
@@ -52,3 +52,11 @@ def test_device_and_commit_strings(tmp_path):
     assert git_commit(tmp_path) is None  # not a git work tree
     commit = git_commit(pathlib.Path(__file__))
     assert commit is None or len(commit.split("+")[0]) >= 7
+
+
+def test_warm_up_leaves_weights_and_batch_norm_statistics_alone():
+    model = torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.BatchNorm1d(4), torch.nn.Linear(4, 1))
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    warm_up(model, torch.randn(8, 3), "cpu")
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+    assert model.training and all(p.grad is None for p in model.parameters())
