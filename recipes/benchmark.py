@@ -136,7 +136,8 @@ def _opt(default: Any, text: str, **meta: Any) -> Any:
 
 @dataclass
 class Config:
-    preset: str = _opt("quick", "defaults for the options below: quick (CPU, minutes) or gpu", choices=tuple(PRESETS))
+    preset: str = _opt("quick", "quick (CPU, minutes: the defaults shown) or gpu (see the module docstring)",
+                       choices=tuple(PRESETS))  # fmt: skip
     target: str = _opt("U0", "QM9 target, e.g. U0, gap, mu")
     models: tuple[str, ...] = _opt(PRESETS["quick"]["models"], "comma-separated registry names or module:Class specs",
                                    parse=comma_list, metavar="A,B,...")  # fmt: skip

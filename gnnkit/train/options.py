@@ -13,9 +13,9 @@ A field becomes ``--field-name``; its help text and (for types other than ``int`
     given = given_options(parser.parse_args(argv))   # only the options on the command line
 
 Options default to "not given" (``argparse.SUPPRESS``), so that a caller can layer defaults
-(e.g. a preset) under what the user typed. ``bool`` fields get ``--name`` / ``--no-name``; an
-``X | None`` field parses ``none`` as ``None``. Fields with ``metadata={"cli": False}`` (or
-``init=False``) get no option.
+(e.g. a preset) under what the user typed; the field's default is shown in the help. ``bool``
+fields get ``--name`` / ``--no-name``; an ``X | None`` field parses ``none`` as ``None``. Fields
+with ``metadata={"cli": False}`` (or ``init=False``) get no option.
 """
 
 from __future__ import annotations
@@ -51,6 +51,12 @@ def _parser_for(tp: Any) -> Callable[[str], Any] | None:
     return None
 
 
+def _show(value: Any) -> str:
+    if isinstance(value, (tuple, list)):
+        return ",".join(map(str, value))
+    return "none" if value is None else str(value)
+
+
 def add_options(parser: argparse.ArgumentParser, cls: type) -> None:
     """Adds one ``--option`` per field of the dataclass ``cls`` (see the module docstring).
 
@@ -66,6 +72,8 @@ def add_options(parser: argparse.ArgumentParser, cls: type) -> None:
             continue
         flag = "--" + f.name.replace("_", "-")
         help_text = f.metadata.get("help")
+        if help_text is not None and f.default is not dataclasses.MISSING:
+            help_text += f" (default: {_show(f.default)})"
         if hints[f.name] is bool and "parse" not in f.metadata:
             parser.add_argument(flag, dest=f.name, action=argparse.BooleanOptionalAction, default=argparse.SUPPRESS,
                                 help=help_text)  # fmt: skip
