@@ -521,11 +521,13 @@ def parse_args(argv: list[str] | None = None) -> Config:
     preset = given.get("preset", Config.preset)
     values = {**PRESETS[preset], **given}
     not_run = {}
-    if "models" not in given:  # a preset's model that cannot run here is listed, not an error
+    if "models" not in given:  # the preset's table says why a reference is missing from it
         reason = dimenet_missing()
-        if reason and "dimenet++" in values["models"]:
+        if reason:
             values["models"] = tuple(m for m in values["models"] if m != "dimenet++")
             not_run["dimenet++"] = reason
+        elif "dimenet++" not in values["models"]:
+            not_run["dimenet++"] = f"not in the {preset} preset; add it with --models"
     return Config(**values, command=shlex.join(["python", "recipes/benchmark.py", *argv]), not_run=not_run)
 
 

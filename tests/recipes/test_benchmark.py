@@ -101,6 +101,7 @@ def test_presets_overrides_and_errors(load_recipe, monkeypatch):
     assert (quick.train_size, quick.eval_size, quick.seeds, quick.budget_seconds, quick.epochs) == (500, 300, 3, 45.0, 3)
     assert quick.models == ("mpnn", "ggnn", "gcn-graph", "cnn", "rnn", "pyg-nnconv", "schnet")
     assert quick.out == "runs/benchmark" and quick.widths == "quick" and quick.schedule == "constant"
+    assert set(quick.not_run) == {"dimenet++"}  # the table says why it is not there
     gpu = bench.parse_args(["--preset", "gpu", "--seeds", "2"])
     assert (gpu.train_size, gpu.eval_size, gpu.budget_seconds, gpu.epochs, gpu.seeds) == (None, None, 1800.0, 10, 2)
     assert gpu.widths == "default" and gpu.device == "cuda" and gpu.loader_workers == 4
