@@ -17,8 +17,9 @@ Measured, for each variant, in the same process and interleaved:
   forward + backward minus the resident size before it (includes allocator caching).
 
 The layer comparison uses the same weights in both layers and checks that their outputs agree.
-The baseline model is our own transcription of PyG's example (NNConv(mean) inside a GRU loop, 3
-steps sharing one conv, Set2Set(3), d=64); its NNConv recomputes the E x d x d edge matrices in
+The baseline model is our own transcription of PyG's example
+(:class:`gnnkit.models.reference.PygQM9NNConv`: NNConv(mean) inside a GRU loop, 3 steps sharing
+one conv, Set2Set(3), d=64); its NNConv recomputes the E x d x d edge matrices in
 every step, while gnnkit's MPNN computes the edge MLP's hidden activation once.
 
 Usage::
@@ -42,13 +43,13 @@ from typing import Callable
 
 import torch
 import torch.nn.functional as F
-from torch import Tensor, nn
+from torch import nn
 from torch.profiler import ProfilerActivity, profile
 from torch_geometric.data import Batch, Data
 from torch_geometric.nn import NNConv
-from torch_geometric.nn.aggr import Set2Set as PygSet2Set
 
 from gnnkit.models import build_model
+from gnnkit.models.reference import PygQM9NNConv
 from gnnkit.nn import EdgeNetworkConv
 
 ATOM_FEATURES, EDGE_DIM = 11, 5
@@ -90,33 +91,6 @@ def make_batch(cfg: Config) -> Batch:
     return Batch.from_data_list(graphs)
 
 
-class PygQM9Baseline(nn.Module):
-    """Our transcription of the model in PyG's examples/qm9_nn_conv.py: Linear+ReLU, then ``steps``
-    rounds of ``m = ReLU(NNConv_mean(h))`` and a GRU (one conv and GRU shared by all rounds),
-    Set2Set, and a 2-layer head."""
-
-    def __init__(self, in_channels: int, edge_dim: int, dim: int, edge_hidden: int, steps: int, s2s_steps: int) -> None:
-        super().__init__()
-        self.steps = steps
-        self.lin0 = nn.Linear(in_channels, dim)
-        edge_net = nn.Sequential(nn.Linear(edge_dim, edge_hidden), nn.ReLU(), nn.Linear(edge_hidden, dim * dim))
-        self.conv = NNConv(dim, dim, edge_net, aggr="mean")
-        self.gru = nn.GRU(dim, dim)
-        self.set2set = PygSet2Set(dim, processing_steps=s2s_steps)
-        self.lin1 = nn.Linear(2 * dim, dim)
-        self.lin2 = nn.Linear(dim, 1)
-
-    def forward(self, data: Batch) -> Tensor:
-        out = F.relu(self.lin0(data.x))
-        h = out.unsqueeze(0)
-        for _ in range(self.steps):
-            m = F.relu(self.conv(out, data.edge_index, data.edge_attr))
-            out, h = self.gru(m.unsqueeze(0), h)
-            out = out.squeeze(0)
-        out = self.set2set(out, data.batch)
-        return self.lin2(F.relu(self.lin1(out)))
-
-
 def _layers(cfg: Config) -> tuple[nn.Module, nn.Module]:
     d, k = cfg.channels, cfg.edge_hidden
     ours = EdgeNetworkConv(d, EDGE_DIM, hidden=k, aggr="mean", root_weight=True)
@@ -134,7 +108,8 @@ def _models(cfg: Config) -> tuple[nn.Module, nn.Module]:
         "mpnn", ATOM_FEATURES, 1, edge_dim=EDGE_DIM, channels=cfg.channels, steps=cfg.steps,
         set2set_steps=cfg.set2set_steps, edge_hidden=cfg.edge_hidden, aggr="mean",
     )
-    pyg = PygQM9Baseline(ATOM_FEATURES, EDGE_DIM, cfg.channels, cfg.edge_hidden, cfg.steps, cfg.set2set_steps)
+    pyg = PygQM9NNConv(ATOM_FEATURES, 1, edge_dim=EDGE_DIM, channels=cfg.channels, edge_hidden=cfg.edge_hidden,
+                       steps=cfg.steps, set2set_steps=cfg.set2set_steps)
     return ours, pyg
 
 

@@ -1,519 +1,126 @@
-"""Architecture benchmark on QM9: GNNs against a grid CNN and a SMILES RNN.
+"""Architecture benchmark on QM9: gnnkit's GNNs, PyG's reference models, a grid CNN, a SMILES RNN
+and your own model, under the same protocol, with repeated seeds and two budgets.
 
-Every model is trained on the same QM9 split and target, with the same training loop
-(:func:`gnnkit.train.fit`: MSE on normalised targets, Adam, the per-element reference for
-extensive targets) and the same wall-clock budget, and is scored by test MAE at its best
-validation point. Inputs per model:
+Every model is trained on the same molecules of the committed QM9 split and the same target,
+with the same loop (:func:`gnnkit.train.fit`: MSE on targets normalised by
+:class:`gnnkit.data.TargetNormalizer`, with the per-element reference for extensive targets;
+Adam, constant learning rate, gradient norm clipped at 5), once per seed (``--seeds K``: seeds
+0..K-1 change the initialisation, the batch order and the CNN's rotations; the split is fixed).
 
-* ``mpnn``, ``ggnn``: the complete graph with (distance, bond one-hot) edges (Gilmer et al. 2017).
-* ``gcn``: the chemical graph (bonded pairs of the same featurization; GCN ignores edge features
-  and would average over all atoms on the complete graph).
-* ``cnn``: per-element Gaussian voxel grids of the 3D molecule (:func:`gnnkit.data.voxelize`),
-  randomly rotated during training.
-* ``rnn``: atom-level SMILES tokens, vocabulary from the training split.
+**Two budgets from one run.** Each (model, seed) run is evaluated on the validation set at
+``--time-evals`` equal fractions of ``--budget-seconds`` of training wall-clock (evaluation
+excluded) and at the end of each of the first ``--epochs`` passes over the training slice
+(:class:`gnnkit.train.budget.BudgetChunks`); it lasts until both budgets are spent. The
+*equal-time* result is the test MAE at the best validation point within the time budget ("learns
+fast per second"), the *equal-epochs* result the same within the epoch budget ("learns well per
+sample"). With the constant learning rate, each is exactly what a run stopped at that budget
+gives. The table reports mean ± std over seeds and ranks a model below another only when their
+intervals are disjoint (:mod:`gnnkit.train.compare`); overlapping pairs are listed.
 
-The budget is training wall-clock per model, excluding evaluation: training is cut into
-``--evals`` pieces of equal time, and the validation MAE after each piece is a point on the plot.
+Models (``--models``, comma-separated):
 
-    python recipes/benchmark.py --target U0                      # quick CPU default, ~15 min
-    python recipes/benchmark.py --target U0 --budget-minutes 30 --train-size all --device cuda
+* gnnkit: ``mpnn``, ``ggnn`` (complete graph with (distance, bond one-hot) edges, Gilmer et
+  al. 2017), ``gcn-graph`` (the chemical graph: GCN ignores edge features and would average over
+  all atoms on the complete graph), ``cnn`` (per-element voxel grids of the 3D molecule, randomly
+  rotated in training), ``rnn`` (atom-level SMILES tokens, vocabulary from the training slice).
+* PyG references (:mod:`gnnkit.models.reference`): ``pyg-nnconv`` (PyG's
+  examples/qm9_nn_conv.py: NNConv + GRU + Set2Set), ``schnet`` (PyG's SchNet, on atomic numbers
+  and positions), ``dimenet++`` (PyG's DimeNet++; needs pyg-lib's ``radius`` op and
+  torch_sparse, which have no wheels for torch 2.13 on PyPI: where they are missing the ``gpu``
+  preset lists it as not run, and asking for it is an error).
+* Your model, as ``package.module:Class`` or ``path/to/file.py:Class``
+  (:mod:`gnnkit.models.external`): built as ``Class(in_channels, out_channels, edge_dim=None)``
+  and called as ``model(batch)`` on the complete-graph batch (``x [N, 13]``, ``edge_index``,
+  ``edge_attr [E, 5]`` = (distance, bond one-hot), ``pos``, ``z``, ``batch``), returning
+  ``[num_graphs, 1]``.
 
-writes ``benchmark_<target>.md``, ``.json`` and ``.png`` to ``--out`` (default recipes/results/).
-``--train-size`` / ``--eval-size`` work as in recipes/qm9.py (``all``: the whole split; giving
-only ``--train-size`` evaluates on the whole validation and test splits).
+Presets (``--preset``; any option given on the command line overrides the preset):
+
+* ``quick`` (default): 500 training / 300 validation / 300 test molecules, 45 s of training
+  per run, 3 epochs, 3 seeds, mpnn, ggnn, gcn-graph, cnn, rnn, pyg-nnconv and schnet at about
+  half their default widths (``MODELS`` below: GNN states 32 instead of 64, edge networks 64
+  instead of 128, SchNet 64/64 with 3 interactions instead of 128/128/6, CNN blocks 16-32-64,
+  RNN 32/64). Sized from per-epoch process CPU time at one thread on 320-molecule probes
+  (estimates, on a shared machine): the slowest model, pyg-nnconv, trains ~42 molecules per
+  CPU-second, so its 3 epochs of 500 molecules take ~36 s of the 45 s (3.7 epochs in the time
+  budget); the others train 170-1,500 molecules per CPU-second, 15 (cnn) to 140 (gcn-graph)
+  epochs in 45 s. 21 runs of 45 s, plus ~2 min of evaluation and featurization: about 18
+  minutes on an idle 2-core CPU.
+* ``gpu``: the whole split (110,831 / 10,000 / 10,000), 30 minutes of training per run, 10
+  epochs, 6 time evaluations, 3 seeds, every model and reference at its default width, on CUDA
+  with 4 DataLoader workers (collation in the main process would starve the GPU).
+  A run lasts max(30 min, 10 epochs): about 10-12 hours for 7-8 models x 3 seeds.
+
+    python recipes/benchmark.py                                   # quick, CPU, ~18 min
+    python recipes/benchmark.py --preset gpu                      # GPU, full split
+    python recipes/benchmark.py --models mpnn,my_pkg.models:MyNet --seeds 5
+
+writes ``benchmark_<target>.md`` / ``.json`` / ``.png`` and one ``runs/<model>/seed<k>/log.csv``
+per run (fit's history, with each evaluation point's budget, time and molecules) under ``--out``
+(default ``runs/benchmark``, which must be empty or absent), and nothing elsewhere except the
+dataset cache under ``--data-root``. The report records the load average before and after and
+the CPU that other processes used while it ran, and starts with a warning when the machine was
+shared: timings, and so the equal-time column, are only meaningful on an idle machine.
 """
 
 from __future__ import annotations
 
 import argparse
-import ctypes
-import gc
 import json
-import os
-import platform
 import shlex
-import subprocess
 import sys
-import tempfile
-import threading
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable, Literal, NamedTuple
 
 import numpy as np
 import torch
+from torch import nn
 
-from gnnkit.data import EncodeSmiles, SmilesVocab, TargetNormalizer, random_rotation, read_qm9_smiles, tokenize, voxelize
+from gnnkit.data import SmilesVocab, TargetNormalizer, read_qm9_smiles, tokenize
+from gnnkit.data.inputs import BondGraph, GridInputs, MapBatches, SmilesTokens
 from gnnkit.data.qm9 import CHEMICAL_ACCURACY, EXTENSIVE, QM9, UNITS, load_split, target_index
 from gnnkit.models import MODELS as REGISTRY
 from gnnkit.models import build_model
-from gnnkit.train import TrainConfig, evaluate, fit, make_loader, resolve_device
-from gnnkit.train.loop import BEST_MODEL_NAME
+from gnnkit.models.external import build_from_spec, is_model_spec, load_model_spec
+from gnnkit.models.reference import REFERENCE_MODELS, dimenet_missing
+from gnnkit.train import TrainConfig, fit, make_loader, resolve_device, write_log_csv
+from gnnkit.train.budget import BudgetChunks
+from gnnkit.train.compare import SeedSummary, overlapping_pairs, rank_by_intervals, seed_band, summarize
+from gnnkit.train.options import add_options, comma_list, given_options
+from gnnkit.train.probes import MachineLoad, PeakMemory, device_description, git_commit, warm_up
 
-MODELS: tuple[str, ...] = ("mpnn", "ggnn", "gcn", "cnn", "rnn")
-# Benchmark name -> (registry name, input kind, model config). Defaults of each model unless
-# noted; the registry's "gcn" is the node classifier, so the graph-level variant is used.
-MODEL_SPECS: dict[str, tuple[str, str, dict[str, Any]]] = {
-    "mpnn": ("mpnn", "graph", {}),
-    "ggnn": ("ggnn", "graph", {}),
-    "gcn": ("gcn-graph", "bonds", {"num_layers": 3}),
-    "cnn": ("cnn", "grid", {}),
-    "rnn": ("rnn", "tokens", {}),
+
+class ModelEntry(NamedTuple):
+    inputs: Literal["graph", "bonds", "grid", "tokens"]
+    config: dict[str, Any]  # in every preset
+    quick: dict[str, Any]  # on top, for --widths quick
+
+
+# Registry name -> what the benchmark feeds the model and how wide it is. Unlisted options are
+# the model's defaults; a user's "module:Class" model gets the complete graph at its own widths.
+MODELS: dict[str, ModelEntry] = {
+    "mpnn": ModelEntry("graph", {}, {"channels": 32, "edge_hidden": 64}),
+    "ggnn": ModelEntry("graph", {}, {"channels": 32, "readout_channels": 64}),
+    "gcn-graph": ModelEntry("bonds", {"num_layers": 3}, {"hidden": 32}),
+    "cnn": ModelEntry("grid", {}, {"channels": (16, 32, 64), "hidden": 64}),
+    "rnn": ModelEntry("tokens", {}, {"embed_dim": 32, "hidden": 64}),
+    "pyg-nnconv": ModelEntry("graph", {}, {"channels": 32, "edge_hidden": 64}),
+    "schnet": ModelEntry("graph", {}, {"hidden_channels": 64, "num_filters": 64, "num_interactions": 3}),
+    "dimenet++": ModelEntry("graph", {}, {"hidden_channels": 64, "out_emb_channels": 128, "num_blocks": 2}),
 }
-QUICK_TRAIN_SIZE, QUICK_EVAL_SIZE = 10_000, 500
-VOXEL = {"grid_size": 16, "resolution": 0.75, "sigma": 0.6}  # a 12 A box holds every QM9 molecule
-
-
-@dataclass
-class Config:
-    target: str = "U0"
-    models: tuple[str, ...] = MODELS
-    budget_minutes: float = 2.0
-    train_size: int | None = QUICK_TRAIN_SIZE  # None: the whole training split
-    eval_size: int | None = QUICK_EVAL_SIZE  # None: the whole validation and test splits
-    evals: int = 6
-    batch_size: int = 32
-    lr: float = 1e-3
-    seed: int = 0
-    device: str = "auto"
-    data_root: str | None = None
-    out: str = "recipes/results"
-    loader_workers: int = 0
-    command: str = field(default="", repr=False)
-
-    def __post_init__(self) -> None:
-        target_index(self.target)
-        unknown = [m for m in self.models if m not in MODEL_SPECS]
-        if unknown or not self.models:
-            raise ValueError(f"models must be a non-empty subset of {MODELS}, got {list(self.models)}")
-        if not self.budget_minutes > 0 or self.evals < 1:
-            raise ValueError("budget_minutes must be > 0 and evals >= 1")
-        if any(n is not None and n < 1 for n in (self.train_size, self.eval_size)):
-            raise ValueError("train_size and eval_size must be >= 1 (or None for the whole split)")
-
-
-# -- inputs ---------------------------------------------------------------------------------
-
-
-class BondGraph:
-    """Keeps the bonded pairs of a complete-graph molecule (bond one-hot != 0) and their bond
-    one-hot as ``edge_attr``."""
-
-    def __call__(self, data):
-        bond = data.edge_attr[:, 1:]
-        keep = bond.sum(dim=1) > 0
-        data.edge_index, data.edge_attr = data.edge_index[:, keep], bond[keep]
-        return data
-
-
-class SmilesTokens:
-    """Attaches the molecule's SMILES (looked up by dataset row) and encodes it."""
-
-    def __init__(self, smiles: list[str], vocab: SmilesVocab, max_length: int) -> None:
-        self.smiles, self.encode = smiles, EncodeSmiles(vocab, max_length)
-
-    def __call__(self, data):
-        data.smiles = self.smiles[int(data.idx)]
-        return self.encode(data)
-
-
-class GridInputs:
-    """Voxelises a whole batch in one call (``batch.grid``), on ``device``, with a fresh random
-    rotation per molecule when training. Per batch rather than per molecule: a few large tensor
-    ops instead of a few dozen small ones per molecule."""
-
-    def __init__(self, device: torch.device, random_rotate: bool, seed: int) -> None:
-        self.device = device
-        self.generator = torch.Generator().manual_seed(seed) if random_rotate else None
-
-    def __call__(self, batch):
-        rotation = random_rotation(batch.num_graphs, self.generator) if self.generator is not None else None
-        batch.grid = voxelize(
-            batch.pos.to(self.device), batch.z.to(self.device), batch.batch.to(self.device), batch.num_graphs,
-            rotation=rotation, **VOXEL,
-        )  # fmt: skip
-        return batch
-
-
-class MapBatches:
-    """A loader whose batches pass through ``fn`` (same length and sampler as ``loader``)."""
-
-    def __init__(self, loader, fn) -> None:
-        self.loader, self.fn = loader, fn
-
-    @property
-    def sampler(self):
-        return self.loader.sampler
-
-    def __len__(self) -> int:
-        return len(self.loader)
-
-    def __iter__(self):
-        for batch in self.loader:
-            yield self.fn(batch)
-
-
-class TimedChunks:
-    """The training loader cut into "epochs" of ``seconds`` of training wall-clock each.
-
-    Batches come from an endless stream over ``loader`` (a new shuffled pass whenever one ends).
-    Chunk ``k`` ends at the batch boundary nearest to ``k * seconds`` of cumulative training
-    time: it stops when the next batch, at the average batch time so far, would end more than
-    half a batch past that mark, so a slow model (seconds per batch) is not handed an extra
-    batch per chunk. Every chunk has at least one batch. The time between batches (the
-    optimisation step) counts, evaluation between chunks does not. ``marks`` holds the
-    cumulative training seconds at the end of each chunk.
-    """
-
-    def __init__(self, loader, seconds: float) -> None:
-        self.loader, self.seconds = loader, seconds
-        self.marks: list[float] = []
-        self.molecules = self.batches = 0
-        self._it = None
-        self._pass = 0
-
-    def __len__(self) -> int:  # only used by step-based LR schedules, which this recipe avoids
-        return len(self.loader)
-
-    def _next(self):
-        while True:
-            if self._it is None:
-                self._pass += 1
-                if hasattr(self.loader.sampler, "set_epoch"):
-                    self.loader.sampler.set_epoch(self._pass)
-                self._it = iter(self.loader)
-            try:
-                return next(self._it)
-            except StopIteration:
-                self._it = None
-
-    def __iter__(self):
-        t0 = time.perf_counter()
-        done = self.marks[-1] if self.marks else 0.0
-        mark = (len(self.marks) + 1) * self.seconds  # cumulative, so overshoots do not add up
-        first = True
-        while True:
-            now = done + time.perf_counter() - t0
-            per_batch = now / self.batches if self.batches else 0.0
-            if not first and now + 0.5 * per_batch >= mark:
-                break
-            first = False
-            batch = self._next()
-            self.molecules += batch.num_graphs
-            self.batches += 1
-            yield batch
-        self.marks.append(done + time.perf_counter() - t0)
-
-
-class PeakMemory:
-    """Peak memory while the block runs: CUDA ``max_memory_allocated`` on a GPU; on CPU the peak
-    resident set size above the level at entry, sampled every 10 ms from /proc (freed memory is
-    returned to the OS first, so that a previous model's heap does not hide this one's)."""
-
-    def __init__(self, device: torch.device) -> None:
-        self.device, self.peak_mb = device, None
-        self._stop = threading.Event()
-
-    @staticmethod
-    def _rss() -> int | None:
-        try:
-            with open("/proc/self/statm") as f:
-                return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
-        except (OSError, ValueError):
-            return None
-
-    def _watch(self) -> None:
-        while not self._stop.wait(0.01):
-            rss = self._rss()
-            if rss is not None:
-                self._peak = max(self._peak, rss)
-
-    def __enter__(self) -> "PeakMemory":
-        gc.collect()
-        if self.device.type == "cuda":
-            torch.cuda.empty_cache()
-            torch.cuda.reset_peak_memory_stats(self.device)
-            self._base = torch.cuda.memory_allocated(self.device)
-            return self
-        try:
-            ctypes.CDLL("libc.so.6").malloc_trim(0)
-        except (OSError, AttributeError):
-            pass
-        self._base = self._peak = self._rss() or 0
-        self._thread = threading.Thread(target=self._watch, daemon=True)
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        if self.device.type == "cuda":
-            self.peak_mb = torch.cuda.max_memory_allocated(self.device) / 2**20
-            return
-        self._stop.set()
-        self._thread.join()
-        if self._rss() is not None:
-            self.peak_mb = (self._peak - self._base) / 2**20
-
-
-def _rows(split: dict[str, np.ndarray], config: Config) -> dict[str, np.ndarray]:
-    out = {}
-    for name, n in (("train", config.train_size), ("val", config.eval_size), ("test", config.eval_size)):
-        out[name] = split[name][:n]
-    return out
-
-
-def prepare(config: Config) -> dict[str, Any]:
-    """The QM9 subsets of the split, the target normaliser and the SMILES vocabulary."""
-    rows = _rows(load_split(), config)
-    full = config.train_size is None and config.eval_size is None  # the full cache, not a copy of it
-    subset = None if full else np.concatenate(list(rows.values()))
-    dataset = QM9(config.data_root, edges="complete", hydrogens=True, subset=subset)
-    parts = {name: dataset.select(r, missing="skip") for name, r in rows.items()}
-    col = target_index(config.target)
-    train = parts["train"]
-    normalizer = TargetNormalizer.fit(train.y, train.atom_counts, [col], [QM9.TARGETS[col] in EXTENSIVE])
-    info: dict[str, Any] = {"parts": parts, "normalizer": normalizer, "sizes": {k: len(v) for k, v in parts.items()}}
-    if "rnn" in config.models:
-        smiles = read_qm9_smiles()
-        info["smiles"] = smiles
-        info["vocab"] = SmilesVocab.build(smiles[r] for r in parts["train"].rows)
-        used = np.concatenate([p.rows for p in parts.values()])
-        info["max_tokens"] = max(len(tokenize(smiles[r])) for r in used)
-    return info
-
-
-def _inputs(kind: str, info: dict[str, Any], train: bool, seed: int, device: torch.device):
-    """``(per-molecule transform, per-batch function)`` that build a model's inputs."""
-    if kind == "graph":
-        return None, None
-    if kind == "bonds":
-        return BondGraph(), None
-    if kind == "grid":
-        return None, GridInputs(device, random_rotate=train, seed=seed)
-    if kind == "tokens":
-        return SmilesTokens(info["smiles"], info["vocab"], info["max_tokens"]), None
-    raise ValueError(f"unknown input kind {kind!r}")
-
-
-def run_model(name: str, config: Config, info: dict[str, Any], device: torch.device) -> dict[str, Any]:
-    registry_name, kind, model_config = MODEL_SPECS[name]
-    loaders = {}
-    for split, part in info["parts"].items():
-        ds = part.index_select(torch.arange(len(part)))  # a view whose transform is ours
-        ds.transform, batch_fn = _inputs(kind, info, split == "train", config.seed, device)
-        loader = make_loader(ds, config.batch_size, shuffle=split == "train", seed=config.seed, num_workers=config.loader_workers)
-        loaders[split] = MapBatches(loader, batch_fn) if batch_fn is not None else loader
-    sample = next(iter(loaders["val"]))
-    if kind == "grid":
-        in_channels, edge_dim = sample.grid.size(1), None
-    elif kind == "tokens":
-        in_channels, edge_dim = len(info["vocab"]), None
-    else:
-        in_channels = sample.x.size(1)
-        edge_dim = sample.edge_attr.size(1) if REGISTRY[registry_name].edge_features else None
-    torch.manual_seed(config.seed)
-    model = build_model(registry_name, in_channels, 1, edge_dim=edge_dim, **model_config)
-    params = sum(p.numel() for p in model.parameters())
-    budget_s = config.budget_minutes * 60
-    chunks = TimedChunks(loaders["train"], budget_s / config.evals)
-    col = target_index(config.target)
-    train_config = TrainConfig(
-        epochs=config.evals, lr=config.lr, schedule="plateau", plateau_patience=1, plateau_factor=0.5,
-        device=str(device), seed=config.seed, progress=False, target_names=[QM9.TARGETS[col]],
-    )  # fmt: skip
-    print(f"[{name}] {registry_name} on {kind} inputs, {params:,} parameters, budget {budget_s:.0f} s", flush=True)
-    with PeakMemory(device) as mem, tempfile.TemporaryDirectory() as tmp:
-        t0 = time.perf_counter()
-        # The test set is scored once, with the best validation checkpoint the loop saved.
-        train_config.out_dir = tmp
-        result = fit(model, chunks, loaders["val"], None, targets=info["normalizer"], config=train_config)
-        wall = time.perf_counter() - t0
-        model.load_state_dict(torch.load(Path(tmp) / BEST_MODEL_NAME, map_location=device, weights_only=True)["model"])
-        test_mae = float(evaluate(model, loaders["test"], info["normalizer"].to(device), device)[0])
-    train_seconds = chunks.marks[-1] if chunks.marks else 0.0
-    val_key = f"val_mae_{QM9.TARGETS[col]}"
-    curve = [[round(t, 2), row[val_key]] for t, row in zip(chunks.marks, result.history)]
-    out = {
-        "model": registry_name, "inputs": kind, "config": model_config,
-        "test_mae": test_mae, "val_mae": result.val_mae[0],
-        "mae_over_chemical_accuracy": test_mae / CHEMICAL_ACCURACY[QM9.TARGETS[col]],
-        "parameters": params, "train_seconds": round(train_seconds, 2), "wall_seconds": round(wall, 2),
-        "molecules_per_second": round(chunks.molecules / max(train_seconds, 1e-9), 1),
-        "molecules_seen": chunks.molecules, "epochs_of_train_set": round(chunks.molecules / info["sizes"]["train"], 2),
-        "best_eval": result.best_epoch, "peak_memory_mb": None if mem.peak_mb is None else round(mem.peak_mb, 1),
-        "curve": curve,
-    }  # fmt: skip
-    print(f"[{name}] test MAE {test_mae:.4f} ({out['mae_over_chemical_accuracy']:.2f} x chemical accuracy), "
-          f"{out['molecules_per_second']:.0f} mol/s, peak {out['peak_memory_mb']} MB", flush=True)  # fmt: skip
-    return out
-
-
-# -- report ---------------------------------------------------------------------------------
-
-
-def device_description(device: torch.device) -> str:
-    if device.type == "cuda":
-        return f"{torch.cuda.get_device_name(device)} (CUDA {torch.version.cuda})"
-    name = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo") as f:
-            name = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
-    return f"CPU {name}, {torch.get_num_threads()} threads"
-
-
-def _git_commit() -> str | None:
-    try:
-        out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=Path(__file__).resolve().parent,
-                             capture_output=True, text=True, timeout=10)  # fmt: skip
-        return out.stdout.strip() or None if out.returncode == 0 else None
-    except (OSError, subprocess.SubprocessError):
-        return None
-
-
-def _load() -> float | None:
-    try:
-        return round(os.getloadavg()[0], 2)
-    except (OSError, AttributeError):
-        return None
-
-
-def _notes(results: dict[str, Any], device: torch.device) -> list[str]:
-    notes = [
-        "Epochs = molecules seen / training-set size. Molecules/s = training molecules per second of "
-        "training wall-clock (data loading and input building included).",
-        "A budget of minutes ranks how fast each architecture learns, not where it converges: Gilmer et "
-        "al.'s MPNN reaches 0.45 x chemical accuracy on U0 after 3M steps on all 110k training molecules.",
-    ]
-    if device.type == "cuda":
-        notes.append("Peak memory: torch.cuda.max_memory_allocated during training and evaluation.")
-    else:
-        notes.append(
-            "Peak memory: growth of the process's resident set above its level before the model was built "
-            "during training and evaluation (sampled every 10 ms; the dataset was loaded before), i.e. the "
-            "model's working set."
-        )
-    load = results["load_average"]
-    if load["start"] is not None:
-        notes.append(
-            f"Machine load (1-minute load average) at start / end: {load['start']} / {load['end']} on "
-            f"{load['cpu_count']} cores; above the core count, other processes shared the CPU and the "
-            "throughputs are lower than on an idle machine."
-        )
-    return notes
-
-
-def write_report(results: dict[str, Any], out_dir: Path) -> list[Path]:
-    target = results["target"]
-    stem = out_dir / f"benchmark_{target}"
-    unit = results["unit"]
-    lines = [
-        f"# Architecture benchmark: QM9 {target}",
-        "",
-        f"Command: `{results['command']}`  ",
-        f"Device: {results['device']}; torch {results['torch']}; commit {results['commit']}; {results['date']}  ",
-        f"Split: {results['sizes']['train']} train / {results['sizes']['val']} val / {results['sizes']['test']} test "
-        f"molecules of the committed QM9 split; budget {results['config']['budget_minutes']} min of training per model "
-        f"(evaluation excluded), validation after each of {results['config']['evals']} equal pieces; test MAE at the "
-        "best validation point.",
-        "",
-        f"| model | inputs | test MAE ({unit}) | MAE / chem. acc. | parameters | training s | epochs | molecules/s | peak memory (MB) |",
-        "|---|---|---:|---:|---:|---:|---:|---:|---:|",
-    ]
-    for name, r in results["models"].items():
-        mem = "n/a" if r["peak_memory_mb"] is None else f"{r['peak_memory_mb']:.0f}"
-        lines.append(
-            f"| {name} | {r['inputs']} | {r['test_mae']:.4f} | {r['mae_over_chemical_accuracy']:.2f} | {r['parameters']:,} "
-            f"| {r['train_seconds']:.0f} | {r['epochs_of_train_set']:.2f} | {r['molecules_per_second']:.0f} | {mem} |"
-        )
-    lines += ["", f"Chemical accuracy for {target}: {results['chemical_accuracy']} {unit}."]
-    if results.get("notes"):
-        lines += ["", *(f"- {n}" for n in results["notes"])]
-    md = stem.with_suffix(".md")
-    md.write_text("\n".join(lines) + "\n")
-    js = stem.with_suffix(".json")
-    js.write_text(json.dumps(results, indent=1) + "\n")
-
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(6.5, 4))
-    for name, r in results["models"].items():
-        if r["curve"]:
-            t, v = zip(*r["curve"])
-            ax.plot(t, v, marker="o", ms=3, label=name)
-    ax.axhline(results["chemical_accuracy"], color="grey", ls="--", lw=1, label="chemical accuracy")
-    ax.set(xlabel="training wall-clock (s)", ylabel=f"validation MAE ({unit})", yscale="log",
-           title=f"QM9 {target}: {results['device']}")  # fmt: skip
-    ax.legend()
-    fig.tight_layout()
-    png = stem.with_suffix(".png")
-    fig.savefig(png, dpi=110)
-    plt.close(fig)
-    return [md, js, png]
-
-
-def main(config: Config) -> dict[str, Any]:
-    device = resolve_device(config.device)
-    info = prepare(config)
-    target = QM9.TARGETS[target_index(config.target)]
-    print(f"QM9 {target}: {info['sizes']} molecules, device {device}", flush=True)
-    results: dict[str, Any] = {
-        "command": config.command or "python recipes/benchmark.py", "device": device_description(device),
-        "torch": torch.__version__, "commit": _git_commit(), "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
-        "target": config.target, "unit": UNITS[target], "chemical_accuracy": CHEMICAL_ACCURACY[target],
-        "sizes": info["sizes"], "config": {k: v for k, v in asdict(config).items() if k != "command"},
-        "models": {}, "notes": [],
-    }  # fmt: skip
-    load_before = _load()
-    for name in config.models:
-        results["models"][name] = run_model(name, config, info, device)
-    results["load_average"] = {"start": load_before, "end": _load(), "cpu_count": os.cpu_count()}
-    results["notes"] = _notes(results, device)
-    out_dir = Path(config.out)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    for path in write_report(results, out_dir):
-        print(f"wrote {path}", flush=True)
-    return results
-
-
-def parse_args(argv: list[str] | None = None) -> Config:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--target", default=Config.target, help="QM9 target, e.g. U0, gap, mu (default U0)")
-    p.add_argument("--models", default=",".join(MODELS), help=f"comma-separated subset of {','.join(MODELS)}")
-    p.add_argument("--budget-minutes", type=float, default=Config.budget_minutes, help="training wall-clock per model")
-    p.add_argument("--train-size", type=_size, default=argparse.SUPPRESS,
-                   help=f"first N molecules of the training split, or 'all' (default {QUICK_TRAIN_SIZE})")
-    p.add_argument("--eval-size", type=_size, default=argparse.SUPPRESS,
-                   help=f"first M molecules of the validation and test splits, or 'all' (default: {QUICK_EVAL_SIZE} "
-                        "for the quick run; 'all' as soon as --train-size is given)")  # fmt: skip
-    p.add_argument("--evals", type=int, default=Config.evals, help="validation points per model")
-    p.add_argument("--batch-size", type=int, default=Config.batch_size)
-    p.add_argument("--lr", type=float, default=Config.lr)
-    p.add_argument("--seed", type=int, default=Config.seed)
-    p.add_argument("--device", default=Config.device)
-    p.add_argument("--data-root", default=None, help="dataset root with the processed cache (default datasets/qm9)")
-    p.add_argument("--out", default=Config.out, help="where benchmark_<target>.md/.json/.png go")
-    p.add_argument("--loader-workers", type=int, default=Config.loader_workers, help="DataLoader worker processes")
-    a = p.parse_args(argv)
-    argv = sys.argv[1:] if argv is None else argv
-    given = vars(a)
-    # As recipes/qm9.py: --train-size alone evaluates on the full validation and test splits.
-    train_size = given.get("train_size", QUICK_TRAIN_SIZE)
-    eval_size = given.get("eval_size", QUICK_EVAL_SIZE if "train_size" not in given else None)
-    return Config(
-        target=a.target, models=tuple(m.strip() for m in a.models.split(",") if m.strip()),
-        budget_minutes=a.budget_minutes, train_size=train_size, eval_size=eval_size, evals=a.evals,
-        batch_size=a.batch_size, lr=a.lr, seed=a.seed, device=a.device, data_root=a.data_root, out=a.out,
-        loader_workers=a.loader_workers, command=shlex.join(["python", "recipes/benchmark.py", *argv]),
-    )  # fmt: skip
+INPUT_LABELS = {"graph": "complete graph", "bonds": "chemical graph", "grid": "voxel grid", "tokens": "SMILES tokens"}
+GNNKIT = ("mpnn", "ggnn", "gcn-graph", "cnn", "rnn")
+PRESETS: dict[str, dict[str, Any]] = {
+    "quick": {"models": (*GNNKIT, "pyg-nnconv", "schnet")},
+    "gpu": {"models": (*GNNKIT, *REFERENCE_MODELS), "train_size": None, "eval_size": None, "budget_seconds": 1800.0,
+            "epochs": 10, "time_evals": 6, "widths": "default", "device": "cuda", "loader_workers": 4},
+}  # fmt: skip
 
 
 def _size(text: str) -> int | None:
-    if text.lower() == "all":
+    if text.strip().lower() == "all":
         return None
     try:
         n = int(text)
@@ -522,6 +129,409 @@ def _size(text: str) -> int | None:
     if n < 1:
         raise argparse.ArgumentTypeError(f"expected a positive int or 'all', got {text!r}")
     return n
+
+
+def _opt(default: Any, text: str, **meta: Any) -> Any:
+    return field(default=default, metadata={"help": text, **meta})
+
+
+@dataclass
+class Config:
+    preset: str = _opt("quick", "quick (CPU, minutes: the defaults shown) or gpu (see the module docstring)",
+                       choices=tuple(PRESETS))  # fmt: skip
+    target: str = _opt("U0", "QM9 target, e.g. U0, gap, mu")
+    models: tuple[str, ...] = _opt(PRESETS["quick"]["models"], "comma-separated registry names or module:Class specs",
+                                   parse=comma_list, metavar="A,B,...")  # fmt: skip
+    seeds: int = _opt(3, "runs per model (seeds 0..K-1)")
+    budget_seconds: float = _opt(45.0, "equal-time budget: training wall-clock per run")
+    epochs: int = _opt(3, "equal-epochs budget: passes over the training slice")
+    time_evals: int = _opt(3, "validation points within the time budget")
+    train_size: int | None = _opt(500, "first N molecules of the training split, or 'all'", parse=_size)
+    eval_size: int | None = _opt(300, "first M molecules of the validation and test splits, or 'all'", parse=_size)
+    widths: str = _opt("quick", "model widths: quick (about half) or default", choices=("quick", "default"))
+    batch_size: int = _opt(32, "molecules per batch")
+    lr: float = _opt(1e-3, "Adam learning rate")
+    schedule: str = _opt("constant", "constant, or plateau (halves the rate when validation stalls; its steps then "
+                         "depend on both budgets' evaluation points)", choices=("constant", "plateau"))  # fmt: skip
+    grad_clip: float | None = _opt(5.0, "gradient norm clip ('none' to disable)")
+    device: str = _opt("auto", "cpu, cuda, cuda:1 or auto")
+    threads: int | None = _opt(None, "torch intra-op threads (default: torch's)")
+    loader_workers: int = _opt(0, "DataLoader worker processes")
+    data_root: str | None = _opt(None, "dataset root with the processed cache (default datasets/qm9)")
+    out: str = _opt("runs/benchmark", "output folder (must be empty or absent)")
+    command: str = field(default="", repr=False, metadata={"cli": False})
+    not_run: dict[str, str] = field(default_factory=dict, metadata={"cli": False})
+
+    def __post_init__(self) -> None:
+        self.models = tuple(self.models)
+        target_index(self.target)
+        if self.preset not in PRESETS:
+            raise ValueError(f"preset must be one of {tuple(PRESETS)}, got {self.preset!r}")
+        if not self.models or len(set(self.models)) != len(self.models):
+            raise ValueError(f"models must be a non-empty list without repeats, got {list(self.models)}")
+        for name in self.models:
+            if is_model_spec(name):
+                load_model_spec(name)  # a bad spec fails here, before any data is prepared
+            elif name not in MODELS:
+                raise ValueError(f"unknown model {name!r}: use one of {sorted(MODELS)} or a 'module:Class' spec")
+            elif name == "dimenet++" and dimenet_missing():
+                raise ValueError(f"dimenet++ cannot run here: {dimenet_missing()}")
+        if self.seeds < 1 or self.epochs < 1 or self.time_evals < 1 or self.batch_size < 1:
+            raise ValueError("seeds, epochs, time_evals and batch_size must be >= 1")
+        if not self.budget_seconds > 0:
+            raise ValueError(f"budget_seconds must be > 0, got {self.budget_seconds}")
+        if any(n is not None and n < 1 for n in (self.train_size, self.eval_size)):
+            raise ValueError("train_size and eval_size must be >= 1 (or None for the whole split)")
+        if self.widths not in ("quick", "default") or self.schedule not in ("constant", "plateau"):
+            raise ValueError(f"widths must be quick/default and schedule constant/plateau, got {self.widths!r}, {self.schedule!r}")
+        if self.threads is not None and self.threads < 1:
+            raise ValueError(f"threads must be >= 1, got {self.threads}")
+
+
+def model_config(name: str, widths: str) -> dict[str, Any]:
+    if is_model_spec(name):
+        return {}
+    entry = MODELS[name]
+    return {**entry.config, **(entry.quick if widths == "quick" else {})}
+
+
+def _builder(name: str) -> Callable[..., nn.Module]:
+    if is_model_spec(name):
+        return lambda i, o, edge_dim=None: build_from_spec(name, i, o, edge_dim=edge_dim)
+    if name in REFERENCE_MODELS:
+        return REFERENCE_MODELS[name]
+    return lambda i, o, edge_dim=None, **cfg: build_model(name, i, o, edge_dim=edge_dim, **cfg)
+
+
+# -- data -----------------------------------------------------------------------------------
+
+
+def prepare(config: Config) -> dict[str, Any]:
+    """The QM9 slices of the split, the target normaliser and (for the RNN) the SMILES vocabulary."""
+    split = load_split()
+    rows = {"train": split["train"][: config.train_size], "val": split["val"][: config.eval_size],
+            "test": split["test"][: config.eval_size]}  # fmt: skip
+    full = config.train_size is None and config.eval_size is None  # the full cache, not a copy of it
+    subset = None if full else np.concatenate(list(rows.values()))
+    dataset = QM9(config.data_root, edges="complete", hydrogens=True, subset=subset)
+    parts = {name: dataset.select(r, missing="skip") for name, r in rows.items()}
+    col = target_index(config.target)
+    train = parts["train"]
+    normalizer = TargetNormalizer.fit(train.y, train.atom_counts, [col], [QM9.TARGETS[col] in EXTENSIVE])
+    info: dict[str, Any] = {"parts": parts, "normalizer": normalizer, "sizes": {k: len(v) for k, v in parts.items()}}
+    if any(not is_model_spec(m) and MODELS[m].inputs == "tokens" for m in config.models):
+        smiles = read_qm9_smiles()
+        info["smiles"] = smiles
+        info["vocab"] = SmilesVocab.build(smiles[r] for r in parts["train"].rows)
+        info["max_tokens"] = max(len(tokenize(smiles[r])) for p in parts.values() for r in p.rows)
+    return info
+
+
+def loaders_for(kind: str, info: dict[str, Any], config: Config, seed: int, device: torch.device) -> dict[str, Any]:
+    """Train/val/test loaders that build ``kind`` inputs from the complete-graph molecules."""
+    out = {}
+    for split, part in info["parts"].items():
+        ds = part.index_select(torch.arange(len(part)))  # a view whose transform is ours
+        batch_fn = None
+        if kind == "bonds":
+            ds.transform = BondGraph()
+        elif kind == "tokens":
+            ds.transform = SmilesTokens(info["smiles"], info["vocab"], info["max_tokens"])
+        elif kind == "grid":
+            batch_fn = GridInputs(device, random_rotate=split == "train", seed=seed)
+        loader = make_loader(ds, config.batch_size, shuffle=split == "train", seed=seed, num_workers=config.loader_workers)
+        out[split] = MapBatches(loader, batch_fn) if batch_fn is not None else loader
+    return out
+
+
+# -- one run --------------------------------------------------------------------------------
+
+
+def run_one(name: str, seed: int, config: Config, info: dict[str, Any], device: torch.device, run_dir: Path) -> dict[str, Any]:
+    """Trains ``name`` with ``seed`` under both budgets; its history goes to ``run_dir/log.csv``."""
+    kind = "graph" if is_model_spec(name) else MODELS[name].inputs
+    loaders = loaders_for(kind, info, config, seed, device)
+    sample = next(iter(loaders["val"]))
+    if kind == "grid":
+        in_channels, edge_dim = sample.grid.size(1), None
+    elif kind == "tokens":
+        in_channels, edge_dim = len(info["vocab"]), None
+    else:
+        in_channels, edge_dim = sample.x.size(1), sample.edge_attr.size(1)
+        if name in REGISTRY and not REGISTRY[name].edge_features:
+            edge_dim = None  # a registry model that reads no edge features is built without edge_dim
+    torch.manual_seed(seed)
+    model = _builder(name)(in_channels, 1, edge_dim=edge_dim, **model_config(name, config.widths))
+    params = sum(p.numel() for p in model.parameters())
+    warm_up(model, sample, device)
+    sync = (lambda: torch.cuda.synchronize(device)) if device.type == "cuda" else None
+    chunks = BudgetChunks(loaders["train"], config.budget_seconds, config.time_evals, config.epochs, synchronize=sync)
+    target = QM9.TARGETS[target_index(config.target)]
+    train_config = TrainConfig(
+        epochs=chunks.num_chunks, lr=config.lr, schedule=config.schedule, plateau_patience=1, plateau_factor=0.5,
+        grad_clip=config.grad_clip, device=str(device), seed=seed, progress=False, log_epochs=False,
+        target_names=[target],
+    )  # fmt: skip
+    cpu0 = time.process_time()
+    with PeakMemory(device) as mem:
+        result = fit(model, chunks, loaders["val"], loaders["test"], targets=info["normalizer"], config=train_config)
+    cpu = time.process_time() - cpu0
+    n_train = info["sizes"]["train"]
+    budgets = {}
+    for budget in ("time", "epochs"):
+        r = chunks.result(result.history, budget)
+        budgets[budget] = {
+            "test_mae": None if r.test_mae is None else r.test_mae[0], "val_mae": None if r.val_mae is None else r.val_mae[0],
+            "point": r.point, "seconds": round(r.seconds, 3), "molecules": r.molecules,
+            "epochs": round(r.molecules / n_train, 3), "complete": r.complete,
+        }  # fmt: skip
+    curve = [{"budget": p.budget, "seconds": round(p.seconds, 3), "molecules": p.molecules,
+              "val_mae": row.get(f"val_mae_{target}")} for p, row in zip(chunks.points, result.history)]  # fmt: skip
+    # fit's own files (checkpoints every evaluation, a learning-curve PNG) would cost more than a
+    # short run; the history with each point's budget is the run's record.
+    run_dir.mkdir(parents=True)
+    write_log_csv([{**row, **p.as_dict()} for p, row in zip(chunks.points, result.history)], run_dir / "log.csv")
+    last = chunks.points[-1]
+    return {
+        "seed": seed, "parameters": params, "inputs": kind, "config": model_config(name, config.widths), "budgets": budgets,
+        "train_seconds": round(last.seconds, 3), "molecules_seen": last.molecules,
+        "molecules_per_second": round(last.molecules / max(last.seconds, 1e-9), 2),
+        "cpu_seconds": round(cpu, 2), "peak_memory_mb": None if mem.peak_mb is None else round(mem.peak_mb, 1),
+        "stopped_early": len(result.history) < chunks.num_chunks, "curve": curve,
+    }  # fmt: skip
+
+
+# -- aggregation and report -----------------------------------------------------------------
+
+
+def aggregate(runs: list[dict[str, Any]], chemical_accuracy: float) -> dict[str, Any]:
+    """Mean ± std over a model's runs of each budget's test MAE, time, epochs and throughput."""
+    out: dict[str, Any] = {"inputs": runs[0]["inputs"], "config": runs[0]["config"], "parameters": runs[0]["parameters"]}
+    for budget in ("time", "epochs"):
+        test = summarize(r["budgets"][budget]["test_mae"] for r in runs)
+        out[budget] = {
+            "test_mae": asdict(test),
+            "mae_over_chemical_accuracy": None if test.mean is None else test.mean / chemical_accuracy,
+            "seconds": asdict(summarize(r["budgets"][budget]["seconds"] for r in runs)),
+            "epochs": asdict(summarize(r["budgets"][budget]["epochs"] for r in runs)),
+            "complete": all(r["budgets"][budget]["complete"] for r in runs),
+        }
+    out["molecules_per_second"] = asdict(summarize(r["molecules_per_second"] for r in runs))
+    mems = [r["peak_memory_mb"] for r in runs if r["peak_memory_mb"] is not None]
+    out["peak_memory_mb"] = max(mems) if mems else None
+    return out
+
+
+def _summary(d: dict[str, Any]) -> SeedSummary:
+    return SeedSummary(**d)
+
+
+def rankings(models: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    out: dict[str, dict[str, Any]] = {}
+    for budget in ("time", "epochs"):
+        ranks = rank_by_intervals({m: _summary(r[budget]["test_mae"]) for m, r in models.items()})
+        out[budget] = {"rank": {m: r.rank for m, r in ranks.items()}, "overlapping": overlapping_pairs(ranks)}
+    return out
+
+
+def _fmt(d: dict[str, Any], digits: int) -> str:
+    return _summary(d).format(digits)
+
+
+def write_report(results: dict[str, Any], out_dir: Path) -> list[Path]:
+    cfg, unit, target = results["config"], results["unit"], results["target"]
+    stem = out_dir / f"benchmark_{target}"
+    load = results["machine_load"]
+    lines = [f"# Architecture benchmark: QM9 {target}", ""]
+    if load["shared"]:
+        lines += [f"> **Warning: the machine was shared.** {load['verdict'][0].upper()}{load['verdict'][1:]}. Throughputs "
+                  "and the equal-time column are lower than on an idle machine; rerun on an idle one to compare.", ""]  # fmt: skip
+    seeds = ", ".join(str(s) for s in range(cfg["seeds"]))
+    lines += [
+        f"Command: `{results['command']}`  ",
+        f"Device: {results['device']}; torch {results['torch']}; commit {results['commit']}; {results['date']}  ",
+        f"Machine load: {load['verdict']}; 1-minute load average {load['load_average']['start']} before, "
+        f"{load['load_average']['end']} after, on {load['cpu_count']} cores.  ",
+        f"Split: {results['sizes']['train']} train / {results['sizes']['val']} val / {results['sizes']['test']} test "
+        f"molecules of the committed QM9 split; seeds {seeds} per model; preset {cfg['preset']}, widths {cfg['widths']}, "
+        f"batch {cfg['batch_size']}, Adam lr {cfg['lr']} ({cfg['schedule']}), gradient clip {cfg['grad_clip']}.  ",
+        f"Budgets, from one run per (model, seed): **equal time** = {cfg['budget_seconds']:g} s of training wall-clock "
+        f"(evaluation excluded; validation at {cfg['time_evals']} equal fractions), **equal epochs** = {cfg['epochs']} "
+        "passes over the training slice (validation after each). Test MAE at the best validation point within each budget.",
+        "",
+        f"| model | inputs | parameters | test MAE ({unit}), equal time | rank | test MAE ({unit}), equal epochs | rank "
+        f"| epochs in {cfg['budget_seconds']:g} s | s for {cfg['epochs']} epochs | molecules/s | peak memory (MB) |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    ranks = results["rankings"]
+    for name, m in results["models"].items():
+        cells = []
+        for budget in ("time", "epochs"):
+            ratio = m[budget]["mae_over_chemical_accuracy"]
+            cell = _fmt(m[budget]["test_mae"], 4) + (f" ({ratio:.1f}x)" if ratio is not None else "")
+            if not m[budget]["complete"]:
+                cell += " (budget not reached)"
+            rank = ranks[budget]["rank"][name]
+            cells += [cell, "–" if rank is None else str(rank)]
+        mem = "n/a" if m["peak_memory_mb"] is None else f"{m['peak_memory_mb']:.0f}"
+        lines.append(
+            f"| {name} | {INPUT_LABELS[m['inputs']]} | {m['parameters']:,} | {cells[0]} | {cells[1]} | {cells[2]} | {cells[3]} "
+            f"| {_fmt(m['time']['epochs'], 1)} | {_fmt(m['epochs']['seconds'], 1)} | {_fmt(m['molecules_per_second'], 0)} | {mem} |"
+        )
+    lines += ["", f"Test MAE: mean ± sample std over the seeds, (x) = mean / chemical accuracy ({results['chemical_accuracy']} "
+              f"{unit}). Rank = 1 + the number of models whose mean ± std interval lies entirely below this one's.", ""]  # fmt: skip
+    for budget, label in (("time", "Equal time"), ("epochs", "Equal epochs")):
+        pairs = ranks[budget]["overlapping"]
+        text = "; ".join(f"{a} ~ {b}" for a, b in pairs) if pairs else "none: every pair of intervals is disjoint"
+        lines.append(f"- {label}, intervals overlap (no ranking claimed between them): {text}.")
+    if cfg["seeds"] < 2:
+        lines.append("- One seed: no spread, so no ranking is claimed.")
+    lines += ["", "Models:"]
+    for name, m in results["models"].items():
+        lines.append(f"- {name}: {json.dumps(m['config'])}" if m["config"] else f"- {name}: the model's defaults")
+    for name, reason in results["not_run"].items():
+        lines.append(f"- {name}: not run ({reason}).")
+    lines += ["", *(f"- {n}" for n in results["notes"])]
+    md = stem.with_suffix(".md")
+    md.write_text("\n".join(lines) + "\n")
+    js = stem.with_suffix(".json")
+    js.write_text(json.dumps(results, indent=1) + "\n")
+    png = stem.with_suffix(".png")
+    plot_curves(results, png)
+    return [md, js, png]
+
+
+def plot_curves(results: dict[str, Any], path: Path) -> None:
+    """Validation MAE against training wall-clock and against molecules seen, one line per model
+    (mean over seeds) with a band from the lowest to the highest seed."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    cfg = results["config"]
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4.5), sharey=True)
+    for i, (name, runs) in enumerate(results["runs"].items()):
+        color = f"C{i % 10}"
+        for ax, key in zip(axes, ("seconds", "molecules")):
+            curves = []
+            for run in runs:
+                pts = [(p[key], p["val_mae"]) for p in run["curve"] if p["val_mae"] is not None and np.isfinite(p["val_mae"])]
+                curves.append(([x for x, _ in pts], [y for _, y in pts]))
+            band = seed_band(curves)
+            if band is None:
+                continue
+            x, mean, lo, hi = band
+            ax.plot(x, mean, color=color, label=name, marker="o" if len(x) == 1 else None, ms=3)
+            ax.fill_between(x, lo, hi, color=color, alpha=0.2, lw=0)
+    for ax in axes:
+        ax.axhline(results["chemical_accuracy"], color="grey", ls="--", lw=1, label="chemical accuracy")
+        ax.set_yscale("log")
+    axes[0].axvline(cfg["budget_seconds"], color="black", ls=":", lw=1)
+    axes[1].axvline(cfg["epochs"] * results["sizes"]["train"], color="black", ls=":", lw=1)
+    axes[0].set(xlabel="training wall-clock (s)", ylabel=f"validation MAE ({results['unit']})",
+                title=f"equal time: {cfg['budget_seconds']:g} s (dotted)")  # fmt: skip
+    # Log scale: in equal time a fast model sees a hundred times the molecules of a slow one.
+    axes[1].set(xlabel="molecules seen", xscale="log", title=f"equal epochs: {cfg['epochs']} (dotted)")
+    axes[1].legend(fontsize=8)
+    fig.suptitle(f"QM9 {results['target']}, {results['device']}: mean over {cfg['seeds']} seed(s), band = min-max", fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def _notes(results: dict[str, Any], device: torch.device) -> list[str]:
+    notes = [
+        "Epochs = molecules seen / training-slice size. Molecules/s = training molecules per second of training "
+        "wall-clock over the whole run (data loading and input building included).",
+        "mean ± std of a few seeds is a rough interval, not a significance test; more seeds (--seeds) narrow it.",
+        "A budget of seconds or a few epochs ranks how fast each architecture learns, not where it converges: "
+        "Gilmer et al.'s MPNN reaches 0.45 x chemical accuracy on U0 after 3M steps on all 110k training molecules.",
+    ]
+    if results["config"]["widths"] == "quick":
+        notes.append("Quick widths: each model at about half its default width (see Models), so that every model "
+                     "trains its epochs within the time budget on a CPU.")  # fmt: skip
+    if device.type == "cuda":
+        notes.append("Peak memory: torch.cuda.max_memory_allocated during training and evaluation, max over seeds.")
+    else:
+        notes.append("Peak memory: growth of the process's resident set above its level before training (sampled "
+                     "every 10 ms; the dataset was loaded before), max over seeds, i.e. the model's working set.")  # fmt: skip
+    return notes
+
+
+def _mae(value: float | None) -> str:
+    return "n/a (no finite validation score)" if value is None else f"{value:.4f}"
+
+
+def _check_out(out: Path) -> None:
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        raise ValueError(f"--out {str(out)!r} is not an empty folder; choose a new one (a benchmark never overwrites results)")
+
+
+def run_folder(name: str) -> str:
+    """The folder name of a model's runs (a spec's slashes and colons replaced)."""
+    return "".join(c if c.isalnum() or c in "._+-" else "_" for c in name)
+
+
+def main(config: Config) -> dict[str, Any]:
+    out_dir = Path(config.out)
+    _check_out(out_dir)
+    if config.threads is not None:
+        torch.set_num_threads(config.threads)
+    device = resolve_device(config.device)
+    load = MachineLoad(own_threads=torch.get_num_threads() + config.loader_workers)
+    load.sample()
+    info = prepare(config)
+    target = QM9.TARGETS[target_index(config.target)]
+    print(f"QM9 {target}: {info['sizes']} molecules, device {device}, models {', '.join(config.models)}, "
+          f"{config.seeds} seed(s)", flush=True)  # fmt: skip
+    runs: dict[str, list[dict[str, Any]]] = {name: [] for name in config.models}
+    # Seed-major order: a change of load during the benchmark hits every model alike.
+    for seed in range(config.seeds):
+        for name in config.models:
+            run_dir = out_dir / "runs" / run_folder(name) / f"seed{seed}"
+            run = run_one(name, seed, config, info, device, run_dir)
+            runs[name].append(run)
+            load.sample()
+            t, e = run["budgets"]["time"], run["budgets"]["epochs"]
+            print(f"[{name} seed {seed}] test MAE {_mae(t['test_mae'])} after {config.budget_seconds:g} s "
+                  f"({t['epochs']:.1f} epochs), {_mae(e['test_mae'])} after {config.epochs} epochs ({e['seconds']:.0f} s); "
+                  f"{run['molecules_per_second']:.0f} mol/s", flush=True)  # fmt: skip
+    results: dict[str, Any] = {
+        "command": config.command or "python recipes/benchmark.py", "device": device_description(device),
+        "threads": torch.get_num_threads(), "torch": torch.__version__, "commit": git_commit(Path(__file__)),
+        "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "target": config.target, "unit": UNITS[target],
+        "chemical_accuracy": CHEMICAL_ACCURACY[target], "sizes": info["sizes"],
+        "config": {f.name: getattr(config, f.name) for f in fields(config) if f.name not in ("command", "not_run")},
+        "machine_load": load.summary(), "not_run": dict(config.not_run),
+    }  # fmt: skip
+    results["models"] = {name: aggregate(r, results["chemical_accuracy"]) for name, r in runs.items()}
+    results["rankings"] = rankings(results["models"])
+    results["notes"] = _notes(results, device)
+    results["runs"] = runs
+    for path in write_report(results, out_dir):
+        print(f"wrote {path}", flush=True)
+    if results["machine_load"]["shared"]:
+        print(f"warning: the machine was shared ({results['machine_load']['verdict']})", flush=True)
+    return results
+
+
+def parse_args(argv: list[str] | None = None) -> Config:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_options(p, Config)
+    argv = sys.argv[1:] if argv is None else list(argv)
+    given = given_options(p.parse_args(argv))
+    preset = given.get("preset", Config.preset)
+    values = {**PRESETS[preset], **given}
+    not_run = {}
+    if "models" not in given:  # the preset's table says why a reference is missing from it
+        reason = dimenet_missing()
+        if reason:
+            values["models"] = tuple(m for m in values["models"] if m != "dimenet++")
+            not_run["dimenet++"] = reason
+        elif "dimenet++" not in values["models"]:
+            not_run["dimenet++"] = f"not in the {preset} preset; add it with --models"
+    return Config(**values, command=shlex.join(["python", "recipes/benchmark.py", *argv]), not_run=not_run)
 
 
 if __name__ == "__main__":

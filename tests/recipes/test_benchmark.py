@@ -1,80 +1,130 @@
-"""Smoke test of recipes/benchmark.py: every architecture end to end on a tiny real QM9 slice."""
+"""recipes/benchmark.py end to end on a tiny real QM9 slice: every architecture and reference, 2 seeds,
+both budgets, a user's model imported from a spec; outputs only under --out."""
 
+import hashlib
 import json
 import math
+import pathlib
 
 import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch_geometric.nn import global_add_pool
+
+from gnnkit.models.reference import dimenet_missing
+
+REPO = pathlib.Path(__file__).resolve().parents[2]
 
 
-def test_benchmark_recipe_smoke(tmp_path, one_thread, load_recipe):
+class TinyUserModel(nn.Module):
+    """A user's model with the documented interface: (in_channels, out_channels, edge_dim) and
+    ``model(batch) -> [num_graphs, out_channels]`` on the complete-graph batch."""
+
+    def __init__(self, in_channels: int, out_channels: int, edge_dim: int | None = None) -> None:
+        super().__init__()
+        self.node, self.edge = nn.Linear(in_channels, 8), nn.Linear(edge_dim, 8)
+        self.out = nn.Linear(16, out_channels)
+
+    def forward(self, batch):
+        n = batch.num_graphs
+        h = global_add_pool(F.relu(self.node(batch.x)), batch.batch, size=n)
+        e = global_add_pool(F.relu(self.edge(batch.edge_attr)), batch.batch[batch.edge_index[0]], size=n)
+        return self.out(torch.cat([h, e], dim=1))
+
+
+USER_SPEC = f"{pathlib.Path(__file__).resolve()}:TinyUserModel"
+
+
+def _tree(root: pathlib.Path) -> dict[str, str]:
+    return {str(p.relative_to(root)): hashlib.sha1(p.read_bytes()).hexdigest() for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+def test_benchmark_end_to_end_with_seeds_budgets_and_a_user_model(tmp_path, monkeypatch, one_thread, load_recipe):
     bench = load_recipe("benchmark")
-    out = tmp_path / "results"
+    out, cwd = tmp_path / "out", tmp_path / "cwd"
+    cwd.mkdir()
+    monkeypatch.chdir(cwd)
+    committed = _tree(REPO / "recipes" / "results")
+    repo_runs = _tree(REPO / "runs") if (REPO / "runs").exists() else None
+    models = ["mpnn", "ggnn", "gcn-graph", "cnn", "rnn", "pyg-nnconv", "schnet", USER_SPEC]
     config = bench.parse_args(
-        ["--target", "U0", "--train-size", "32", "--eval-size", "16", "--batch-size", "16",
-         "--budget-minutes", "0.01", "--evals", "2", "--data-root", str(tmp_path / "qm9"), "--out", str(out), "--device", "cpu"]
+        ["--models", ",".join(models), "--seeds", "2", "--train-size", "24", "--eval-size", "16", "--batch-size", "8",
+         "--budget-seconds", "0.3", "--time-evals", "2", "--epochs", "2", "--data-root", str(tmp_path / "qm9"),
+         "--out", str(out), "--device", "cpu"]
     )  # fmt: skip
-    assert config.models == ("mpnn", "ggnn", "gcn", "cnn", "rnn")
     results = bench.main(config)
 
     data = json.loads((out / "benchmark_U0.json").read_text())
     assert data == json.loads(json.dumps(results))
-    assert set(data["models"]) == {"mpnn", "ggnn", "gcn", "cnn", "rnn"}
-    assert data["sizes"] == {"train": 32, "val": 16, "test": 16}
-    for name, r in data["models"].items():
-        assert math.isfinite(r["test_mae"]) and r["test_mae"] > 0, name
-        assert r["mae_over_chemical_accuracy"] == pytest.approx(r["test_mae"] / 0.043)
-        assert r["parameters"] > 0 and r["molecules_seen"] >= 16 and r["molecules_per_second"] > 0
-        assert len(r["curve"]) == 2 and r["curve"][0][0] < r["curve"][1][0]
-        assert r["peak_memory_mb"] is None or r["peak_memory_mb"] >= 0
+    assert list(data["models"]) == models and data["sizes"] == {"train": 24, "val": 16, "test": 16}
+    for name, m in data["models"].items():
+        assert len(data["runs"][name]) == 2 and [r["seed"] for r in data["runs"][name]] == [0, 1]
+        for budget in ("time", "epochs"):
+            test = m[budget]["test_mae"]
+            assert test["n"] == 2 and math.isfinite(test["mean"]) and test["mean"] > 0 and test["std"] >= 0, name
+            assert m[budget]["complete"] and m[budget]["mae_over_chemical_accuracy"] == pytest.approx(test["mean"] / 0.043)
+            assert data["rankings"][budget]["rank"][name] >= 1
+        for run in data["runs"][name]:
+            # One run serves both budgets: 2 time points and 2 epoch points, each budget's result read off them.
+            assert sorted(p["budget"] for p in run["curve"]) == ["epochs", "epochs", "time", "time"]
+            assert run["budgets"]["epochs"]["molecules"] == 48 and run["budgets"]["epochs"]["epochs"] == 2
+            assert run["budgets"]["time"]["seconds"] >= 0.3 * 0.5 and run["molecules_per_second"] > 0
+            assert run["parameters"] > 0 and (run["peak_memory_mb"] is None or run["peak_memory_mb"] >= 0)
+            assert (out / "runs" / bench.run_folder(name) / f"seed{run['seed']}" / "log.csv").is_file()
+    assert data["models"]["mpnn"]["config"] == {"channels": 32, "edge_hidden": 64}  # quick widths
+    load = data["machine_load"]
+    assert isinstance(load["shared"], bool) and load["load_average"]["start"] is not None
+
     md = (out / "benchmark_U0.md").read_text()
-    assert "recipes/benchmark.py --target U0" in md
-    for name in data["models"]:
-        assert f"| {name} |" in md
+    assert "recipes/benchmark.py --models" in md and "intervals overlap" in md
+    for name in models:
+        row = next(line for line in md.splitlines() if line.startswith(f"| {name} |"))
+        assert row.count("±") >= 2, row  # mean ± std in both budget columns
+    if load["shared"]:
+        assert "Warning: the machine was shared" in md
     assert (out / "benchmark_U0.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
+    # Written only under --out (and the dataset cache under --data-root): nothing in the working
+    # directory, the committed results or the repository's runs/.
+    assert not any(cwd.iterdir())
+    assert {p.name for p in tmp_path.iterdir()} == {"out", "qm9", "cwd"}
+    assert _tree(REPO / "recipes" / "results") == committed
+    assert (_tree(REPO / "runs") if (REPO / "runs").exists() else None) == repo_runs
+    with pytest.raises(ValueError, match="not an empty folder"):
+        bench.main(config)
 
-def test_timed_chunks_and_config_errors(monkeypatch, load_recipe):
+
+def test_presets_overrides_and_errors(load_recipe, monkeypatch):
     bench = load_recipe("benchmark")
-    clock = [0.0]
-    monkeypatch.setattr(bench.time, "perf_counter", lambda: clock[0])
-
-    class Batch:
-        num_graphs = 2
-
-    class Loader:
-        sampler = None
-
-        def __init__(self, batch_seconds):
-            self.batch_seconds = batch_seconds
-
-        def __len__(self):
-            return 3
-
-        def __iter__(self):
-            for _ in range(3):
-                clock[0] += self.batch_seconds  # the consumer's training step, on the fake clock
-                yield Batch()
-
-    chunks = bench.TimedChunks(Loader(0.01), seconds=0.05)
-    first, second = list(chunks), list(chunks)
-    # Each chunk runs on into the next pass of the 3-batch loader and stops at its time mark.
-    assert len(first) == len(second) == 5 and chunks.molecules == 20
-    assert chunks.marks == pytest.approx([0.05, 0.10])
-    # A batch slower than a chunk: one batch per chunk, never an empty one.
-    slow = bench.TimedChunks(Loader(0.2), seconds=0.05)
-    assert [len(list(slow)) for _ in range(3)] == [1, 1, 1]
-    monkeypatch.undo()
-
-    with pytest.raises(ValueError, match="models"):
-        bench.parse_args(["--models", "mpnn,transformer"])
-    with pytest.raises(ValueError, match="target"):
-        bench.parse_args(["--target", "U7"])
-    with pytest.raises(ValueError, match="budget"):
-        bench.parse_args(["--budget-minutes", "0"])
     quick = bench.parse_args([])
-    assert (quick.train_size, quick.eval_size) == (10_000, 500)
-    full = bench.parse_args(["--train-size", "all"])
-    assert (full.train_size, full.eval_size) == (None, None)
-    assert bench.parse_args(["--train-size", "50", "--eval-size", "20"]).eval_size == 20
-    with pytest.raises(SystemExit):
-        bench.parse_args(["--train-size", "0"])
+    assert (quick.train_size, quick.eval_size, quick.seeds, quick.budget_seconds, quick.epochs) == (500, 300, 3, 45.0, 3)
+    assert quick.models == ("mpnn", "ggnn", "gcn-graph", "cnn", "rnn", "pyg-nnconv", "schnet")
+    assert quick.out == "runs/benchmark" and quick.widths == "quick" and quick.schedule == "constant"
+    assert set(quick.not_run) == {"dimenet++"}  # the table says why it is not there
+    gpu = bench.parse_args(["--preset", "gpu", "--seeds", "2"])
+    assert (gpu.train_size, gpu.eval_size, gpu.budget_seconds, gpu.epochs, gpu.seeds) == (None, None, 1800.0, 10, 2)
+    assert gpu.widths == "default" and gpu.device == "cuda" and gpu.loader_workers == 4
+    if dimenet_missing():  # a preset's reference that cannot run here is listed as not run
+        assert "dimenet++" not in gpu.models and "pyg-lib" in gpu.not_run["dimenet++"]
+        with pytest.raises(ValueError, match="dimenet\\+\\+ cannot run here"):
+            bench.parse_args(["--models", "mpnn,dimenet++"])
+    else:
+        assert "dimenet++" in gpu.models
+    assert bench.parse_args(["--train-size", "all", "--grad-clip", "none"]).train_size is None
+    assert bench.model_config("schnet", "default") == {} and bench.model_config(USER_SPEC, "quick") == {}
+
+    for argv, match in (
+        (["--models", "mpnn,transformer"], "unknown model 'transformer'"),
+        (["--models", "mpnn,mpnn"], "repeats"),
+        (["--models", "no_such_pkg_xyz.mod:Net"], "cannot import module"),
+        (["--models", f"{USER_SPEC[: -len('TinyUserModel')]}Missing"], "has no attribute"),
+        (["--target", "U7"], "target"),
+        (["--budget-seconds", "0"], "budget_seconds"),
+        (["--seeds", "0"], "seeds"),
+    ):
+        with pytest.raises(ValueError, match=match):
+            bench.parse_args(argv)
+    for argv in (["--train-size", "0"], ["--preset", "tpu"], ["--schedule", "linear"]):
+        with pytest.raises(SystemExit):
+            bench.parse_args(argv)

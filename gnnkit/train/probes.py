@@ -1,0 +1,241 @@
+"""Measurement probes for benchmarks: peak memory, machine load, device and commit strings.
+
+A timing is only worth reporting if the machine was not busy with something else: on a shared
+CPU a model trains at a fraction of its speed, and a comparison under an equal wall-clock budget
+measures the load rather than the model. :class:`MachineLoad` records how much CPU *other*
+processes used while a benchmark ran (from ``/proc/stat``, minus this process's own CPU time),
+and the load average before and after, so a report can say when its timings are not those of an
+idle machine.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import gc
+import os
+import platform
+import resource
+import subprocess
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+
+class PeakMemory:
+    """Peak memory while the block runs: CUDA ``max_memory_allocated`` on a GPU; on CPU the peak
+    resident set size above the level at entry, sampled every 10 ms from /proc (freed memory is
+    returned to the OS first, so that a previous model's heap does not hide this one's).
+
+    ``peak_mb`` is ``None`` where it cannot be measured (no /proc).
+
+    Example::
+
+        with PeakMemory(device) as mem:
+            train()
+        print(mem.peak_mb)
+    """
+
+    def __init__(self, device: torch.device | str) -> None:
+        self.device, self.peak_mb = torch.device(device), None
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._base = self._peak = 0
+
+    @staticmethod
+    def _rss() -> int | None:
+        try:
+            with open("/proc/self/statm") as f:
+                return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+        except (OSError, ValueError):
+            return None
+
+    def _watch(self) -> None:
+        while not self._stop.wait(0.01):
+            rss = self._rss()
+            if rss is not None:
+                self._peak = max(self._peak, rss)
+
+    def __enter__(self) -> PeakMemory:
+        gc.collect()
+        if self.device.type == "cuda":
+            torch.cuda.empty_cache()
+            torch.cuda.reset_peak_memory_stats(self.device)
+            return self
+        try:
+            ctypes.CDLL("libc.so.6").malloc_trim(0)
+        except (OSError, AttributeError):
+            pass
+        self._base = self._peak = self._rss() or 0
+        self._thread = threading.Thread(target=self._watch, daemon=True)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.device.type == "cuda":
+            self.peak_mb = torch.cuda.max_memory_allocated(self.device) / 2**20
+            return
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join()
+        rss = self._rss()
+        if rss is not None:
+            self._peak = max(self._peak, rss)
+            self.peak_mb = (self._peak - self._base) / 2**20
+
+
+def _busy_seconds() -> float | None:
+    """CPU seconds all cores of the machine spent busy since boot (``/proc/stat``), or ``None``."""
+    try:
+        with open("/proc/stat") as f:
+            fields = f.readline().split()
+    except OSError:
+        return None
+    if not fields or fields[0] != "cpu" or len(fields) < 8:
+        return None
+    user, nice, system, _idle, _iowait, irq, softirq = map(int, fields[1:8])
+    steal = int(fields[8]) if len(fields) > 8 else 0
+    return (user + nice + system + irq + softirq + steal) / os.sysconf("SC_CLK_TCK")
+
+
+def _own_cpu_seconds() -> float:
+    """CPU seconds of this process and its finished children (e.g. DataLoader workers)."""
+    total = 0.0
+    for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN):
+        usage = resource.getrusage(who)
+        total += usage.ru_utime + usage.ru_stime
+    return total
+
+
+def _load_average() -> list[float] | None:
+    try:
+        return [round(v, 2) for v in os.getloadavg()]
+    except (OSError, AttributeError):
+        return None
+
+
+@dataclass
+class LoadSample:
+    """One reading: wall-clock time, load average (1, 5, 15 min), machine busy CPU seconds and
+    this process's CPU seconds (``None`` where the platform does not say)."""
+
+    wall: float
+    load_average: list[float] | None
+    busy_seconds: float | None
+    own_seconds: float
+
+    @classmethod
+    def now(cls) -> LoadSample:
+        return cls(time.perf_counter(), _load_average(), _busy_seconds(), _own_cpu_seconds())
+
+
+@dataclass
+class MachineLoad:
+    """Whether other processes shared the machine during a benchmark.
+
+    Call :meth:`sample` at the start, between runs and at the end (``samples`` collects them);
+    :meth:`summary` compares the first and last. *Other cores* is the machine's busy CPU time
+    (``/proc/stat``) minus this process's own (and its finished children's), per second of wall
+    clock: about 0 on an idle machine, 1 when another process kept one core busy. The machine
+    counts as shared when other cores exceed ``threshold``; without ``/proc/stat``, when the
+    1-minute load average at the start exceeds ``threshold`` plus one, or at the end exceeds
+    ``own_threads`` (this process's busy threads) by more than one.
+
+    Args:
+        threshold: other cores above which the machine counts as shared.
+        own_threads: threads this process keeps busy (for the load-average fallback).
+    """
+
+    threshold: float = 0.25
+    own_threads: int = 1
+    samples: list[LoadSample] = field(default_factory=list)
+
+    def sample(self) -> LoadSample:
+        s = LoadSample.now()
+        self.samples.append(s)
+        return s
+
+    def summary(self) -> dict[str, Any]:
+        """``cpu_count``, ``load_average`` (``start``/``end``/``max`` of the 1-minute value and the
+        ``start``/``end`` triples), ``other_cores`` (``None`` without /proc/stat), ``shared`` and a
+        ``verdict`` sentence."""
+        if len(self.samples) < 2:
+            raise ValueError("MachineLoad.summary needs at least two samples (start and end)")
+        first, last = self.samples[0], self.samples[-1]
+        ones = [s.load_average[0] for s in self.samples if s.load_average is not None]
+        wall = max(last.wall - first.wall, 1e-9)
+        other = None
+        if first.busy_seconds is not None and last.busy_seconds is not None:
+            busy = last.busy_seconds - first.busy_seconds
+            other = max(busy - (last.own_seconds - first.own_seconds), 0.0) / wall
+        cores = os.cpu_count() or 1
+        start = first.load_average[0] if first.load_average is not None else None
+        end = last.load_average[0] if last.load_average is not None else None
+        if other is not None:
+            shared = other > self.threshold
+            verdict = (f"other processes used {other:.2f} of the {cores} cores on average while the benchmark ran "
+                       f"({'above' if shared else 'within'} the {self.threshold} allowed for an idle machine)")  # fmt: skip
+        elif start is not None and end is not None:
+            shared = start > self.threshold + 1 or end > self.own_threads + 1
+            verdict = (f"1-minute load average {start} at the start and {end} at the end on {cores} cores, with "
+                       f"{self.own_threads} busy thread(s) of the benchmark's own")  # fmt: skip
+        else:
+            shared, verdict = False, "the machine's load could not be read on this platform"
+        return {
+            "cpu_count": cores,
+            "load_average": {"start": start, "end": end, "max": max(ones) if ones else None,
+                             "start_1_5_15": first.load_average, "end_1_5_15": last.load_average},
+            "other_cores": None if other is None else round(other, 3),
+            "threshold": self.threshold,
+            "shared": shared,
+            "verdict": verdict,
+        }  # fmt: skip
+
+
+
+def warm_up(model: torch.nn.Module, batch: Any, device: torch.device | str) -> None:
+    """One untimed forward and backward pass of ``model`` on ``batch``, so that one-time kernel,
+    thread-pool and allocator setup is not charged to a timed budget. In eval mode and without an
+    optimizer step, so weights and batch-norm statistics are left as they are; gradients are
+    cleared after. Leaves the model on ``device``, in training mode."""
+    model.to(device).eval()
+    model(batch.to(device)).float().square().mean().backward()
+    model.zero_grad(set_to_none=True)
+    model.train()
+
+
+def device_description(device: torch.device | str) -> str:
+    """``"NVIDIA H100 80GB HBM3 (CUDA 12.4)"`` or ``"CPU <model name>, 2 threads"`` (torch's intra-op threads)."""
+    device = torch.device(device)
+    if device.type == "cuda":
+        return f"{torch.cuda.get_device_name(device)} (CUDA {torch.version.cuda})"
+    name = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as f:
+            name = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    threads = torch.get_num_threads()
+    return f"CPU {name}, {threads} thread{'s' if threads != 1 else ''}"
+
+
+def git_commit(path: str | os.PathLike) -> str | None:
+    """Short commit hash of the git work tree holding ``path`` (with ``+dirty`` if it has
+    uncommitted changes to tracked files), or ``None`` outside one."""
+    cwd = Path(path).resolve()
+    cwd = cwd if cwd.is_dir() else cwd.parent
+    try:
+        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=cwd, capture_output=True, text=True, timeout=10)
+        if head.returncode != 0 or not head.stdout.strip():
+            return None
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=cwd,
+                               capture_output=True, text=True, timeout=10)  # fmt: skip
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return head.stdout.strip() + ("+dirty" if dirty.returncode == 0 and dirty.stdout.strip() else "")
+
+
+__all__ = ["PeakMemory", "MachineLoad", "LoadSample", "warm_up", "device_description", "git_commit"]
