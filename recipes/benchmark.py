@@ -493,7 +493,8 @@ def parse_args(argv: list[str] | None = None) -> Config:
     p.add_argument("--lr", type=float, default=Config.lr)
     p.add_argument("--seed", type=int, default=Config.seed)
     p.add_argument("--device", default=Config.device)
-    p.add_argument("--data-root", default=None, help="dataset root with the processed cache (default datasets/qm9)")
+    p.add_argument("--data-root", default=None, help="QM9 folder with the processed cache (default: qm9/ under "
+                   "$GNNKIT_DATA, else the checkout's datasets/, else ~/.cache/gnnkit)")
     p.add_argument("--out", default=Config.out, help="where benchmark_<target>.md/.json/.png go")
     p.add_argument("--loader-workers", type=int, default=Config.loader_workers, help="DataLoader worker processes")
     a = p.parse_args(argv)
