@@ -22,8 +22,9 @@ also gives the spmm forward time, the effective bandwidth of the bytes-per-edge 
 (:func:`spmm_bytes`) and its fraction of the device's peak HBM bandwidth.
 
 Graphs: a power-law random graph (1M nodes / 10M edges on GPU, 100k / 1M on CPU), Cora (read with
-PyG's ``Planetoid`` from a temporary copy of ``--data-root``/planetoid, default ``$GNNKIT_DATA``
-or ``../shared/data``) and a QM9-sized batch (128 molecules of 18 atoms, complete graphs).
+PyG's ``Planetoid`` from a temporary copy of ``<data root>/planetoid/Cora/raw``; the data root is
+``--data-root``, else ``$GNNKIT_DATA``, else the checkout's ``datasets/``) and a QM9-sized batch
+(128 molecules of 18 atoms, complete graphs).
 """
 
 from __future__ import annotations
@@ -45,9 +46,8 @@ import torch
 from torch import Tensor
 from torch_geometric.utils import scatter as pyg_scatter
 
+from gnnkit.data.paths import data_root
 from gnnkit.ops import CSR, scatter, spmm
-
-REPO = pathlib.Path(__file__).resolve().parents[1]
 
 # Peak HBM bandwidth in GB/s by device name (vendor datasheets).
 PEAK_GBPS = {"H200": 4800.0, "H100 SXM": 3350.0, "H100 PCIe": 2000.0, "H100": 3350.0, "A100": 2039.0}
@@ -63,7 +63,7 @@ class BenchConfig:
     powerlaw_edges: int | None = None  # default: 10 per node
     qm9_molecules: int = 128
     qm9_atoms: int = 18
-    data_root: str = os.environ.get("GNNKIT_DATA", str(REPO.parent / "shared" / "data"))
+    data_root: str | None = None  # default: gnnkit.data.paths.data_root()
     repeats: int = 7
     warmup: int = 2
     min_seconds: float = 0.5  # keep repeating fast rows until each candidate ran this long
@@ -97,10 +97,10 @@ def qm9_batch(num_molecules: int, atoms: int) -> tuple[Tensor, int]:
     return local.repeat(1, num_molecules) + offsets, num_molecules * atoms
 
 
-def cora(data_root: str) -> tuple[Tensor, int]:
+def cora(root: str | None) -> tuple[Tensor, int]:
     from torch_geometric.datasets import Planetoid
 
-    raw = pathlib.Path(data_root) / "planetoid" / "Cora" / "raw"
+    raw = data_root(root) / "planetoid" / "Cora" / "raw"
     if not raw.is_dir():
         raise FileNotFoundError(f"Cora raw files not found under {raw}; pass --data-root or set GNNKIT_DATA")
     with tempfile.TemporaryDirectory() as tmp:  # PyG writes processed/ beside raw/
@@ -324,7 +324,8 @@ def parse_args(argv: list[str] | None = None) -> BenchConfig:
     p.add_argument("--graphs", nargs="+", default=list(defaults.graphs), choices=["powerlaw", "cora", "qm9"])
     p.add_argument("--powerlaw-nodes", type=int, default=None)
     p.add_argument("--powerlaw-edges", type=int, default=None)
-    p.add_argument("--data-root", default=defaults.data_root, help="folder holding planetoid/Cora/raw")
+    p.add_argument("--data-root", default=defaults.data_root,
+                   help="data root holding planetoid/Cora/raw (default: $GNNKIT_DATA, else the checkout's datasets/)")
     p.add_argument("--repeats", type=int, default=defaults.repeats)
     p.add_argument("--warmup", type=int, default=defaults.warmup)
     p.add_argument("--min-seconds", type=float, default=defaults.min_seconds)

@@ -157,7 +157,7 @@ class Config:
     device: str = _opt("auto", "cpu, cuda, cuda:1 or auto")
     threads: int | None = _opt(None, "torch intra-op threads (default: torch's)")
     loader_workers: int = _opt(0, "DataLoader worker processes")
-    data_root: str | None = _opt(None, "dataset root with the processed cache (default datasets/qm9)")
+    data_root: str | None = _opt(None, "QM9 folder with the processed cache (default: qm9/ under $GNNKIT_DATA, else the checkout's datasets/, else ~/.cache/gnnkit)")
     out: str = _opt("runs/benchmark", "output folder (must be empty or absent)")
     command: str = field(default="", repr=False, metadata={"cli": False})
     not_run: dict[str, str] = field(default_factory=dict, metadata={"cli": False})

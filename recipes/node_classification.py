@@ -311,7 +311,8 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
     p.add_argument("--dataset", choices=NODE_DATASETS)
     p.add_argument("--splits", choices=SPLITS)
     p.add_argument("--all", action="store_true", help="every model on every dataset (config 'all'); needs --out")
-    p.add_argument("--data-root", default=None, help="data root (default: $GNNKIT_DATA, then datasets/)")
+    p.add_argument("--data-root", default=None, help="data root with planetoid/, webkb/, wikipedia/, actor/ (default: "
+                   "$GNNKIT_DATA, else the checkout's datasets/, else ~/.cache/gnnkit)")
     p.add_argument("--out", default=None, help="write DIR/result.json (with --all: DIR/<model>-<dataset>-<splits>/, "
                                               f"DIR/{ALL_RECORD} and DIR/{ALL_TABLE})")  # fmt: skip
     p.add_argument("--resume", action="store_true", help="reuse the finished results in a non-empty --out")

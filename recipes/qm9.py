@@ -178,7 +178,8 @@ def parse_args(argv: list[str] | None = None) -> Config:
     p.add_argument("--amp", action="store_true", help="bf16 autocast on CUDA")
     p.add_argument("--seed", type=int, default=Config.seed)
     p.add_argument("--out", default=Config.out)
-    p.add_argument("--data-root", default=None, help="dataset root with the processed cache (default datasets/qm9)")
+    p.add_argument("--data-root", default=None, help="QM9 folder with the processed cache (default: qm9/ under "
+                   "$GNNKIT_DATA, else the checkout's datasets/, else ~/.cache/gnnkit)")
     p.add_argument("--resume", action="store_true", help="continue the run in OUT (from OUT/checkpoint.pt)")
     p.add_argument("--overwrite", action="store_true", help="replace the run files in a non-empty OUT")
     p.add_argument("--loader-workers", type=int, default=None, help="DataLoader workers (default: 0 on CPU, up to 8 on CUDA)")

@@ -2,10 +2,16 @@
 
 Triton kernels run in interpreter mode on CPU tensors when no GPU is present, so CI checks them
 without one. The variable must be set before triton is imported anywhere.
+
+The suite reads nothing outside the repository: the node-classification tests use the raw graphs
+committed under ``datasets/`` (copied to a temporary folder, since PyG writes ``processed/``
+beside ``raw/``), and the network is never needed.
 """
 
 import os
 import pathlib
+import shutil
+import socket
 
 os.environ.setdefault("TRITON_INTERPRET", "0" if os.environ.get("GNNKIT_TEST_GPU") == "1" else "1")
 
@@ -13,7 +19,7 @@ import pytest  # noqa: E402
 import torch  # noqa: E402
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
-SHARED_DATA = pathlib.Path(os.environ.get("GNNKIT_SHARED_DATA", REPO.parent / "shared" / "data"))
+DATASETS = REPO / "datasets"
 
 
 @pytest.fixture(autouse=True)
@@ -22,13 +28,46 @@ def _seed():
     yield
 
 
+def _copy_datasets(dst: pathlib.Path, *folders: str) -> pathlib.Path:
+    """Copies the committed dataset folders (paths relative to ``datasets/``, e.g.
+    ``"webkb/texas"``) into the data root ``dst``, without any ``processed/`` or ``cache/``."""
+    for folder in folders:
+        src = DATASETS / folder
+        if not (src / "raw").is_dir() and not any(src.glob("*/raw")):
+            raise FileNotFoundError(f"no raw files committed under {src}")
+        shutil.copytree(src, dst / folder, ignore=shutil.ignore_patterns("processed", "cache"))
+    return dst
+
+
 @pytest.fixture(scope="session")
-def shared_data() -> pathlib.Path:
-    if not SHARED_DATA.is_dir():
-        raise FileNotFoundError(
-            f"benchmark graphs not found at {SHARED_DATA}; set GNNKIT_SHARED_DATA to the shared/data folder"
-        )
-    return SHARED_DATA
+def copy_datasets():
+    """``copy_datasets(dst, "webkb/texas", ...)``: copies committed dataset folders into ``dst``."""
+    return _copy_datasets
+
+
+@pytest.fixture(scope="session")
+def node_data_root(tmp_path_factory) -> pathlib.Path:
+    """A data root with writable copies of the committed Texas and Cora raw files, shared by the
+    session so that PyG processes each graph once. Tests that change files make their own copy."""
+    return _copy_datasets(tmp_path_factory.mktemp("node_data"), "webkb/texas", "planetoid/Cora")
+
+
+_LOCAL_HOSTS = {None, "", "localhost", "127.0.0.1", "::1", "0.0.0.0"}
+_getaddrinfo = socket.getaddrinfo
+
+
+@pytest.fixture(autouse=True)
+def _offline(monkeypatch):
+    """Every test runs offline: resolving a remote host fails as on a machine without network
+    (urllib, fsspec and aiohttp all resolve through ``socket.getaddrinfo``), so a missing file
+    can never be hidden by a download. Local addresses still resolve."""
+
+    def getaddrinfo(host, *args, **kwargs):
+        if host in _LOCAL_HOSTS or host == socket.gethostname():
+            return _getaddrinfo(host, *args, **kwargs)
+        raise socket.gaierror(socket.EAI_AGAIN, f"Temporary failure in name resolution ({host}: tests run offline)")
+
+    monkeypatch.setattr(socket, "getaddrinfo", getaddrinfo)
 
 
 @pytest.fixture

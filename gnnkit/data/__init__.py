@@ -4,6 +4,7 @@ from gnnkit.data.grid import grid_graph, grid_offsets, path_graph
 from gnnkit.data.molecule import FeaturizerOptions, atom_features, featurize, mol_from_xyz
 from gnnkit.data.node_classification import NODE_DATASETS, load_node_dataset, random_splits, undirected_graph
 from gnnkit.data.normalize import TargetNormalizer
+from gnnkit.data.paths import data_root, user_cache_dir
 from gnnkit.data.qm9 import QM9, load_split, make_split, target_index
 from gnnkit.data.smiles import EncodeSmiles, SmilesVocab, read_qm9_smiles, tokenize
 from gnnkit.data.voxel import Voxelize, random_rotation, voxelize
@@ -32,4 +33,6 @@ __all__ = [
     "load_node_dataset",
     "random_splits",
     "undirected_graph",
+    "data_root",
+    "user_cache_dir",
 ]

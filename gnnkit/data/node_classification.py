@@ -8,8 +8,12 @@ Graphs come from PyG's own dataset classes (``Planetoid``, ``WebKB``,
     <root>/wikipedia/{chameleon,squirrel}/geom_gcn/raw
     <root>/actor/raw
 
-The root is the ``root`` argument, else ``$GNNKIT_DATA``, else ``datasets/``. Features are always
-row-normalised (PyG's ``NormalizeFeatures``, as TDGNN, NHGCN and Kipf's GCN all do).
+The root follows :func:`gnnkit.data.paths.data_root`: the ``root`` argument, else ``$GNNKIT_DATA``,
+else the checkout's ``datasets/`` (which holds the raw files of Cora, CiteSeer, Cornell, Texas,
+Wisconsin and Actor), else ``~/.cache/gnnkit``. A graph whose raw files are not under the root
+(chameleon and squirrel are not committed) is downloaded by PyG on first use; when that fails
+(offline), the error names the missing files and the folder they were expected in. Features are
+always row-normalised (PyG's ``NormalizeFeatures``, as TDGNN, NHGCN and Kipf's GCN all do).
 
 Split protocols (masks have shape ``[N, S]``, one column per split):
 
@@ -34,11 +38,14 @@ import torch
 from torch import Tensor
 from torch_geometric.data import Data
 
+from gnnkit.data.paths import data_root
+
 __all__ = [
     "NODE_DATASETS",
     "SPLITS",
     "data_root",
     "load_node_dataset",
+    "raw_files",
     "random_splits",
     "undirected_graph",
     "graph_cache_dir",
@@ -48,13 +55,6 @@ __all__ = [
 NODE_DATASETS: tuple[str, ...] = ("cora", "citeseer", "cornell", "texas", "wisconsin", "chameleon", "squirrel", "actor")
 SPLITS: tuple[str, ...] = ("public", "geom-gcn", "random")
 _PLANETOID = {"cora": "Cora", "citeseer": "CiteSeer"}
-
-
-def data_root(root: str | os.PathLike | None = None) -> pathlib.Path:
-    """``root``, else ``$GNNKIT_DATA``, else ``datasets/``."""
-    if root is not None:
-        return pathlib.Path(root)
-    return pathlib.Path(os.environ.get("GNNKIT_DATA") or "datasets")
 
 
 def _check_name(name: str) -> str:
@@ -88,13 +88,44 @@ def _dataset_dir(name: str, root: pathlib.Path) -> pathlib.Path:
     return root / "actor"
 
 
-def _check_root(name: str, root: pathlib.Path) -> None:
-    raw = _dataset_dir(name, root) / "raw"
-    if not raw.is_dir():
+def raw_files(name: str, split: str, root: str | os.PathLike | None = None) -> list[pathlib.Path]:
+    """The raw files PyG reads for ``name`` under split protocol ``split`` (the ``raw/`` folder
+    of the layout in the module docstring, including the Geom-GCN split files)."""
+    name = _check_name(name)
+    if split not in SPLITS:
+        raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
+    folder = _dataset_dir(name, data_root(root))
+    if name in _PLANETOID:
+        geom_gcn = split == "geom-gcn"
+        raw = folder / "geom-gcn" / "raw" if geom_gcn else folder / "raw"
+        names = [f"ind.{name}.{part}" for part in ("x", "tx", "allx", "y", "ty", "ally", "graph", "test.index")]
+        # Planetoid(split="geom-gcn") also reads the ten split files, though it only checks ind.*.
+        names += [f"{name}_split_0.6_0.2_{i}.npz" for i in range(10)] if geom_gcn else []
+        return [raw / n for n in names]
+    prefix = "film" if name == "actor" else name
+    names = ["out1_node_feature_label.txt", "out1_graph_edges.txt"] + [f"{prefix}_split_0.6_0.2_{i}.npz" for i in range(10)]
+    return [folder / "raw" / n for n in names]
+
+
+def _load_pyg(name: str, split: str, root: pathlib.Path):
+    """PyG's dataset, which downloads missing raw files; a failed download (no network) becomes a
+    FileNotFoundError that names the missing files instead of a URLError."""
+    missing = [p for p in raw_files(name, split, root) if not p.is_file()]
+    if not missing:
+        return _pyg_dataset(name, root, geom_gcn=split == "geom-gcn")
+    try:
+        return _pyg_dataset(name, root, geom_gcn=split == "geom-gcn")
+    except Exception as e:  # noqa: BLE001 - urllib, fsspec and aiohttp each raise their own errors
+        still = [p for p in missing if not p.is_file()]
+        if not still:
+            raise  # the download worked; the failure is elsewhere
+        shown = ", ".join(p.name for p in still[:4]) + (f" and {len(still) - 4} more" if len(still) > 4 else "")
         raise FileNotFoundError(
-            f"{name}: no raw files at {raw}. Pass root= / --data-root, or set GNNKIT_DATA, to a folder "
-            "laid out as planetoid/, webkb/, wikipedia/, actor/ (see gnnkit.data.node_classification)"
-        )
+            f"{name}: {len(still)} raw file(s) missing in {still[0].parent} (data root {root}): {shown}; "
+            f"PyG did not get them ({type(e).__name__}: {e}). Put PyG's raw files there, or pass "
+            "root= / --data-root, or set GNNKIT_DATA, to a folder laid out as planetoid/, webkb/, wikipedia/, "
+            "actor/ (see gnnkit.data.node_classification)"
+        ) from e
 
 
 def random_splits(
@@ -157,7 +188,8 @@ def load_node_dataset(
     Args:
         name: one of :data:`NODE_DATASETS` (case-insensitive).
         split: ``"public"`` (Cora/CiteSeer only), ``"geom-gcn"`` or ``"random"``.
-        root: data root (default ``$GNNKIT_DATA``, then ``datasets/``).
+        root: data root (default: :func:`gnnkit.data.paths.data_root`, i.e. ``$GNNKIT_DATA``, else
+            the checkout's ``datasets/``, else ``~/.cache/gnnkit``).
         graph: ``"as_loaded"`` keeps PyG's edges (the Geom-GCN graphs are directed and keep their
             self-loops); ``"undirected"`` applies :func:`undirected_graph`.
 
@@ -167,7 +199,8 @@ def load_node_dataset(
 
     Raises:
         ValueError: unknown name/split/graph, or ``"public"`` for a non-Planetoid graph.
-        FileNotFoundError: the raw files are not under the root.
+        FileNotFoundError: raw files are missing under the root and PyG could not download them
+            (the message lists them).
     """
     name = _check_name(name)
     if split not in SPLITS:
@@ -177,8 +210,7 @@ def load_node_dataset(
     if split == "public" and name not in _PLANETOID:
         raise ValueError(f"split='public' exists only for {tuple(_PLANETOID)}, not {name!r}")
     base = data_root(root)
-    _check_root(name, base)
-    dataset = _pyg_dataset(name, base, geom_gcn=split == "geom-gcn")
+    dataset = _load_pyg(name, split, base)
     src = dataset[0]
     data = Data(x=src.x, y=src.y.long(), edge_index=src.edge_index, num_nodes=src.num_nodes)
     data.num_classes = int(data.y.max()) + 1
@@ -196,8 +228,8 @@ def load_node_dataset(
 
 
 def graph_cache_dir(name: str, root: str | os.PathLike | None = None) -> pathlib.Path:
-    """``<dataset folder>/cache``: where precomputed graph operators are kept (gitignored under
-    ``datasets/``)."""
+    """``<dataset folder>/cache`` under the data root: where precomputed graph operators are kept
+    (gitignored under ``datasets/``)."""
     return _dataset_dir(_check_name(name), data_root(root)) / "cache"
 
 

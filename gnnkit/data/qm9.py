@@ -10,8 +10,10 @@ digits; order :attr:`QM9.TARGETS`): dipole moment mu (D), isotropic polarizabili
 (eV), heat capacity Cv (cal/mol K) and omega, the highest harmonic frequency (cm^-1). Energies
 are converted from Hartree with 27.211386246 eV/Ha.
 
-The processed cache lives under ``root/processed``, one file per featurizer option set and
-molecule subset, each with a JSON sidecar (format version, options, subset hash, source file
+The processed cache lives under ``root/processed`` (default root: ``qm9/`` under
+:func:`gnnkit.data.paths.data_root`, i.e. ``$GNNKIT_DATA/qm9``, else the checkout's
+``datasets/qm9``, else ``~/.cache/gnnkit/qm9``), one file per featurizer option set and molecule
+subset, each with a JSON sidecar (format version, options, subset hash, source file
 sizes, byte count and CRC32 of the cache). A cache whose sidecar does not match, or that fails to
 load, is rebuilt.
 """
@@ -45,13 +47,14 @@ from gnnkit.data.molecule import (
     featurize,
     mol_from_xyz,
 )
+from gnnkit.data.paths import data_root
 
 HARTREE_TO_EV = 27.211386246
 NUM_MOLECULES = 130_831
 SPLIT_SIZES: dict[str, int] = {"train": 110_831, "val": 10_000, "test": 10_000}
 SPLIT_SEED = 0
-DATASET_DIR = Path(__file__).resolve().parents[2] / "datasets" / "qm9"
-SPLIT_FILE = DATASET_DIR / "split.npz"
+# Package data (pyproject.toml), so that an installed wheel has it too; equals make_split(SPLIT_SEED).
+SPLIT_FILE = Path(__file__).with_name("qm9_split.npz")
 CSV_FILES: tuple[str, ...] = ("qm9_part1.csv", "qm9_part2.csv", "qm9_part3.csv")
 _FORMAT_VERSION = 1
 
@@ -286,8 +289,9 @@ class QM9(InMemoryDataset):
     """QM9 as a PyG ``InMemoryDataset`` with Gilmer et al.'s featurization.
 
     Args:
-        root: dataset folder (processed cache in ``root/processed``); default ``datasets/qm9``
-            in the repository.
+        root: dataset folder (processed cache in ``root/processed``); default
+            ``data_root() / "qm9"`` (:func:`gnnkit.data.paths.data_root`: ``$GNNKIT_DATA/qm9``, else
+            the checkout's ``datasets/qm9``, else ``~/.cache/gnnkit/qm9``).
         edges: ``"complete"`` (distance + bond one-hot on all pairs, Gilmer's best), ``"bonds"``
             (chemical graph) or ``"bins"`` (complete graph, bond type or distance bin); see
             :mod:`gnnkit.data.molecule`.
@@ -334,7 +338,7 @@ class QM9(InMemoryDataset):
         self.num_workers = num_workers or os.cpu_count() or 1
         self._log = log
         self.report: dict = {}
-        root = Path(root) if root is not None else DATASET_DIR
+        root = data_root(root) if root is not None else data_root() / "qm9"
         super().__init__(str(root), transform, log=log, force_reload=force_reload)
         if not self._load_cache():
             # The files existed but did not load (corrupt); build once more.
@@ -511,7 +515,8 @@ def make_split(seed: int = SPLIT_SEED) -> dict[str, np.ndarray]:
 
 
 def load_split(path: str | os.PathLike | None = None) -> dict[str, np.ndarray]:
-    """The committed split (``datasets/qm9/split.npz``): ``{"train", "val", "test"}`` -> rows."""
+    """The committed split (``gnnkit/data/qm9_split.npz``, installed with the package; equal to
+    :func:`make_split` ``(0)``): ``{"train", "val", "test"}`` -> rows."""
     path = Path(path) if path is not None else SPLIT_FILE
     if not path.is_file():
         raise FileNotFoundError(f"QM9 split file {path} not found")
@@ -529,7 +534,8 @@ def main(argv: Sequence[str] | None = None) -> dict:
     import argparse
 
     p = argparse.ArgumentParser(description=main.__doc__)
-    p.add_argument("--root", default=None, help="dataset root (default datasets/qm9)")
+    p.add_argument("--root", default=None, help="dataset folder (default: qm9/ under $GNNKIT_DATA, else the checkout's "
+                   "datasets/, else ~/.cache/gnnkit)")
     p.add_argument("--edges", default="complete", choices=("complete", "bonds", "bins"))
     p.add_argument("--no-hydrogens", action="store_true")
     p.add_argument("--workers", type=int, default=None)

@@ -1,19 +1,18 @@
-"""Benchmark loaders and split protocols on the shared raw files (copied to a temp dir)."""
+"""Benchmark loaders and split protocols on the committed raw files (copied to a temp dir)."""
 
-import shutil
+import pathlib
 
 import pytest
 import torch
 
-from gnnkit.data.node_classification import data_root, load_node_dataset, random_splits, undirected_graph
+from gnnkit.data.node_classification import data_root, load_node_dataset, random_splits, raw_files, undirected_graph
+
+REPO = pathlib.Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="module")
-def root(shared_data, tmp_path_factory):
-    dst = tmp_path_factory.mktemp("nc_data")
-    shutil.copytree(shared_data / "webkb" / "texas", dst / "webkb" / "texas")
-    shutil.copytree(shared_data / "planetoid" / "Cora", dst / "planetoid" / "Cora")
-    return dst
+def root(node_data_root):
+    return node_data_root
 
 
 def test_texas_geom_gcn(root):
@@ -91,6 +90,41 @@ def test_errors_and_root(root, monkeypatch, tmp_path):
     assert data_root() == root
     assert load_node_dataset("texas", "random").num_nodes == 183
     monkeypatch.delenv("GNNKIT_DATA")
-    assert str(data_root()) == "datasets"
+    assert data_root() == REPO / "datasets"  # running from the checkout: the committed graphs
     with pytest.raises(ValueError, match="train_rate"):
         random_splits(torch.zeros(4, dtype=torch.long), 1, train_rate=1.5)
+    with pytest.raises(ValueError, match="split"):
+        raw_files("texas", "full")
+
+
+def test_offline_failure_names_the_missing_files(tmp_path, copy_datasets):
+    """Without network (the suite runs offline), a graph whose raw files are not under the root
+    fails with the missing files and their folder, not with PyG's URLError."""
+    with pytest.raises(FileNotFoundError) as err:
+        load_node_dataset("actor", "random", tmp_path)
+    msg = str(err.value)
+    assert "12 raw file(s) missing" in msg and str(tmp_path / "actor" / "raw") in msg
+    assert "out1_node_feature_label.txt" in msg and "PyG did not get them (" in msg
+    # a partial folder: exactly the one missing split file is named
+    copy_datasets(tmp_path, "webkb/texas")
+    (tmp_path / "webkb" / "texas" / "raw" / "texas_split_0.6_0.2_3.npz").unlink()
+    with pytest.raises(FileNotFoundError, match=r"1 raw file\(s\) missing in .*texas.raw .*: texas_split_0.6_0.2_3.npz;"):
+        load_node_dataset("texas", "geom-gcn", tmp_path)
+    # Planetoid downloads through fsspec/aiohttp, and reads the Geom-GCN split files without
+    # checking them first: both end in the same message
+    with pytest.raises(FileNotFoundError, match=r"8 raw file\(s\) missing in .*CiteSeer.raw .*ind.citeseer.x"):
+        load_node_dataset("citeseer", "public", tmp_path)
+    geom = tmp_path / "planetoid" / "Cora" / "geom-gcn" / "raw"
+    geom.mkdir(parents=True)
+    for f in (REPO / "datasets" / "planetoid" / "Cora" / "raw").iterdir():
+        (geom / f.name).write_bytes(f.read_bytes())
+    with pytest.raises(FileNotFoundError, match=r"10 raw file\(s\) missing in .*geom-gcn.raw .*cora_split_0.6_0.2_0.npz"):
+        load_node_dataset("cora", "geom-gcn", tmp_path)
+
+
+def test_raw_files_layout():
+    assert [p.name for p in raw_files("cora", "public", "r")][:2] == ["ind.cora.x", "ind.cora.tx"]
+    geom = raw_files("CiteSeer", "geom-gcn", "r")
+    assert len(geom) == 18 and geom[-1] == pathlib.Path("r/planetoid/CiteSeer/geom-gcn/raw/citeseer_split_0.6_0.2_9.npz")
+    assert raw_files("actor", "random", "r")[2].name == "film_split_0.6_0.2_0.npz"
+    assert raw_files("squirrel", "geom-gcn", "r")[0] == pathlib.Path("r/wikipedia/squirrel/geom_gcn/raw/out1_node_feature_label.txt")

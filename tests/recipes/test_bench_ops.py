@@ -5,10 +5,10 @@ import math
 import torch
 
 
-def test_bench_ops_quick(shared_data, tmp_path, one_thread, load_recipe):
+def test_bench_ops_quick(node_data_root, tmp_path, one_thread, load_recipe):
     bench = load_recipe("bench_ops")
     out = tmp_path / "bench.md"
-    cfg = bench.parse_args(["--quick", "--device", "cpu", "--data-root", str(shared_data), "--out", str(out)])
+    cfg = bench.parse_args(["--quick", "--device", "cpu", "--data-root", str(node_data_root), "--out", str(out)])
     cfg.powerlaw_nodes, cfg.powerlaw_edges, cfg.qm9_molecules, cfg.repeats = 300, 1500, 4, 1
     rows = bench.main(cfg)
     assert [(r["graph"], r["reduce"]) for r in rows] == [

@@ -22,9 +22,11 @@ def recipe(load_recipe):
 
 
 @pytest.fixture(scope="module")
-def root(shared_data, tmp_path_factory):
+def root(tmp_path_factory):
+    # its own copy of the committed Texas files: these tests damage cache files under the root
     dst = tmp_path_factory.mktemp("nc_faults")
-    shutil.copytree(shared_data / "webkb" / "texas", dst / "webkb" / "texas")
+    src = pathlib.Path(__file__).resolve().parents[2] / "datasets" / "webkb" / "texas"
+    shutil.copytree(src, dst / "webkb" / "texas", ignore=shutil.ignore_patterns("processed", "cache"))
     return dst
 
 
