@@ -23,9 +23,43 @@ import torch
 from torch import Tensor
 
 from gnnkit.ops import CSR, DegreeBuckets
-from gnnkit.ops._checks import check_count, check_float, check_index, check_range
+from gnnkit.ops._checks import check_count, check_float, check_index, check_range, values_checked
 
 EDGE_TENSORS: tuple[str, ...] = ("edge_attr", "edge_weight", "edge_type")
+_SPARSE_LAYOUTS = (torch.sparse_coo, torch.sparse_csr)
+
+
+def is_adjacency(obj: Any) -> bool:
+    """Whether ``obj`` is a sparse adjacency matrix: a ``torch.sparse`` COO/CSR tensor, or a PyG /
+    torch_sparse ``SparseTensor`` (anything with its ``coo()`` and ``sparse_sizes()`` methods)."""
+    if isinstance(obj, Tensor):
+        return obj.layout in _SPARSE_LAYOUTS
+    return callable(getattr(obj, "coo", None)) and callable(getattr(obj, "sparse_sizes", None))
+
+
+def adjacency_edges(adj_t: Any) -> tuple[Tensor, Tensor | None, tuple[int, int]]:
+    """``(edge_index, values, (num_src, num_dst))`` of a transposed adjacency ``adj_t`` as PyG uses
+    it (``T.ToSparseTensor()``): entry ``[i, j]`` is the edge ``j -> i``, so row = target and column
+    = source, and the stored values are the per-edge input (weights, or features with a dense
+    trailing dimension). Edges come in the matrix's row-major order.
+
+    Raises:
+        TypeError: ``adj_t`` is not a sparse adjacency.
+    """
+    if isinstance(adj_t, Tensor) and adj_t.layout == torch.sparse_csr:
+        crow, col, values = adj_t.crow_indices(), adj_t.col_indices(), adj_t.values()
+        row = torch.repeat_interleave(torch.arange(crow.numel() - 1, device=crow.device), crow[1:] - crow[:-1], output_size=col.numel())
+        sizes = (adj_t.size(0), adj_t.size(1))
+    elif isinstance(adj_t, Tensor) and adj_t.layout == torch.sparse_coo:
+        adj_t = adj_t.coalesce()
+        (row, col), values = adj_t.indices(), adj_t.values()
+        sizes = (adj_t.size(0), adj_t.size(1))
+    elif is_adjacency(adj_t):
+        row, col, values = adj_t.coo()
+        sizes = tuple(adj_t.sparse_sizes())
+    else:
+        raise TypeError(f"expected a sparse adjacency (torch.sparse COO/CSR or SparseTensor), got {type(adj_t).__name__}")
+    return torch.stack([col, row]).long(), values, (int(sizes[1]), int(sizes[0]))
 
 
 @dataclass(frozen=True, eq=False)
@@ -88,7 +122,8 @@ class Graph:
             num_graphs: number of graphs (default: ``batch.max() + 1``).
 
         Raises:
-            TypeError / ValueError: a tensor of the wrong type, shape or values, naming it.
+            TypeError / ValueError: a tensor of the wrong type, shape or values, naming it. (Under
+            ``torch.compile`` the value checks are skipped: see :mod:`gnnkit.ops._checks`.)
         """
         if num_nodes is None:
             if x is None:
@@ -136,7 +171,7 @@ class Graph:
             if edge_type.shape != (e,):
                 raise ValueError(f"edge_type must have shape [E] = [{e}], got {tuple(edge_type.shape)}")
             edge_type = csr.permute(edge_type.long())
-            if e:
+            if e and values_checked():  # while compiling: unknown (0), and layers cannot check the range
                 lo, hi = (int(v) for v in torch.aminmax(edge_type))
                 if lo < 0:
                     raise ValueError(f"edge_type contains a negative value ({lo})")
@@ -160,7 +195,8 @@ class Graph:
 
     @staticmethod
     def from_data(data: Any) -> "Graph":
-        """The context of a PyG ``Data`` / ``Batch``: ``x``, ``edge_index`` and, where present,
+        """The context of a PyG ``Data`` / ``Batch``: ``x``, ``edge_index`` (or the sparse ``adj_t``
+        of ``T.ToSparseTensor()``, whose values become ``edge_weight``) and, where present,
         ``edge_attr``, ``edge_weight``, ``edge_type``, ``batch`` (a bare ``Data`` is one graph).
 
         Raises:
@@ -169,8 +205,14 @@ class Graph:
         if isinstance(data, Graph):
             return data
         edge_index = getattr(data, "edge_index", None)
+        adj_t = getattr(data, "adj_t", None) if edge_index is None else None
+        if adj_t is not None and is_adjacency(adj_t):  # T.ToSparseTensor(): its values are edge_weight
+            edge_index, values, _ = adjacency_edges(adj_t)
+            if getattr(data, "edge_weight", None) is None and values is not None and values.dim() == 1:
+                data = data.clone()
+                data.edge_weight = values
         if not isinstance(edge_index, Tensor):
-            raise TypeError(f"data must be a PyG Data/Batch with an edge_index tensor, got {type(data).__name__}")
+            raise TypeError(f"data must be a PyG Data/Batch with an edge_index tensor (or adj_t), got {type(data).__name__}")
         x = getattr(data, "x", None)
         num_nodes = getattr(data, "num_nodes", None)
         if num_nodes is None:

@@ -18,21 +18,32 @@ A subclass overrides plain methods with fixed signatures; nothing is inferred fr
   kernel (e.g. :func:`gnnkit.ops.spmm_unchecked`) that never builds the ``E x F`` messages.
 * ``update(x_dst, aggregated)``: the new node states.
 
-``forward`` is never overridden. It accepts PyG's tensors (``x``, ``edge_index`` with row 0 =
+``forward`` is never overridden. It accepts PyG's inputs (``x``, ``edge_index`` with row 0 =
 source, and the layer's per-edge input: a third positional argument is the tensor named by the
 class attribute :attr:`edge_input`, as PyG's ``GCNConv`` takes ``edge_weight`` there and ``NNConv``
 ``edge_attr``), builds and validates the :class:`Graph`, and runs one step. A model that runs
 several steps builds the graph once, calls :meth:`prepare` and :meth:`edge_features` once, and
 repeats :meth:`propagate`: the unchecked step, the same code ``forward`` runs.
+
+PyG interoperation. The class is registered as a ``torch_geometric.nn.MessagePassing`` subclass so
+that PyG's tooling recognises gnnkit layers (``to_hetero`` sums their outputs per destination node
+type; ``torch_geometric.explain`` sets its edge masks on them), but none of PyG's machinery runs:
+``__init__`` is ``nn.Module``'s, and every method PyG's tools call is defined here. An explainer's
+edge mask (``explain=True``, ``_edge_mask`` in the order of the ``edge_index`` the layer is
+called with) scales each edge's message, as in PyG; :meth:`explain_weights` gives it in CSR order.
+Under ``torch.fx`` tracing (``torch.fx.symbolic_trace``, PyG's ``to_hetero``) a layer is recorded
+as one ``call_module`` node, so models built from gnnkit layers trace.
 """
 
 from __future__ import annotations
 
-from typing import ClassVar, Literal
+from typing import Any, ClassVar, Literal
 
+import torch
 from torch import Tensor, nn
+from torch_geometric.nn import MessagePassing as PygMessagePassing
 
-from gnnkit.nn.graph import Graph
+from gnnkit.nn.graph import Graph, adjacency_edges, is_adjacency
 from gnnkit.ops import CSR, segment_unchecked
 
 Aggr = Literal["sum", "mean", "max", "min"]
@@ -41,7 +52,26 @@ _AGGRS: tuple[str, ...] = ("sum", "mean", "max", "min")
 NodeInput = Tensor | tuple[Tensor, Tensor]
 
 
-class MessagePassing(nn.Module):
+def fx_proxy(*values: Any) -> torch.fx.Proxy | None:
+    """The first ``torch.fx.Proxy`` among ``values`` (looking into tuples), if any: a module called
+    with one is being traced symbolically."""
+    for v in values:
+        if isinstance(v, torch.fx.Proxy):
+            return v
+        if isinstance(v, tuple):
+            found = fx_proxy(*v)
+            if found is not None:
+                return found
+    return None
+
+
+def record_call(module: nn.Module, proxy: torch.fx.Proxy, args: tuple, kwargs: dict) -> torch.fx.Proxy:
+    """Records ``module(*args, **kwargs)`` as one ``call_module`` node of the graph being traced."""
+    tracer = proxy.tracer
+    return tracer.create_proxy("call_module", tracer.path_of_module(module), args, kwargs)
+
+
+class MessagePassing(PygMessagePassing):
     """Base class for message-passing layers.
 
     Args:
@@ -59,21 +89,29 @@ class MessagePassing(nn.Module):
     edge_input: ClassVar[EdgeInput] = "edge_attr"
 
     def __init__(self, aggr: Aggr = "sum") -> None:
-        super().__init__()
         if aggr not in _AGGRS:
             raise ValueError(f"aggr must be one of {_AGGRS}, got {aggr!r}")
+        nn.Module.__init__(self)  # not PyG's __init__: the PyG base is only a marker (see the module docstring)
         self.aggr = aggr
+        self._explain: bool | None = None  # the explain hooks PyG's set_masks / clear_masks write
+        self._edge_mask: Tensor | None = None
+        self._loop_mask: Tensor | None = None
+        self._apply_sigmoid = True
 
     def forward(
         self,
         x: NodeInput,
-        edge_index: Tensor | CSR | Graph,
+        edge_index: Tensor | CSR | Graph | Any,
         edge_input: Tensor | None = None,
         *,
         edge_attr: Tensor | None = None,
         edge_weight: Tensor | None = None,
         edge_type: Tensor | None = None,
     ) -> Tensor:
+        proxy = fx_proxy(x, edge_index, edge_input, edge_attr, edge_weight, edge_type)
+        if proxy is not None:
+            kwargs = {k: v for k, v in (("edge_attr", edge_attr), ("edge_weight", edge_weight), ("edge_type", edge_type)) if v is not None}
+            return record_call(self, proxy, (x, edge_index) + ((edge_input,) if edge_input is not None else ()), kwargs)
         x_src, x_dst = x if isinstance(x, tuple) else (x, x)
         self.check_input(x_src, x_dst)
         edges = {"edge_attr": edge_attr, "edge_weight": edge_weight, "edge_type": edge_type}
@@ -81,7 +119,7 @@ class MessagePassing(nn.Module):
             if edges[self.edge_input] is not None:
                 raise TypeError(f"{self.edge_input} given twice (positionally and by keyword)")
             edges[self.edge_input] = edge_input
-        graph = self.prepare(as_graph(edge_index, x_src.size(0), x_dst.size(0), x=x_src, **edges))
+        graph = self.prepare(as_graph(edge_index, x_src.size(0), x_dst.size(0), x=x_src, edge_input=self.edge_input, **edges))
         return self.propagate((x_src, x_dst), graph, self.edge_features(graph))
 
     def propagate(self, x: NodeInput, graph: Graph, edge: Tensor | None) -> Tensor:
@@ -114,18 +152,57 @@ class MessagePassing(nn.Module):
         kernel where the messages need not exist as an ``E x F`` tensor."""
         csr = graph.csr
         messages = self.message(x_src.index_select(0, csr.col), x_dst.index_select(0, csr.row), edge)
-        return self.aggregate(messages, graph)
+        return self.aggregate(self.masked(messages, graph), graph)
+
+    def masked(self, messages: Tensor, graph: Graph) -> Tensor:
+        """``messages`` (``[E, *]``, CSR order) scaled by the explainer's edge mask, if any."""
+        mask = self.explain_weights(graph)
+        if mask is None:
+            return messages
+        return messages * mask.to(messages.dtype).view(-1, *([1] * (messages.dim() - 1)))
 
     def update(self, x_dst: Tensor, aggregated: Tensor) -> Tensor:
         """New node states from the old target features and the aggregated messages."""
         return aggregated
+
+    def explain_weights(self, graph: Graph) -> Tensor | None:
+        """The explainer's edge mask in ``graph``'s CSR order (sigmoid applied as PyG does), or
+        ``None`` when the layer is not being explained."""
+        if self._explain is not True:
+            return None
+        mask = self._edge_mask
+        if mask is None:
+            raise ValueError("explain=True but no edge mask was set (torch_geometric.explain sets it)")
+        if mask.numel() != graph.num_edges:
+            raise ValueError(f"the edge mask has {mask.numel()} entries but the graph has {graph.num_edges} edges")
+        if self._apply_sigmoid:
+            mask = mask.sigmoid()
+        return mask.index_select(0, graph.csr.perm)
+
+    # PyG's base class supplies these with its own machinery; gnnkit layers use nn.Module's.
+    @property
+    def explain(self) -> bool | None:
+        return self._explain
+
+    @explain.setter
+    def explain(self, explain: bool | None) -> None:
+        self._explain = explain
+
+    def reset_parameters(self) -> None:
+        """Re-initialises the layer's parameters (layers with parameters override it)."""
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        nn.Module.__setstate__(self, state)
+
+    def __repr__(self) -> str:
+        return nn.Module.__repr__(self)
 
     def extra_repr(self) -> str:
         return f"aggr={self.aggr!r}"
 
 
 def as_graph(
-    edge_index: Tensor | CSR | Graph,
+    edge_index: Tensor | CSR | Graph | Any,
     num_src: int,
     num_dst: int | None = None,
     *,
@@ -133,13 +210,25 @@ def as_graph(
     edge_attr: Tensor | None = None,
     edge_weight: Tensor | None = None,
     edge_type: Tensor | None = None,
+    edge_input: str | None = None,
 ) -> Graph:
     """The :class:`Graph` of a layer's graph argument for ``num_src -> num_dst`` nodes: built and
-    validated from an ``edge_index`` (or a prebuilt :class:`gnnkit.ops.CSR`) with per-edge tensors
-    in ``edge_index`` order (and the source features ``x``, whose dtype precomputations follow),
-    or a prebuilt ``Graph`` checked against the node counts."""
+    validated from an ``edge_index`` (int64/int32, or PyG's ``EdgeIndex``), a sparse adjacency
+    ``adj_t`` (``torch.sparse`` COO/CSR or a ``SparseTensor``, transposed as in PyG: its stored
+    values become the per-edge input ``edge_input`` names), or a prebuilt
+    :class:`gnnkit.ops.CSR`, with per-edge tensors in ``edge_index`` order (and the source
+    features ``x``, whose dtype precomputations follow); or a prebuilt ``Graph`` checked against
+    the node counts."""
     num_dst = num_src if num_dst is None else num_dst
     given = {k: v for k, v in (("edge_attr", edge_attr), ("edge_weight", edge_weight), ("edge_type", edge_type)) if v is not None}
+    if is_adjacency(edge_index):
+        edge_index, values, (adj_src, adj_dst) = adjacency_edges(edge_index)
+        if (adj_src, adj_dst) != (num_src, num_dst):
+            raise ValueError(
+                f"adj_t has shape [{adj_dst}, {adj_src}] (targets x sources), but x has {num_src} -> {num_dst} rows"
+            )
+        if edge_input is not None and edge_input not in given and values is not None:
+            given[edge_input] = values  # the stored values are the layer's per-edge input, as in PyG
     if isinstance(edge_index, Graph):
         if given:
             raise TypeError(

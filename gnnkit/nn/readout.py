@@ -22,6 +22,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from gnnkit.nn.graph import Graph
+from gnnkit.nn.message_passing import fx_proxy, record_call
 from gnnkit.ops import scatter_softmax_unchecked, scatter_unchecked
 from gnnkit.ops._checks import check_count, check_float, check_index, check_range
 
@@ -34,6 +35,9 @@ class Readout(nn.Module):
     """
 
     def forward(self, x: Tensor, batch: Tensor | Graph, num_graphs: int | None = None, *, x0: Tensor | None = None) -> Tensor:
+        proxy = fx_proxy(x, batch, x0)
+        if proxy is not None:  # traced by torch.fx: one call_module node, like a message-passing layer
+            return record_call(self, proxy, (x, batch) + ((num_graphs,) if num_graphs is not None else ()), {"x0": x0} if x0 is not None else {})
         check_float("x", x)
         if isinstance(batch, Graph):
             index, n = batch.batch, batch.num_graphs

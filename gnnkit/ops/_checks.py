@@ -2,6 +2,12 @@
 
 Every public op checks its arguments here so that bad input raises a ``ValueError`` or
 ``TypeError`` naming the argument, instead of a CUDA device-side assert or a silent wrong answer.
+
+Type and shape checks are free. Value checks (index ranges) read a reduction on the host: a GPU
+sync, and under ``torch.compile`` a graph break. So they run in eager mode only
+(:func:`values_checked`): compiled code trusts its inputs, as PyG's layers always do. To check
+inputs once and still compile, build the :class:`gnnkit.nn.Graph` eagerly (a model's
+``prepare``, which :func:`gnnkit.train.fit` calls outside the model) and pass it in.
 """
 
 from __future__ import annotations
@@ -55,9 +61,15 @@ def check_same_device(**tensors: Tensor | None) -> None:
         raise ValueError(f"all tensors must be on the same device, got {listing}")
 
 
+def values_checked() -> bool:
+    """Whether value checks run: always in eager mode, never while ``torch.compile`` traces."""
+    return not torch.compiler.is_compiling()
+
+
 def check_range(name: str, index: Tensor, upper: int, upper_name: str) -> None:
-    """Checks ``0 <= index < upper``. One reduction (and a host sync on GPU)."""
-    if index.numel() == 0:
+    """Checks ``0 <= index < upper``. One reduction (and a host sync on GPU); skipped while
+    compiling (see the module docstring)."""
+    if index.numel() == 0 or not values_checked():
         return
     lo, hi = (int(v) for v in torch.aminmax(index))
     if lo < 0:

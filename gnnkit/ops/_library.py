@@ -11,17 +11,32 @@ gradients with :func:`torch.library.register_autograd`; the backward passes call
 they stay deterministic (no floating-point atomics) on both backends. Ops cannot return ``None``:
 a missing ``arg`` or gradient travels as an empty tensor.
 
+Autocast does not reach into a custom op, but its thread-local state would still recast the aten
+calls inside the torch kernels (aten's sparse CPU products have no bfloat16 kernel): every
+implementation runs with autocast off (:func:`_kernels`), and half-precision inputs are handled
+by the kernels themselves (float32 accumulation, output in the input dtype).
+
 These are internal: the public functions in :mod:`gnnkit.ops` check their arguments and call them.
 """
 
 from __future__ import annotations
 
+import contextlib
+from typing import Iterator
+
 import torch
 from torch import Tensor
 
-from gnnkit.ops._backend import kernels_for
+from gnnkit.ops._backend import Kernels, kernels_for
 
 _LIB = "gnnkit"
+
+
+@contextlib.contextmanager
+def _kernels(t: Tensor) -> Iterator[Kernels]:
+    """The kernels for ``t``, called with autocast switched off."""
+    with torch.autocast(t.device.type, enabled=False):
+        yield kernels_for(t)
 
 
 def _empty_long(like: Tensor) -> Tensor:
@@ -48,7 +63,8 @@ def _grad_from_arg(grad_out: Tensor, arg: Tensor, n_rows: int) -> Tensor:
 
 @torch.library.custom_op(f"{_LIB}::spmm_fwd", mutates_args=())
 def spmm_fwd(rowptr: Tensor, col: Tensor, weight: Tensor | None, x: Tensor, reduce: str) -> tuple[Tensor, Tensor]:
-    out, arg = kernels_for(x).spmm_fwd(rowptr, col, weight, x, reduce)
+    with _kernels(x) as k:
+        out, arg = k.spmm_fwd(rowptr, col, weight, x, reduce)
     return out, arg if arg is not None else _empty_long(x)
 
 
@@ -74,7 +90,8 @@ def spmm_max_bwd(
     need_x: bool,
     need_w: bool,
 ) -> tuple[Tensor, Tensor]:
-    gx, gw = kernels_for(x).spmm_max_bwd(rowptr, row, col, t_rowptr, t_col, t_perm, weight, x, arg, grad_out, need_x, need_w)
+    with _kernels(x) as k:
+        gx, gw = k.spmm_max_bwd(rowptr, row, col, t_rowptr, t_col, t_perm, weight, x, arg, grad_out, need_x, need_w)
     return _or_empty(gx, x), _or_empty(gw, x)
 
 
@@ -87,7 +104,8 @@ def _(rowptr, row, col, t_rowptr, t_col, t_perm, weight, x, arg, grad_out, need_
 
 @torch.library.custom_op(f"{_LIB}::edge_dot", mutates_args=())
 def edge_dot(row: Tensor, col: Tensor, a: Tensor, b: Tensor) -> Tensor:
-    return kernels_for(a).edge_dot(row, col, a, b)
+    with _kernels(a) as k:
+        return k.edge_dot(row, col, a, b)
 
 
 @edge_dot.register_fake
@@ -108,7 +126,8 @@ def outer_bwd(
     need_h: bool,
     buckets: Tensor,
 ) -> tuple[Tensor, Tensor]:
-    gz, gh = kernels_for(z).outer_bwd(rowptr, col, t_rowptr, t_perm, z, h, g, need_z, need_h, buckets)
+    with _kernels(z) as k:
+        gz, gh = k.outer_bwd(rowptr, col, t_rowptr, t_perm, z, h, g, need_z, need_h, buckets)
     return _or_empty(gz, z), _or_empty(gh, z)
 
 
@@ -124,7 +143,8 @@ def _(rowptr, col, t_rowptr, t_perm, z, h, g, need_z, need_h, buckets):
 def scatter(src: Tensor, index: Tensor, num_segments: int, reduce: str) -> tuple[Tensor, Tensor]:
     """Used for max/min (both backends) and for every reduction on the Triton backend; the torch
     backend's sum/mean are plain aten ops (see :func:`gnnkit.ops.reduce._scatter`)."""
-    out, arg = kernels_for(src).scatter_fwd(src, index, num_segments, reduce)
+    with _kernels(src) as k:
+        out, arg = k.scatter_fwd(src, index, num_segments, reduce)
     return out, arg if arg is not None else _empty_long(src)
 
 
@@ -157,7 +177,8 @@ torch.library.register_autograd(f"{_LIB}::scatter", _scatter_backward, setup_con
 
 @torch.library.custom_op(f"{_LIB}::segment", mutates_args=())
 def segment(src: Tensor, rowptr: Tensor, reduce: str) -> tuple[Tensor, Tensor]:
-    out, arg = kernels_for(src).segment_fwd(src, rowptr, reduce)
+    with _kernels(src) as k:
+        out, arg = k.segment_fwd(src, rowptr, reduce)
     return out, arg if arg is not None else _empty_long(src)
 
 
@@ -204,7 +225,8 @@ def spmm(
     reduce: str,
 ) -> tuple[Tensor, Tensor]:
     """``reduce_{u -> v} w_uv x[u]`` over a CSR (its transpose is passed for the backward)."""
-    out, arg = kernels_for(x).spmm_fwd(rowptr, col, weight, x, reduce)
+    with _kernels(x) as k:
+        out, arg = k.spmm_fwd(rowptr, col, weight, x, reduce)
     return out, arg if arg is not None else _empty_long(x)
 
 
@@ -254,7 +276,8 @@ def outer(
     rowptr: Tensor, col: Tensor, t_rowptr: Tensor, t_perm: Tensor, z: Tensor, h: Tensor, buckets: Tensor
 ) -> Tensor:
     """``S[v] = sum_e z[e] ⊗ h[col[e]]`` (``z`` in CSR order)."""
-    return kernels_for(z).outer_fwd(rowptr, col, z, h, buckets)
+    with _kernels(z) as k:
+        return k.outer_fwd(rowptr, col, z, h, buckets)
 
 
 @outer.register_fake

@@ -20,7 +20,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import torch
 
@@ -239,3 +239,30 @@ def git_commit(path: str | os.PathLike) -> str | None:
 
 
 __all__ = ["PeakMemory", "MachineLoad", "LoadSample", "warm_up", "device_description", "git_commit"]
+
+
+def graph_breaks(fn: Callable[..., Any], *args: Any) -> tuple[int, list[str]]:
+    """How often ``torch.compile`` splits ``fn(*args)``: ``torch._dynamo.explain``'s graph-break
+    count and the first line of each reason (dynamo's caches are reset before and after)."""
+    torch._dynamo.reset()
+    try:
+        explained = torch._dynamo.explain(fn)(*args)
+    finally:
+        torch._dynamo.reset()
+    return explained.graph_break_count, [str(r.reason).splitlines()[0] for r in explained.break_reasons]
+
+
+def compile_seconds(fn: Callable[..., Any], inputs: list[tuple], backend: str = "eager") -> float:
+    """Wall-clock seconds of the first call of ``torch.compile(fn, backend=backend)`` on each input
+    tuple (inputs of different shapes, so recompiles count), summed: the cost compiling adds."""
+    torch._dynamo.reset()
+    compiled = torch.compile(fn, backend=backend)
+    total = 0.0
+    try:
+        for args in inputs:
+            t0 = time.perf_counter()
+            compiled(*args)
+            total += time.perf_counter() - t0
+    finally:
+        torch._dynamo.reset()
+    return total

@@ -116,6 +116,11 @@ class EdgeNetworkConv(MessagePassing):
 
     def message_and_aggregate(self, x_src: Tensor, x_dst: Tensor, edge: Tensor | None, graph: Graph) -> Tensor:
         csr, z = graph.csr, edge
+        dtype = torch.promote_types(z.dtype, x_src.dtype)  # under autocast the edge MLP may give bf16
+        z, x_src = z.to(dtype), x_src.to(dtype)
+        mask = self.explain_weights(graph)
+        if mask is not None:  # mask_e A(e) x_w = W2 (mask_e z_e) x_w + b2 (mask_e x_w)
+            z, mask = z * mask.to(dtype).unsqueeze(1), mask.to(dtype)
         d, d_out, k = self.channels, self.out_channels, self.hidden
         if self.aggr == "mean":
             # Scale the K-vectors of the edges (E x K work) rather than S (N x K x d).
@@ -125,7 +130,7 @@ class EdgeNetworkConv(MessagePassing):
         # edge_out.weight row i * d' + o holds A[i, o]; reorder it to act on S's (k, i) layout.
         w = self.edge_out.weight.view(d, d_out, k).permute(1, 2, 0).reshape(d_out, k * d)
         out = F.linear(s.view(s.size(0), k * d), w.to(s.dtype))
-        x_aggr = spmm_unchecked(csr, x_src, None, self.aggr)
+        x_aggr = spmm_unchecked(csr, x_src, mask, self.aggr)
         return out + x_aggr @ self.edge_out.bias.view(d, d_out).to(x_aggr.dtype)
 
     def update(self, x_dst: Tensor, aggregated: Tensor) -> Tensor:

@@ -3,11 +3,10 @@ Convolutional Networks", ICLR): ``H' = D^-1/2 (A + I) D^-1/2 H W``."""
 
 from __future__ import annotations
 
-import math
-
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+from torch_geometric.nn import Linear
 
 from gnnkit.nn.graph import Graph
 from gnnkit.nn.message_passing import MessagePassing
@@ -91,7 +90,8 @@ class GCNConv(MessagePassing):
     ``"gcn"`` for the default settings) so that every layer of a model shares it.
 
     Args:
-        in_channels: input feature size.
+        in_channels: input feature size, or -1 to take it from the first input (PyG's lazy
+            ``Linear``; the weight is created, glorot-initialised, on the first call).
         out_channels: output feature size.
         cached: keep the normalised graph of the first graph seen and reuse it (transductive
             learning on one static graph, PyG's semantics). Call :meth:`reset_cache` to drop it.
@@ -118,7 +118,7 @@ class GCNConv(MessagePassing):
         super().__init__("sum")
         self.in_channels, self.out_channels = in_channels, out_channels
         self.cached, self.add_self_loops, self.normalize = cached, add_self_loops, normalize
-        self.lin = nn.Linear(in_channels, out_channels, bias=False)
+        self.lin = Linear(in_channels, out_channels, bias=False, weight_initializer="glorot")
         self.bias = nn.Parameter(torch.empty(out_channels)) if bias else None
         self._cache: Graph | None = None
         self.reset_parameters()
@@ -131,8 +131,7 @@ class GCNConv(MessagePassing):
         return f"gcn(add_self_loops={self.add_self_loops}, normalize={self.normalize})"
 
     def reset_parameters(self) -> None:
-        bound = math.sqrt(6.0 / (self.in_channels + self.out_channels))  # glorot, as PyG
-        nn.init.uniform_(self.lin.weight, -bound, bound)
+        self.lin.reset_parameters()  # glorot, as PyG (nothing yet for a lazy in_channels=-1)
         if self.bias is not None:
             nn.init.zeros_(self.bias)
         self.reset_cache()
@@ -141,8 +140,14 @@ class GCNConv(MessagePassing):
         self._cache = None
 
     def check_input(self, x_src: Tensor, x_dst: Tensor) -> None:
-        if x_src.dim() != 2 or x_src.size(1) != self.in_channels:
-            raise ValueError(f"x must have shape [N, {self.in_channels}], got {tuple(x_src.shape)}")
+        if x_src is not x_dst:
+            raise ValueError(
+                "GCNConv received a (x_src, x_dst) pair, but its normalisation is defined on one node set "
+                "(as in PyG); use a layer with bipartite message passing such as GINConv or EdgeNetworkConv"
+            )
+        width = self.lin.in_channels  # -1 until a lazy layer has seen its first input
+        if x_src.dim() != 2 or (width > 0 and x_src.size(1) != width):
+            raise ValueError(f"x must have shape [N, {width if width > 0 else 'F'}], got {tuple(x_src.shape)}")
 
     def prepare(self, graph: Graph) -> Graph:
         name = self.operator_name
@@ -163,8 +168,19 @@ class GCNConv(MessagePassing):
     def message_and_aggregate(self, x_src: Tensor, x_dst: Tensor, edge: Tensor | None, graph: Graph) -> Tensor:
         op = graph.operators[self.operator_name]
         # sparse node features (bag-of-words graphs are ~1 % non-zero) take a sparse product
-        h = torch.sparse.mm(x_src, self.lin.weight.t()) if x_src.is_sparse else self.lin(x_src)
-        return spmm_unchecked(op.csr, h, op.edge_weight.to(h.dtype), "sum")
+        if x_src.is_sparse:
+            if hasattr(self.lin, "_hook"):  # a lazy weight not created yet: create it from x's width
+                self.lin.initialize_parameters(self.lin, (x_src,))
+            h = torch.sparse.mm(x_src, self.lin.weight.t())
+        else:
+            h = self.lin(x_src)
+        w = op.edge_weight.to(h.dtype)
+        mask = self.explain_weights(graph)
+        if mask is not None:  # as PyG: the normalised message of each edge times its mask, loops unmasked
+            if self.add_self_loops:
+                mask = torch.cat([mask, mask.new_ones(graph.num_nodes)]).index_select(0, op.csr.perm)
+            w = w * mask.to(w.dtype)
+        return spmm_unchecked(op.csr, h, w, "sum")
 
     def update(self, x_dst: Tensor, aggregated: Tensor) -> Tensor:
         return aggregated + self.bias if self.bias is not None else aggregated

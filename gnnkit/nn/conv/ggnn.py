@@ -27,12 +27,17 @@ def check_edge_types(graph: Graph, num_edge_types: int, layer: str) -> None:
         )
 
 
-def _typed_sum(h: Tensor, weight: Tensor, src: Tensor, etype: Tensor, rowptr: Tensor, aggr: str) -> Tensor:
-    """``out[v] = AGG_{e in segment v} weight[etype[e]] @ h[src[e]]``: every node is mapped by every
-    type once (``N x T x d'``), then rows are gathered per edge (``E x d'``, like any message)."""
+def _typed_sum(
+    h: Tensor, weight: Tensor, src: Tensor, etype: Tensor, rowptr: Tensor, aggr: str, mask: Tensor | None = None
+) -> Tensor:
+    """``out[v] = AGG_{e in segment v} mask[e] weight[etype[e]] @ h[src[e]]``: every node is mapped by
+    every type once (``N x T x d'``), then rows are gathered per edge (``E x d'``, like any message)."""
     num_types, d_out, d_in = weight.shape
     mapped = (h @ weight.reshape(num_types * d_out, d_in).t()).view(h.size(0) * num_types, d_out)
-    return segment_unchecked(mapped.index_select(0, src * num_types + etype), rowptr, aggr)
+    messages = mapped.index_select(0, src * num_types + etype)
+    if mask is not None:
+        messages = messages * mask.to(messages.dtype).unsqueeze(1)
+    return segment_unchecked(messages, rowptr, aggr)
 
 
 class LiGRUCell(nn.Module):
@@ -112,6 +117,8 @@ class GGNNConv(MessagePassing):
             m.reset_parameters()
 
     def check_input(self, x_src: Tensor, x_dst: Tensor) -> None:
+        if x_src is not x_dst:
+            raise ValueError("GGNNConv received a (x_src, x_dst) pair: its messages run along and against the edges, so it needs one node set")
         if x_src.dim() != 2 or x_src.size(1) != self.channels:
             raise ValueError(
                 f"x must have shape [N, channels={self.channels}], got {tuple(x_src.shape)} "
@@ -124,8 +131,10 @@ class GGNNConv(MessagePassing):
 
     def message_and_aggregate(self, x_src: Tensor, x_dst: Tensor, edge: Tensor | None, graph: Graph) -> Tensor:
         csr, etype = graph.csr, edge
-        a_in = _typed_sum(x_src, self.weight_in, csr.col, etype, csr.rowptr, self.aggr)
-        a_out = _typed_sum(x_src, self.weight_out, csr.t_col, etype.index_select(0, csr.t_perm), csr.t_rowptr, self.aggr)
+        mask = self.explain_weights(graph)  # an explainer's edge mask scales both directions' message
+        mask_t = mask.index_select(0, csr.t_perm) if mask is not None else None
+        a_in = _typed_sum(x_src, self.weight_in, csr.col, etype, csr.rowptr, self.aggr, mask)
+        a_out = _typed_sum(x_src, self.weight_out, csr.t_col, etype.index_select(0, csr.t_perm), csr.t_rowptr, self.aggr, mask_t)
         return torch.cat([a_in, a_out], dim=-1) + self.bias
 
     def update(self, x_dst: Tensor, aggregated: Tensor) -> Tensor:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import torch
 from torch import Tensor, nn
+from torch_geometric.nn.inits import reset
 
 from gnnkit.nn.graph import Graph
 from gnnkit.nn.message_passing import MessagePassing
@@ -22,7 +23,7 @@ class GINConv(MessagePassing):
 
     def __init__(self, nn: nn.Module, eps: float = 0.0, train_eps: bool = False) -> None:
         super().__init__("sum")
-        self.nn = nn
+        self.nn, self.initial_eps = nn, float(eps)
         eps_t = torch.tensor([float(eps)])
         if train_eps:
             self.eps = torch.nn.Parameter(eps_t)
@@ -30,7 +31,11 @@ class GINConv(MessagePassing):
             self.register_buffer("eps", eps_t)
 
     def message_and_aggregate(self, x_src: Tensor, x_dst: Tensor, edge: Tensor | None, graph: Graph) -> Tensor:
-        return spmm_unchecked(graph.csr, x_src)  # sum of the neighbours' features, no E x F tensor
+        return spmm_unchecked(graph.csr, x_src, self.explain_weights(graph))  # neighbours summed, no E x F tensor
 
     def update(self, x_dst: Tensor, aggregated: Tensor) -> Tensor:
         return self.nn((1 + self.eps) * x_dst + aggregated)
+
+    def reset_parameters(self) -> None:
+        reset(self.nn)  # PyG's helper: the module's own reset_parameters, else its children's
+        self.eps.data.fill_(self.initial_eps)

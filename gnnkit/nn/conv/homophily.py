@@ -84,6 +84,9 @@ class NHConv(MessagePassing):
         return graph
 
     def message_and_aggregate(self, x_src: Tensor, x_dst: Tensor, edge: Tensor | None, graph: Graph) -> Tensor:
+        if self.explain:
+            raise ValueError(f"{type(self).__name__} propagates over a precomputed operator whose entries are not the graph's "
+                             "edges, so an explainer's edge mask has no meaning for it")
         op = graph.operators[CHANNELS[self.channel]]
         return spmm_unchecked(op.csr, x_src, op.edge_weight.to(x_src.dtype), "sum")
 

@@ -71,6 +71,10 @@ class TreeConv(MessagePassing):
         self.num_levels, self.weighted = num_levels, weighted
         self.level_weight = nn.Parameter(torch.ones(num_levels + 1)) if weighted else None
 
+    def reset_parameters(self) -> None:
+        if self.level_weight is not None:
+            nn.init.ones_(self.level_weight)
+
     def prepare(self, graph: Graph) -> Graph:
         op = graph.operator(TREE)
         if op.edge_weight is None or op.edge_type is None:
@@ -82,6 +86,9 @@ class TreeConv(MessagePassing):
         return graph
 
     def message_and_aggregate(self, x_src: Tensor, x_dst: Tensor, edge: Tensor | None, graph: Graph) -> Tensor:
+        if self.explain:
+            raise ValueError(f"{type(self).__name__} propagates over a precomputed operator whose entries are not the graph's "
+                             "edges, so an explainer's edge mask has no meaning for it")
         op = graph.operators[TREE]
         w = op.edge_weight.to(x_src.dtype)
         if self.level_weight is not None:
