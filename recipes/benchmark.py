@@ -88,7 +88,7 @@ from gnnkit.models.reference import REFERENCE_MODELS, dimenet_missing
 from gnnkit.train import TrainConfig, fit, make_loader, resolve_device, write_log_csv
 from gnnkit.train.budget import BudgetChunks
 from gnnkit.train.compare import SeedSummary, overlapping_pairs, rank_by_intervals, seed_band, summarize
-from gnnkit.train.options import add_options, comma_list, given_options
+from gnnkit.train.options import add_options, comma_list, given_options, size_or_all
 from gnnkit.train.probes import MachineLoad, PeakMemory, device_description, git_commit, warm_up
 
 
@@ -119,18 +119,6 @@ PRESETS: dict[str, dict[str, Any]] = {
 }  # fmt: skip
 
 
-def _size(text: str) -> int | None:
-    if text.strip().lower() == "all":
-        return None
-    try:
-        n = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive int or 'all', got {text!r}") from None
-    if n < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive int or 'all', got {text!r}")
-    return n
-
-
 def _opt(default: Any, text: str, **meta: Any) -> Any:
     return field(default=default, metadata={"help": text, **meta})
 
@@ -146,8 +134,8 @@ class Config:
     budget_seconds: float = _opt(45.0, "equal-time budget: training wall-clock per run")
     epochs: int = _opt(3, "equal-epochs budget: passes over the training slice")
     time_evals: int = _opt(3, "validation points within the time budget")
-    train_size: int | None = _opt(500, "first N molecules of the training split, or 'all'", parse=_size)
-    eval_size: int | None = _opt(300, "first M molecules of the validation and test splits, or 'all'", parse=_size)
+    train_size: int | None = _opt(500, "first N molecules of the training split, or 'all'", parse=size_or_all)
+    eval_size: int | None = _opt(300, "first M molecules of the validation and test splits, or 'all'", parse=size_or_all)
     widths: str = _opt("quick", "model widths: quick (about half) or default", choices=("quick", "default"))
     batch_size: int = _opt(32, "molecules per batch")
     lr: float = _opt(1e-3, "Adam learning rate")

@@ -43,6 +43,7 @@ from gnnkit.nn import tree_edges
 from gnnkit.train import resolve_device
 from gnnkit.train.checkpoint import atomic_write_text, load_or_build
 from gnnkit.train.node import NodeResult, train_node_classifier
+from gnnkit.train.options import positive_int
 from gnnkit.train.outdir import check_out_dir, prepare_out_dir
 
 MODELS = ("gcn", "tdgnn-s", "tdgnn-w", "nhgcn")
@@ -295,16 +296,6 @@ def markdown_table(results: list[dict[str, Any]]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {value}")
-    return value
-
-
 def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--model", choices=MODELS)
@@ -317,16 +308,16 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
                                               f"DIR/{ALL_RECORD} and DIR/{ALL_TABLE})")  # fmt: skip
     p.add_argument("--resume", action="store_true", help="reuse the finished results in a non-empty --out")
     p.add_argument("--overwrite", action="store_true", help="replace the results in a non-empty --out")
-    p.add_argument("--num-splits", type=_positive_int, default=None, help="run only the first n splits")
-    p.add_argument("--epochs", type=_positive_int, default=None, help="override the configured number of epochs")
+    p.add_argument("--num-splits", type=positive_int, default=None, help="run only the first n splits")
+    p.add_argument("--epochs", type=positive_int, default=None, help="override the configured number of epochs")
     p.add_argument("--device", default="cpu")
     p.add_argument("--config", default=str(CONFIG))
     p.add_argument("--collect", default=None, metavar="DIR", help="only tabulate DIR/*/result.json (prints the table)")
     p.add_argument("--write-table", default=None, metavar="PATH", help="with --collect: write the table to PATH "
                                                                      "(e.g. recipes/results/node_classification_all.md)")  # fmt: skip
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a setting (value parsed as JSON)")
-    p.add_argument("--jobs", type=_positive_int, default=1, help="with --all: rows run at once, each in its own process")
-    p.add_argument("--threads", type=_positive_int, default=1, help="with --all: torch threads per row")
+    p.add_argument("--jobs", type=positive_int, default=1, help="with --all: rows run at once, each in its own process")
+    p.add_argument("--threads", type=positive_int, default=1, help="with --all: torch threads per row")
     args = p.parse_args(argv)
     if args.collect:
         given = [f"--{k.replace('_', '-')}" for k in ("all", "out", "model", "dataset", "splits", "resume", "overwrite")

@@ -28,6 +28,27 @@ from collections.abc import Callable
 from typing import Any
 
 
+def positive_int(text: str) -> int:
+    """An argparse type: an integer >= 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {value}")
+    return value
+
+
+def size_or_all(text: str) -> int | None:
+    """An argparse type: an integer >= 1, or ``all`` (``None``: everything)."""
+    if text.strip().lower() == "all":
+        return None
+    try:
+        return positive_int(text)
+    except argparse.ArgumentTypeError:
+        raise argparse.ArgumentTypeError(f"expected a positive int or 'all', got {text!r}") from None
+
+
 def comma_list(text: str) -> tuple[str, ...]:
     """``"a, b,c"`` -> ``("a", "b", "c")`` (empty items dropped)."""
     return tuple(item.strip() for item in text.split(",") if item.strip())
@@ -90,4 +111,4 @@ def given_options(namespace: argparse.Namespace) -> dict[str, Any]:
     return dict(vars(namespace))
 
 
-__all__ = ["add_options", "given_options", "comma_list"]
+__all__ = ["add_options", "given_options", "comma_list", "positive_int", "size_or_all"]
