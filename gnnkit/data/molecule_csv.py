@@ -17,9 +17,9 @@ Geometry (what the edges can carry):
   the bond orders, as for QM9 (:func:`gnnkit.data.molecule.mol_from_xyz`).
 
 Splits (:func:`split_molecules`): ``"random"`` (seeded) or ``"scaffold"`` (Bemis-Murcko
-scaffolds: whole scaffold groups go to one split, largest groups to training, so validation and
-test molecules have scaffolds the model did not train on; the deterministic scheme of DeepChem's
-``ScaffoldSplitter``).
+scaffolds, Bemis & Murcko 1996: whole scaffold groups go to one split, so validation and test
+molecules have scaffolds the model did not train on; deterministic: groups in decreasing size,
+each to the split that is furthest below its share, so the large groups end up in training).
 """
 
 from __future__ import annotations
@@ -325,16 +325,14 @@ def split_molecules(
     groups: dict[str, list[int]] = {}
     for i, s in enumerate(smiles):
         groups.setdefault(murcko_scaffold(s), []).append(i)
-    # Largest scaffold groups first (ties: first appearance), filling train, then val, then test.
+    # Largest scaffold groups first (ties: first appearance), each to the split furthest below its
+    # size, so training gets the big groups and validation and test fill up with the rarer ones.
     ordered = sorted(groups.values(), key=lambda g: (-len(g), g[0]))
+    wanted = {"train": n_train, "val": n_val, "test": n_test}
     parts: dict[str, list[int]] = {"train": [], "val": [], "test": []}
     for g in ordered:
-        if len(parts["train"]) + len(g) <= n_train:
-            parts["train"] += g
-        elif len(parts["val"]) + len(g) <= n_val:
-            parts["val"] += g
-        else:
-            parts["test"] += g
+        k = max(wanted, key=lambda name: (wanted[name] - len(parts[name])) / wanted[name])
+        parts[k] += g
     empty = [k for k, v in parts.items() if not v]
     if empty:
         raise ValueError(f"the scaffold split left {' and '.join(empty)} empty ({n} molecules in {len(groups)} scaffold "

@@ -259,10 +259,10 @@ def load_predictor(checkpoint: str | os.PathLike, device: str = "cpu") -> Predic
     verify_torch_file(path)
     try:
         ck = torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as e:
+    except pickle.UnpicklingError:
         raise ValueError(f"{path} holds more than weights and plain data, so it is not a {BEST_MODEL_NAME} (the training "
                          f"checkpoint.pt holds optimizer and RNG state); pass the run folder or its "
-                         f"{BEST_MODEL_NAME} ({str(e).splitlines()[0][:100]})") from None  # fmt: skip
+                         f"{BEST_MODEL_NAME}") from None  # fmt: skip
     except Exception as e:  # noqa: BLE001 - a verified file that does not load is damaged
         raise DamagedFileError(path, f"does not load: {type(e).__name__}: {e}") from e
     if not isinstance(ck, dict) or "model" not in ck:
@@ -271,8 +271,7 @@ def load_predictor(checkpoint: str | os.PathLike, device: str = "cpu") -> Predic
     if card is None:
         raise ValueError(f"{path} holds only the weights and the epoch: it was written before gnnkit stored the model's "
                          "configuration, target, normaliser and featurizer settings in best_model.pt, so it cannot "
-                         "be used to predict. Train the model again with this version (or --resume the run: the next "
-                         "improved epoch writes a complete file)")  # fmt: skip
+                         "be used to predict: train the model again with this version of gnnkit")  # fmt: skip
     version = card.get("version")
     if version != PREDICTOR_VERSION:
         raise ValueError(f"{path}: predictor card version {version!r}, this gnnkit reads version {PREDICTOR_VERSION}")
