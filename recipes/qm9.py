@@ -437,8 +437,8 @@ def target_table(results: list[dict], cfg: Config) -> tuple[dict, str]:
     fmt = lambda v, spec: "n/a" if v is None else format(v, spec)  # noqa: E731
     lines = [
         f"# QM9, one {cfg.model} per target (`--preset {cfg.preset}`)", "",
-        f"{results[0]['train_size']:,} training molecules, {results[0]['test_size']:,} test molecules, {cfg.epochs} epochs "
-        f"of batch {cfg.batch_size} per target. Ratio = test MAE / chemical accuracy (below 1: chemical accuracy). "
+        f"{results[0]['train_size']:,} training molecules, {results[0]['test_size']:,} test molecules, {cfg.epochs} "
+        f"epoch{'s' if cfg.epochs != 1 else ''} of batch {cfg.batch_size} per target. Ratio = test MAE / chemical accuracy (below 1: chemical accuracy). "
         "Gilmer: enn-s2s, Table 2 of Gilmer et al. 2017 (arXiv:1704.01212), 3M steps on 110k molecules.", "",
         "| target | unit | chemical accuracy | test MAE | ratio | Gilmer enn-s2s ratio | status |",
         "|---|---|---|---|---|---|---|",
