@@ -19,8 +19,9 @@ on all 110,831 molecules for 3M steps of batch 20.
 ``--target all`` trains one model per target (as Gilmer did), each in ``OUT/<target>/``, and
 writes ``OUT/table.md`` and ``OUT/table.json``: test MAE, MAE / chemical accuracy per target and
 the mean ratio, beside Gilmer's enn-s2s ratios (Table 2 of arXiv:1704.01212). With the quick
-defaults it is 13 quick runs: about 50 minutes on one idle CPU core (an estimate from the CPU
-time of the quick run, 231 CPU-s per target; recipes/results/qm9_quick_cpu.md).
+defaults it is 13 quick runs: about 1 to 1.5 hours on one idle CPU core (an estimate: 231-370
+CPU-s per target, from the quick run's recorded CPU time, recipes/results/qm9_quick_cpu.md, and
+0.39 CPU-s per training step of batch 32 measured single-threaded).
 
 ``--preset gilmer`` sets the paper's enn-s2s training (Section 7 of the paper; options given on
 the command line override it): all 110,831 training molecules and the full validation and test
@@ -40,8 +41,9 @@ gnnkit picks one value for all targets:
 * the edge network's hidden layer (not described): gnnkit's default, 128 units.
 
 Gilmer normalised every target to mean 0 and variance 1; gnnkit also subtracts a per-element
-linear reference from extensive targets first (:mod:`gnnkit.data.normalize`). Expected time: see
-the README (13 targets x 3M steps: weeks on a CPU; days on one GPU, an estimate).
+linear reference from extensive targets first (:mod:`gnnkit.data.normalize`). Expected time, an
+estimate: 1.7 CPU-s per step of batch 20 measured on one core, so 13 targets x 3M steps is about
+2 CPU-years; on one GPU (not measured), at an assumed 5-15 ms per step, 2-7 days.
 
 Writes ``OUT/result.json``, ``OUT/log.csv``, ``OUT/learning_curve.png``, ``OUT/checkpoint.pt``
 (every epoch, atomically, the previous one kept as ``checkpoint.prev.pt``) and
