@@ -21,7 +21,8 @@ column per target in the target's unit (e.g. ``u0 (eV)``), ``status`` (``ok``/``
 (e.g. an element the model was not trained on, a SMILES that does not parse, no 3D coordinates)
 and a note on the geometry; a molecule that fails does not stop the others. An existing ``--out``
 is refused unless ``--overwrite``; the file is written atomically and nothing else is written.
-Exit status 0 if at least one molecule was predicted, 1 if none was.
+Exit status 0 if at least one molecule was predicted, 1 if none was, 2 for bad arguments or a
+checkpoint that cannot be used (e.g. one written before checkpoints carried the model's settings).
 """
 
 from __future__ import annotations
@@ -168,5 +169,10 @@ def main(cfg: Config) -> list[Prediction]:
 
 
 if __name__ == "__main__":
-    result = main(parse_args(sys.argv[1:]))
+    config = parse_args(sys.argv[1:])
+    try:
+        result = main(config)
+    except (ValueError, FileNotFoundError) as e:  # an unusable checkpoint: say why, without a traceback
+        print(f"predict.py: error: {e}", file=sys.stderr)
+        sys.exit(2)
     sys.exit(0 if any(r.error is None for r in result) else 1)

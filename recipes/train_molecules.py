@@ -263,5 +263,10 @@ def main(cfg: Config) -> dict:
 
 
 if __name__ == "__main__":
-    outcome = main(parse_args(sys.argv[1:]))
+    config = parse_args(sys.argv[1:])
+    try:
+        outcome = main(config)
+    except ValueError as e:  # the data cannot be used (no usable row, a split left empty, ...): say why
+        print(f"train_molecules.py: error: {e}", file=sys.stderr)
+        sys.exit(2)
     sys.exit(1 if outcome["status"] == "diverged" else 0)

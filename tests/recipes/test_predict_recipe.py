@@ -156,6 +156,17 @@ def test_checkpoint_without_a_card_is_refused(recipe, run, tmp_path):
     with pytest.raises(ValueError, match="written before gnnkit stored the model's configuration"):
         recipe.main(cfg)
     assert not (tmp_path / "p.csv").exists()
+    # As a command: a one-line error and exit status 2, no traceback.
+    import os
+    import pathlib
+    import subprocess
+    import sys
+
+    repo = pathlib.Path(__file__).resolve().parents[2]
+    proc = subprocess.run([sys.executable, str(repo / "recipes" / "predict.py"), "--checkpoint", str(tmp_path), "--smiles", "C",
+                           "--out", str(tmp_path / "p.csv")], capture_output=True, text=True, timeout=120,
+                          env={**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(repo)})  # fmt: skip
+    assert proc.returncode == 2 and "predict.py: error:" in proc.stderr and "Traceback" not in proc.stderr
 
 
 BAD_ARGS = [
