@@ -270,7 +270,7 @@ def molecule_data(record: MoleculeRecord, options: FeaturizerOptions, y: Sequenc
 
     Returns:
         ``Data`` with ``x``, ``z``, ``edge_index``, ``edge_attr`` (``edge_type`` for ``"bins"``),
-        ``pos`` (when the molecule has coordinates), ``atom_counts [1, len(options.elements)]``
+        ``pos`` (edges with distances only), ``atom_counts [1, len(options.elements)]``
         and, if given, ``y [1, T]`` (float64).
 
     Raises:
@@ -285,11 +285,13 @@ def molecule_data(record: MoleculeRecord, options: FeaturizerOptions, y: Sequenc
         what = "2D coordinates only" if mol.GetNumConformers() else "no coordinates"
         raise ValueError(f"the molecule has {what}, and this featurization (edges={options.edges!r}) needs 3D "
                          "coordinates: give an XYZ or 3D SDF file, or a SMILES to embed")  # fmt: skip
-    if not options.needs_coordinates and mol.GetNumConformers() and not has_3d_coordinates(mol):
+    if not options.needs_coordinates and mol.GetNumConformers():
         from rdkit import Chem
 
+        # The chemical graph reads no geometry; leaving pos out keeps inputs with and without
+        # coordinates (an XYZ file and a SMILES) batchable together.
         mol = Chem.Mol(mol)
-        mol.RemoveAllConformers()  # 2D drawing coordinates are no geometry
+        mol.RemoveAllConformers()
     arrays = featurize(mol, options)
     tensors = {k: torch.from_numpy(v) for k, v in arrays.items()}
     data = Data(**tensors)

@@ -63,10 +63,12 @@ def test_end_to_end_and_predict(recipe, load_recipe, data_csv, tmp_path, capsys)
     assert float(best["test_mae_gap"]) == pytest.approx(saved["test"]["gap"]["mae"], rel=1e-6)
 
     predict = load_recipe("predict")
+    (tmp_path / "w.xyz").write_text("3\nwater\nO 0 0 0.1173\nH 0 0.7572 -0.4692\nH 0 -0.7572 -0.4692\n")
     rows = predict.main(predict.parse_args(["--checkpoint", str(out), "--smiles", preds[0]["smiles"], "CCS",
-                                            "--out", str(tmp_path / "p.csv")]))  # fmt: skip
+                                            "--xyz", str(tmp_path / "w.xyz"), "--out", str(tmp_path / "p.csv")]))  # fmt: skip
     assert rows[0].values["gap"] == pytest.approx(float(preds[0]["gap_pred"]), rel=1e-6)  # float32, other batch
     assert rows[1].error is not None and "element S not supported" in rows[1].error
+    assert rows[2].error is None and rows[2].smiles == "O"  # an XYZ input in the same batch as a SMILES
     with open(tmp_path / "p.csv", newline="") as f:
         assert next(csv.reader(f))[4:6] == ["gap (eV)", "mu (D)"]
 
