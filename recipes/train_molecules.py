@@ -11,7 +11,9 @@ one-hot covers the elements found in the file): by default the chemical graph wi
 edge features (``--edges bonds``); with coordinates (``--xyz-column``: an inline XYZ block or the
 path of an .xyz/.sdf/.mol file per row, relative to the CSV) or ``--embed`` (ETKDG + MMFF from
 each SMILES) the complete graph with (distance, bond one-hot) edges. Any graph model of the
-registry trains (``--model mpnn|ggnn|gcn-graph``, options as in ``recipes/qm9.py``), with one
+registry trains (``--model mpnn|ggnn|gcn-graph``, options as in ``recipes/qm9.py``; GCN reads no
+edge features, so on the complete graph it would average over all atoms: give it ``--edges
+bonds``), with one
 output per target, each target standardised on the training split (``--extensive`` also
 subtracts a per-element linear reference, for properties that grow with the molecule).
 

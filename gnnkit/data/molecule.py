@@ -5,12 +5,13 @@ section 5:
 
 * **Atom features** (13 columns, :data:`ATOM_FEATURES`): one-hot atom type H/C/N/O/F, atomic
   number, acceptor, donor, aromatic, one-hot hybridisation sp/sp2/sp3 (all zero for H), number of
-  hydrogens bonded to the atom. Other element sets (``FeaturizerOptions(elements=...)``, e.g. for
-  a user's molecules with S or Cl) change only the one-hot block: ``len(elements) + 8`` columns.
-  An atom of an element outside the set is an error that names it. Acceptor/donor are RDKit's ``BaseFeatures.fdef`` families (water
+  hydrogens bonded to the atom. Acceptor/donor are RDKit's ``BaseFeatures.fdef`` families (water
   is neither in that definition); aromaticity and hybridisation are RDKit's after sanitisation.
   Features are always computed on the molecule with explicit hydrogens, so a heavy atom has the
-  same feature vector whether or not the hydrogens are kept as nodes.
+  same feature vector whether or not the hydrogens are kept as nodes. Other element sets
+  (``FeaturizerOptions(elements=...)``, e.g. for a user's molecules with S or Cl) change only the
+  one-hot block: ``len(elements) + 8`` columns. An atom of an element outside the set is an error
+  that names it.
 * **Edges** (:data:`EDGE_REPRESENTATIONS`):
 
   - ``"bonds"``: the chemical graph; ``edge_attr`` = bond one-hot (single, double, triple,
