@@ -8,7 +8,10 @@ section 5:
   hydrogens bonded to the atom. Acceptor/donor are RDKit's ``BaseFeatures.fdef`` families (water
   is neither in that definition); aromaticity and hybridisation are RDKit's after sanitisation.
   Features are always computed on the molecule with explicit hydrogens, so a heavy atom has the
-  same feature vector whether or not the hydrogens are kept as nodes.
+  same feature vector whether or not the hydrogens are kept as nodes. Other element sets
+  (``FeaturizerOptions(elements=...)``, e.g. for a user's molecules with S or Cl) change only the
+  one-hot block: ``len(elements) + 8`` columns. An atom of an element outside the set is an error
+  that names it.
 * **Edges** (:data:`EDGE_REPRESENTATIONS`):
 
   - ``"bonds"``: the chemical graph; ``edge_attr`` = bond one-hot (single, double, triple,
@@ -28,14 +31,21 @@ Bond perception (:func:`mol_from_xyz`): bonds are determined from the coordinate
 ``rdDetermineBonds``; where that fails or gives a molecule that disagrees with the reference
 SMILES, the connectivity from the coordinates gets its bond orders and formal charges from the
 SMILES (graph isomorphism with all bonds single). Each molecule reports which route it took.
+
+Molecules without given coordinates (:func:`mol_from_smiles`) are embedded with RDKit's ETKDG
+(v3) and relaxed with the MMFF94 force field (UFF where MMFF has no parameters), from a fixed
+seed so that the same SMILES always gives the same geometry. Those geometries are not the
+B3LYP/6-31G(2df,p) geometries QM9's properties were computed on. The chemical graph
+(``edges="bonds"``) needs no coordinates at all.
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
@@ -79,12 +89,28 @@ class FeaturizerOptions:
 
     edges: EdgeRepresentation = "complete"
     hydrogens: bool = True
+    elements: tuple[str, ...] = ATOM_TYPES
 
     def __post_init__(self) -> None:
         if self.edges not in EDGE_REPRESENTATIONS:
             raise ValueError(f"edges must be one of {EDGE_REPRESENTATIONS}, got {self.edges!r}")
         if not isinstance(self.hydrogens, bool):
             raise TypeError(f"hydrogens must be a bool, got {type(self.hydrogens).__name__}")
+        if isinstance(self.elements, str) or not all(isinstance(e, str) and e for e in self.elements):
+            raise TypeError(f"elements must be a sequence of element symbols, got {self.elements!r}")
+        object.__setattr__(self, "elements", tuple(self.elements))  # lists from a checkpoint
+        if not self.elements or len(set(self.elements)) != len(self.elements) or "H" not in self.elements:
+            raise ValueError(f"elements must be distinct element symbols including 'H', got {self.elements!r}")
+
+    @property
+    def needs_coordinates(self) -> bool:
+        """Whether the edges carry distances (``"complete"``, ``"bins"``), so that a molecule needs 3D
+        coordinates; the chemical graph (``"bonds"``) does not."""
+        return self.edges != "bonds"
+
+    @property
+    def num_atom_features(self) -> int:
+        return len(self.elements) + len(ATOM_FEATURES) - len(ATOM_TYPES)
 
     @property
     def edge_dim(self) -> int:
@@ -92,7 +118,8 @@ class FeaturizerOptions:
                 "bins": len(BOND_TYPES) + NUM_DISTANCE_BINS}[self.edges]  # fmt: skip
 
     def key(self) -> str:
-        return f"{self.edges}_{'h' if self.hydrogens else 'noh'}"
+        base = f"{self.edges}_{'h' if self.hydrogens else 'noh'}"
+        return base if self.elements == ATOM_TYPES else f"{base}_{'-'.join(self.elements)}"
 
 
 def _rdkit():
@@ -101,6 +128,13 @@ def _rdkit():
 
     RDLogger.DisableLog("rdApp.*")
     return Chem
+
+
+@functools.lru_cache(maxsize=1)
+def element_symbols() -> dict[str, int]:
+    """Symbol -> atomic number of every element (1..118), from RDKit's periodic table."""
+    table = _rdkit().GetPeriodicTable()
+    return {table.GetElementSymbol(z): z for z in range(1, 119)}
 
 
 _DONOR_ACCEPTOR = None
@@ -200,7 +234,8 @@ def _orders_from_smiles(connectivity, smiles: str):
     return target.GetMol()
 
 
-def mol_from_xyz(symbols: list[str], positions: np.ndarray, smiles: str | None = None):
+def mol_from_xyz(symbols: list[str], positions: np.ndarray, smiles: str | None = None,
+                 elements: Sequence[str] | None = ATOM_TYPES, charge: int = 0):  # fmt: skip
     """Builds an RDKit molecule with explicit hydrogens and the given coordinates.
 
     Args:
@@ -208,6 +243,9 @@ def mol_from_xyz(symbols: list[str], positions: np.ndarray, smiles: str | None =
         positions: coordinates in Angstrom.
         smiles: reference SMILES used to check the perceived bonds and to recover bond orders
             where ``rdDetermineBonds`` fails or disagrees; ``None`` trusts the coordinates.
+        elements: the elements allowed (QM9's by default); ``None`` allows any element RDKit
+            knows (the featurizer checks its own set later).
+        charge: total charge of the molecule, for ``rdDetermineBonds``.
 
     Returns:
         ``(mol, source, note)``: the sanitised molecule, how its bonds were found
@@ -216,7 +254,7 @@ def mol_from_xyz(symbols: list[str], positions: np.ndarray, smiles: str | None =
 
     Raises:
         ValueError: ``positions`` has the wrong shape or non-finite entries, or an element is
-            not in :data:`ATOM_TYPES`.
+            not in ``elements`` (or not an element at all).
         MoleculeBuildError: neither route produced a molecule.
 
     Shapes:
@@ -229,14 +267,17 @@ def mol_from_xyz(symbols: list[str], positions: np.ndarray, smiles: str | None =
     if positions.ndim != 2 or positions.shape != (len(symbols), 3):
         raise ValueError(f"positions must have shape [{len(symbols)}, 3], got {tuple(positions.shape)}")
     _check_finite(positions)
-    for s in symbols:
-        if s not in ATOM_TYPES:
-            raise ValueError(f"symbols: element {s!r} is not one of {ATOM_TYPES}")
+    known = element_symbols()
+    for i, s in enumerate(symbols):
+        if s not in known:
+            raise ValueError(f"symbols: {s!r} (atom {i}) is not an element symbol")
+        if elements is not None and s not in elements:
+            raise ValueError(f"symbols: element {s!r} (atom {i}) is not one of {tuple(elements)}")
 
     mol = _bare_mol(symbols, positions)
     determined, note = None, ""
     try:
-        rdDetermineBonds.DetermineBonds(mol, charge=0)
+        rdDetermineBonds.DetermineBonds(mol, charge=charge)
         determined = mol.GetMol()
     except Exception as e:  # noqa: BLE001 - RDKit raises several types; all mean "no assignment"
         note = f"rdDetermineBonds failed: {type(e).__name__}: {str(e).splitlines()[0][:120]}"
@@ -301,25 +342,47 @@ def _stretched_bonds(mol, positions: np.ndarray) -> list[tuple[int, int, float]]
     return [(i, j, dist) for _, i, j, dist in sorted(out, reverse=True)]
 
 
-def atom_features(mol) -> np.ndarray:
-    """Gilmer Table 1 atom features of every atom (columns :data:`ATOM_FEATURES`).
+def atom_feature_names(elements: Sequence[str] = ATOM_TYPES) -> tuple[str, ...]:
+    """Column names of :func:`atom_features` for the element set ``elements``."""
+    return (*elements, *ATOM_FEATURES[len(ATOM_TYPES):])
+
+
+def check_elements(mol, elements: Sequence[str] = ATOM_TYPES) -> None:
+    """Raises a ValueError naming the atoms of ``mol`` whose element is not in ``elements``."""
+    bad = [(a.GetIdx(), a.GetSymbol()) for a in mol.GetAtoms() if a.GetSymbol() not in elements]
+    if bad:
+        found = sorted({sym for _, sym in bad})
+        atoms = ", ".join(f"{sym} (atom {i})" for i, sym in bad[:5]) + (" ..." if len(bad) > 5 else "")
+        raise ValueError(f"element{'s' if len(found) > 1 else ''} {', '.join(found)} not supported: the featurizer "
+                         f"knows {', '.join(elements)} only; found {atoms}")  # fmt: skip
+
+
+def atom_features(mol, elements: Sequence[str] = ATOM_TYPES) -> np.ndarray:
+    """Gilmer Table 1 atom features of every atom (columns :func:`atom_feature_names`; for
+    QM9's elements, :data:`ATOM_FEATURES`).
+
+    Raises:
+        ValueError: an atom's element is not in ``elements`` (the message names it).
 
     Shapes:
-        -> ``[N, 13]`` float32.
+        -> ``[N, len(elements) + 8]`` float32 (``[N, 13]`` for QM9's elements).
     """
     Chem = _rdkit()
-    hyb = {Chem.HybridizationType.SP: 9, Chem.HybridizationType.SP2: 10, Chem.HybridizationType.SP3: 11}
-    out = np.zeros((mol.GetNumAtoms(), len(ATOM_FEATURES)), dtype=np.float32)
+    elements = tuple(elements)
+    check_elements(mol, elements)
+    k = len(elements)
+    hyb = {Chem.HybridizationType.SP: k + 4, Chem.HybridizationType.SP2: k + 5, Chem.HybridizationType.SP3: k + 6}
+    out = np.zeros((mol.GetNumAtoms(), k + 8), dtype=np.float32)
     for atom in mol.GetAtoms():
         i = atom.GetIdx()
-        out[i, ATOM_TYPES.index(atom.GetSymbol())] = 1.0
-        out[i, 5] = atom.GetAtomicNum()
-        out[i, 8] = float(atom.GetIsAromatic())
+        out[i, elements.index(atom.GetSymbol())] = 1.0
+        out[i, k] = atom.GetAtomicNum()
+        out[i, k + 3] = float(atom.GetIsAromatic())
         col = hyb.get(atom.GetHybridization())
         if col is not None:
             out[i, col] = 1.0
-        out[i, 12] = atom.GetTotalNumHs(includeNeighbors=True)
-    for col, patterns in zip((6, 7), _donor_acceptor_patterns()):
+        out[i, k + 7] = atom.GetTotalNumHs(includeNeighbors=True)
+    for col, patterns in zip((k + 1, k + 2), _donor_acceptor_patterns()):
         for pattern in patterns:
             for match in mol.GetSubstructMatches(pattern, uniquify=False):
                 out[list(match), col] = 1.0
@@ -350,32 +413,38 @@ def distance_bins(distance: np.ndarray) -> np.ndarray:
 
 
 def graph_arrays(
-    features: np.ndarray, positions: np.ndarray, bonds: np.ndarray, options: FeaturizerOptions,
+    features: np.ndarray, positions: np.ndarray | None, bonds: np.ndarray, options: FeaturizerOptions,
     atomic_numbers: np.ndarray,
 ) -> dict[str, np.ndarray]:
     """Node and edge arrays of one molecule for the chosen edge representation.
 
     Args:
         features: atom features from :func:`atom_features`.
-        positions: coordinates in Angstrom.
+        positions: coordinates in Angstrom; ``None`` (no ``pos`` in the result) only for the
+            chemical graph (``edges="bonds"``), which reads no distances.
         bonds: bond matrix from :func:`bond_matrix`.
         options: edge representation and whether hydrogens stay as nodes.
         atomic_numbers: atomic number of each atom.
 
     Returns:
-        dict with ``x [n, 13]``, ``pos [n, 3]``, ``z [n]``, ``edge_index [2, E]`` (int64) and
-        ``edge_attr [E, options.edge_dim]`` (float32), and for ``"bins"`` ``edge_type [E]``
-        (int64), where ``n`` counts the kept atoms.
+        dict with ``x [n, F]``, ``pos [n, 3]`` (when positions are given), ``z [n]``,
+        ``edge_index [2, E]`` (int64) and ``edge_attr [E, options.edge_dim]`` (float32), and for
+        ``"bins"`` ``edge_type [E]`` (int64), where ``n`` counts the kept atoms.
 
     Raises:
-        ValueError: ``positions`` holds NaN or infinite coordinates.
+        ValueError: ``positions`` holds NaN or infinite coordinates, or is ``None`` for edges
+            that carry distances.
 
     Shapes:
         features ``[N, 13]``, positions ``[N, 3]``, bonds ``[N, N]``, atomic_numbers ``[N]``.
     """
-    _check_finite(np.asarray(positions, dtype=np.float64))
+    if positions is None:
+        if options.needs_coordinates:
+            raise ValueError(f"edges={options.edges!r} needs 3D coordinates (distances); the molecule has none")
+    else:
+        _check_finite(np.asarray(positions, dtype=np.float64))
     keep = np.arange(len(atomic_numbers)) if options.hydrogens else np.flatnonzero(atomic_numbers != 1)
-    x, pos, z = features[keep], positions[keep].astype(np.float32), atomic_numbers[keep].astype(np.int64)
+    x, z = features[keep], atomic_numbers[keep].astype(np.int64)
     bonds = bonds[np.ix_(keep, keep)]
     n = len(keep)
     if options.edges == "bonds":
@@ -401,23 +470,93 @@ def graph_arrays(
             edge_type = btype.astype(np.int64)
             edge_type[far] = len(BOND_TYPES) + bin_of
     edge_index = np.stack([src, dst]).astype(np.int64)
-    out = {"x": x, "pos": pos, "z": z, "edge_index": edge_index, "edge_attr": edge_attr}
+    out = {"x": x, "z": z, "edge_index": edge_index, "edge_attr": edge_attr}
+    if positions is not None:
+        out["pos"] = positions[keep].astype(np.float32)
     if options.edges == "bins":
         out["edge_type"] = edge_type
     return out
 
 
 def featurize(mol, options: FeaturizerOptions) -> dict[str, np.ndarray]:
-    """Featurizes an RDKit molecule with explicit hydrogens and a 3D conformer.
+    """Featurizes an RDKit molecule with explicit hydrogens and (for edges with distances) a 3D
+    conformer.
 
     Returns:
-        the arrays of :func:`graph_arrays`.
+        the arrays of :func:`graph_arrays`, plus ``atom_counts [1, len(options.elements)]``: the
+        number of atoms of each element in the whole molecule (hydrogens included even when they
+        are not nodes), for the per-element reference of extensive targets.
+
+    Raises:
+        ValueError: an element outside ``options.elements``, a bond type outside
+            :data:`BOND_TYPES`, or no conformer although the edges need distances.
     """
-    if mol.GetNumConformers() == 0:
-        raise ValueError("mol must have a 3D conformer (positions)")
-    positions = np.asarray(mol.GetConformer().GetPositions(), dtype=np.float64)
     z = np.array([a.GetAtomicNum() for a in mol.GetAtoms()], dtype=np.int64)
-    return graph_arrays(atom_features(mol), positions, bond_matrix(mol), options, z)
+    features = atom_features(mol, options.elements)  # checks the elements first
+    if mol.GetNumConformers() == 0:
+        if options.needs_coordinates:
+            raise ValueError(f"mol has no 3D coordinates (conformer), which edges={options.edges!r} needs")
+        positions = None
+    else:
+        positions = np.asarray(mol.GetConformer().GetPositions(), dtype=np.float64)
+    out = graph_arrays(features, positions, bond_matrix(mol), options, z)
+    symbols = [a.GetSymbol() for a in mol.GetAtoms()]
+    out["atom_counts"] = np.array([[symbols.count(e) for e in options.elements]], dtype=np.float32)
+    return out
+
+
+# Fixed so that a SMILES always embeds to the same geometry (and predicts the same value).
+EMBED_SEED = 0x5EED
+
+
+def mol_from_smiles(smiles: str, embed: bool = True, seed: int = EMBED_SEED) -> tuple[object, str]:
+    """An RDKit molecule with explicit hydrogens from a SMILES, embedded in 3D if asked.
+
+    Embedding: ETKDG v3 from ``seed`` (random starting coordinates if that fails), then MMFF94
+    relaxation (UFF where MMFF has no parameters). The geometry is a force-field one, not a DFT
+    (B3LYP) geometry such as QM9's.
+
+    Args:
+        smiles: the molecule.
+        embed: compute 3D coordinates (else the molecule has no conformer: enough for the
+            chemical graph, ``edges="bonds"``).
+        seed: ETKDG's random seed.
+
+    Returns:
+        ``(mol, note)``: the molecule and how its geometry was made (empty without embedding).
+
+    Raises:
+        TypeError: ``smiles`` is not a string.
+        ValueError: the SMILES does not parse (or is empty).
+        MoleculeBuildError: no 3D embedding was found.
+    """
+    Chem = _rdkit()
+    from rdkit.Chem import rdDistGeom, rdForceFieldHelpers
+
+    if not isinstance(smiles, str):
+        raise TypeError(f"smiles must be a str, got {type(smiles).__name__}")
+    mol = Chem.MolFromSmiles(smiles) if smiles.strip() else None
+    if mol is None:
+        raise ValueError(f"SMILES {smiles!r} does not parse")
+    mol = Chem.AddHs(mol)
+    if not embed:
+        return mol, ""
+    params = rdDistGeom.ETKDGv3()
+    params.randomSeed = seed
+    how = "ETKDGv3"
+    if rdDistGeom.EmbedMolecule(mol, params) != 0:
+        params.useRandomCoords = True
+        how = "ETKDGv3 (random start)"
+        if rdDistGeom.EmbedMolecule(mol, params) != 0:
+            raise MoleculeBuildError(f"SMILES {smiles!r}: ETKDG found no 3D embedding")
+    if rdForceFieldHelpers.MMFFHasAllMoleculeParams(mol):
+        status, field = rdForceFieldHelpers.MMFFOptimizeMolecule(mol, maxIters=2000), "MMFF94"
+    elif rdForceFieldHelpers.UFFHasAllMoleculeParams(mol):
+        status, field = rdForceFieldHelpers.UFFOptimizeMolecule(mol, maxIters=2000), "UFF (no MMFF parameters)"
+    else:
+        status, field = 0, "no force field parameters: unrelaxed"
+    note = f"{how} + {field}" + (" (not converged)" if status == 1 else "")
+    return mol, note
 
 
 __all__ = [
@@ -431,7 +570,12 @@ __all__ = [
     "SOURCE_TEMPLATE",
     "SOURCE_XYZ",
     "SOURCE_XYZ_UNVERIFIED",
+    "EMBED_SEED",
+    "atom_feature_names",
     "atom_features",
+    "check_elements",
+    "element_symbols",
+    "mol_from_smiles",
     "bond_matrix",
     "canonical_smiles",
     "distance_bins",

@@ -38,7 +38,6 @@ import torch
 from torch_geometric.data import Data, InMemoryDataset
 
 from gnnkit.data.molecule import (
-    ATOM_TYPES,
     EdgeRepresentation,
     FeaturizerOptions,
     MoleculeBuildError,
@@ -180,10 +179,9 @@ def _featurize_rows(job: tuple[FeaturizerOptions, list[tuple[int, str, str, str]
         try:
             symbols, positions = parse_molecule(elements, xyz)
             mol, source, note = mol_from_xyz(symbols, positions, smiles)
+            # With atom_counts: element counts of the whole molecule (hydrogens included even when
+            # they are not nodes), for the per-element reference of extensive targets.
             arrays = featurize(mol, options)
-            # Element counts of the whole molecule (hydrogens included even when they are not
-            # nodes), for the per-element reference of extensive targets.
-            arrays["atom_counts"] = np.array([[symbols.count(t) for t in ATOM_TYPES]], dtype=np.float32)
             out.append((row, arrays, source, note))
         except (MoleculeBuildError, ValueError) as e:
             out.append((row, None, "failed", getattr(e, "reason", str(e))))

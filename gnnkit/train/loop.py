@@ -59,7 +59,8 @@ CURVE_NAME = "learning_curve.png"
 # Every file fit writes under out_dir (a recipe adds its own, e.g. result.json).
 OUTPUTS = (CHECKPOINT_NAME, previous_checkpoint(CHECKPOINT_NAME).name, BEST_MODEL_NAME, LOG_NAME, CURVE_NAME)
 # TrainConfig fields that do not change what is trained (so a resume may change them).
-_NOT_RUN_SETTINGS = ("device", "out_dir", "resume", "progress", "log_epochs", "stop_after_epoch", "run_settings")
+_NOT_RUN_SETTINGS = ("device", "out_dir", "resume", "progress", "log_epochs", "stop_after_epoch", "run_settings",
+                     "best_model_info")
 
 
 class Targets(Protocol):
@@ -104,6 +105,9 @@ class TrainConfig:
             et al.), ``"cosine"`` (per step, same end point), ``"plateau"`` (ReduceLROnPlateau on
             the validation score, as PyG's QM9 example) or ``"constant"``.
         final_lr_factor: end of the linear/cosine schedule relative to ``lr``.
+        decay_start: fraction of the steps run at ``lr`` before the linear/cosine decay begins
+            (Gilmer et al.: "a linear learning rate decay that began between 10% and 90% of the
+            way through training"); 0 decays from the first step.
         plateau_factor, plateau_patience, min_lr: ReduceLROnPlateau settings.
         grad_clip: clip the gradient norm to this (``> 0``; ``None``: no clipping).
         amp: bf16 autocast on CUDA (ignored on CPU).
@@ -124,6 +128,10 @@ class TrainConfig:
         run_settings: the caller's settings that change the run but are not fields here (data
             subset, model options, batch size, ...): recorded in the checkpoint and checked on
             resume. JSON-like values.
+        best_model_info: what ``best_model.pt`` carries beside the weights and the epoch, under
+            the key ``"predictor"``: tensors and plain containers only, so that the file loads with
+            ``torch.load(..., weights_only=True)`` (see :func:`gnnkit.train.predictor_card`, which
+            :func:`gnnkit.train.load_predictor` reads back). ``None``: weights and epoch only.
     """
 
     epochs: int = 10
@@ -131,6 +139,7 @@ class TrainConfig:
     weight_decay: float = 0.0
     schedule: Schedule = "linear"
     final_lr_factor: float = 0.05
+    decay_start: float = 0.0
     plateau_factor: float = 0.7
     plateau_patience: int = 5
     min_lr: float = 1e-5
@@ -146,6 +155,7 @@ class TrainConfig:
     target_names: Sequence[str] | None = None
     score_scale: Sequence[float] | None = None
     run_settings: dict[str, Any] | None = None
+    best_model_info: dict[str, Any] | None = None
 
     def __post_init__(self) -> None:
         if isinstance(self.epochs, bool) or not isinstance(self.epochs, numbers.Integral) or self.epochs < 1:
@@ -158,6 +168,8 @@ class TrainConfig:
             raise ValueError(f"grad_clip must be a finite number > 0 or None (no clipping), got {self.grad_clip}")
         if not 0 < self.final_lr_factor <= 1:
             raise ValueError(f"final_lr_factor must be in (0, 1], got {self.final_lr_factor}")
+        if not 0 <= self.decay_start < 1:
+            raise ValueError(f"decay_start must be in [0, 1), got {self.decay_start}")
         if self.stop_after_epoch is not None and self.stop_after_epoch < 1:
             raise ValueError(f"stop_after_epoch must be >= 1 or None, got {self.stop_after_epoch}")
         if self.schedule not in _SCHEDULES:
@@ -248,12 +260,16 @@ def evaluate(model: nn.Module, loader: Iterable, targets: Targets, device: torch
 
 def _scheduler(opt: torch.optim.Optimizer, config: TrainConfig, total_steps: int):
     f = config.final_lr_factor
+    start = config.decay_start * total_steps
+
+    def progress(step: int) -> float:
+        """How far the decay has gone, 0 before ``decay_start`` and 1 at the last step."""
+        return min(max(step - start, 0.0) / max(total_steps - start, 1.0), 1.0)
+
     if config.schedule == "linear":
-        return torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 1.0 - (1.0 - f) * min(s / total_steps, 1.0))
+        return torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 1.0 - (1.0 - f) * progress(s))
     if config.schedule == "cosine":
-        return torch.optim.lr_scheduler.LambdaLR(
-            opt, lambda s: f + (1.0 - f) * 0.5 * (1.0 + math.cos(math.pi * min(s / total_steps, 1.0)))
-        )
+        return torch.optim.lr_scheduler.LambdaLR(opt, lambda s: f + (1.0 - f) * 0.5 * (1.0 + math.cos(math.pi * progress(s))))
     if config.schedule == "plateau":
         return torch.optim.lr_scheduler.ReduceLROnPlateau(
             opt, mode="min", factor=config.plateau_factor, patience=config.plateau_patience, min_lr=config.min_lr
@@ -426,7 +442,10 @@ def fit(
                 best_test = evaluate(model, test_loader, targets, device, config.amp).tolist()
                 row.update(_named("test_mae", best_test, names))
             if out_dir is not None and info.is_main:
-                atomic_save({"model": model.state_dict(), "epoch": epoch}, out_dir / BEST_MODEL_NAME)
+                best = {"model": model.state_dict(), "epoch": epoch}
+                if config.best_model_info is not None:
+                    best["predictor"] = config.best_model_info
+                atomic_save(best, out_dir / BEST_MODEL_NAME)
         elapsed += time.perf_counter() - t_epoch
         mol_seconds += train_seconds
         mols += epoch_mols

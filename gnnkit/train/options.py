@@ -106,9 +106,37 @@ def add_options(parser: argparse.ArgumentParser, cls: type) -> None:
                             choices=f.metadata.get("choices"), help=help_text)  # fmt: skip
 
 
+def literal(text: str) -> int | float | bool | str:
+    """A command-line value as the Python value it spells: ``"8"`` -> 8, ``"1e-3"`` -> 0.001,
+    ``"true"`` -> True, anything else the string itself."""
+    for conv in (int, float):
+        try:
+            return conv(text)
+        except ValueError:
+            pass
+    return {"true": True, "false": False}.get(text.lower(), text)
+
+
+def key_values(items: list[str], flag: str = "--model-option") -> dict[str, int | float | bool | str]:
+    """``["edge_hidden=64", "readout=gated"]`` -> ``{"edge_hidden": 64, "readout": "gated"}``.
+
+    Raises:
+        ValueError: an item is not ``KEY=VALUE`` or a key is given twice (the message names ``flag``).
+    """
+    out: dict[str, int | float | bool | str] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise ValueError(f"{flag} must be KEY=VALUE, got {item!r}")
+        if key in out:
+            raise ValueError(f"{flag} {key} given twice")
+        out[key] = literal(value)
+    return out
+
+
 def given_options(namespace: argparse.Namespace) -> dict[str, Any]:
     """The options present on the command line, as ``{field: value}``."""
     return dict(vars(namespace))
 
 
-__all__ = ["add_options", "given_options", "comma_list", "positive_int", "size_or_all"]
+__all__ = ["add_options", "given_options", "comma_list", "key_values", "literal", "positive_int", "size_or_all"]

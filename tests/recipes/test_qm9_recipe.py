@@ -151,6 +151,10 @@ BAD_ARGS = [
     (["--loader-workers", "-1"], "--loader-workers must be an integer >= 0"),
     (["--device", "gpu"], "--device 'gpu': "),
     (["--resume", "--overwrite"], "exclude each other"),
+    (["--decay-start", "1"], "--decay-start must be in [0, 1)"),
+    (["--final-lr-factor", "0"], "--final-lr-factor must be in (0, 1]"),
+    (["--preset", "paper"], "invalid choice: 'paper'"),
+    (["--preset", "gilmer", "--model", "ggnn"], "--preset gilmer trains mpnn"),
 ]
 
 
@@ -303,3 +307,70 @@ def test_sigkill_at_several_points_then_resume_gives_identical_weights(data_root
         cols = ("epoch", "lr", "train_loss", "val_mae_u0", "test_mae_u0")
         assert [[r[c] for c in cols] for r in csv.DictReader(fa)] == [[r[c] for c in cols] for r in csv.DictReader(fb)]
     assert not [p for p in killed.iterdir() if ".tmp" in p.name]
+
+
+# -- --target all, --preset gilmer ----------------------------------------------------------------
+
+
+def test_target_all_trains_one_model_per_target_and_writes_the_table(recipe, data_root, tmp_path, capsys):
+    from gnnkit.data.qm9 import TARGETS
+    from gnnkit.train import load_predictor
+
+    out = tmp_path / "all"
+    table = run(recipe, data_root, out, "--epochs", "1", "--target", "all")
+    saved = json.loads((out / "table.json").read_text())
+    assert saved == json.loads(json.dumps(table)) and saved["status"] == "completed"
+    assert [r["target"] for r in saved["rows"]] == list(TARGETS) and saved["mean_over"] == 13
+    assert [r["gilmer_enn_s2s_ratio"] for r in saved["rows"]] == [recipe.GILMER_ENN_S2S[t] for t in TARGETS]
+    assert saved["mean_ratio"] == pytest.approx(sum(r["ratio"] for r in saved["rows"]) / 13)
+    for row in saved["rows"]:
+        result = json.loads((out / row["target"] / "result.json").read_text())
+        assert result["target"] == row["target"] and result["test_mae"] == row["test_mae"]
+        assert row["ratio"] == pytest.approx(row["test_mae"] / row["chemical_accuracy"])
+    assert load_predictor(out / "gap").targets == ["gap"] and load_predictor(out / "cv").units == ["cal/mol K"]
+    text = (out / "table.md").read_text()
+    assert "| **mean ratio** |" in text and "**0.68**" in text and "arXiv:1704.01212" in text
+    assert "| u0 | eV | 0.043 |" in text and text in capsys.readouterr().out
+    with pytest.raises(SystemExit):  # a second fresh run may not replace the table
+        recipe.parse_args([*TINY, "--data-root", str(data_root), "--out", str(out), "--target", "all"])
+    again = run(recipe, data_root, out, "--epochs", "1", "--target", "all", "--resume")  # all finished: nothing trains
+    assert [r["test_mae"] for r in again["rows"]] == [r["test_mae"] for r in saved["rows"]]
+
+
+def test_gilmer_table_2_column():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("qm9_recipe_constants", RECIPE)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    from gnnkit.data.qm9 import TARGETS
+
+    assert set(module.GILMER_ENN_S2S) == set(TARGETS)
+    assert round(sum(module.GILMER_ENN_S2S.values()) / 13, 2) == module.GILMER_ENN_S2S_MEAN == 0.68
+    assert module.GILMER_ENN_S2S["u0"] == 0.45
+
+
+def test_gilmer_preset(recipe, tmp_path, monkeypatch):
+    import math
+
+    from gnnkit.models import build_model
+
+    monkeypatch.chdir(tmp_path)
+    cfg = recipe.parse_args(["--preset", "gilmer", "--target", "all"])
+    assert (cfg.model, cfg.edges, cfg.hydrogens, cfg.train_size, cfg.eval_size) == ("mpnn", "complete", True, None, None)
+    assert (cfg.batch_size, cfg.lr, cfg.schedule, cfg.decay_start, cfg.final_lr_factor, cfg.grad_clip) == (
+        20, 2.5e-4, "linear", 0.5, 0.1, None)  # fmt: skip
+    assert (cfg.channels, cfg.steps, cfg.model_options, cfg.preset, cfg.target) == (200, 3, {"set2set_steps": 6}, "gilmer", "all")
+    steps = math.ceil(110_831 / cfg.batch_size) * cfg.epochs
+    assert abs(steps - 3_000_000) < 5_542  # the paper's 3M steps, to within one epoch
+    model = build_model(cfg.model, 13, 1, edge_dim=5, **recipe.model_options(cfg))
+    assert model.channels == 200 and model.steps == 3 and model.readout.steps == 6
+    # The command line wins over the preset.
+    mine = recipe.parse_args(["--preset", "gilmer", "--epochs", "2", "--train-size", "100", "--model-option", "set2set_steps=2",
+                              "--grad-clip", "1", "--no-hydrogens"])  # fmt: skip
+    assert (mine.epochs, mine.train_size, mine.eval_size, mine.model_options, mine.grad_clip, mine.hydrogens) == (
+        2, 100, None, {"set2set_steps": 2}, 1.0, False)  # fmt: skip
+    assert mine.batch_size == 20 and mine.channels == 200
+    quick = recipe.parse_args([])
+    assert (quick.preset, quick.decay_start, quick.epochs, quick.channels) == ("quick", 0.0, 6, None)

@@ -5,7 +5,7 @@ from dataclasses import dataclass, field
 
 import pytest
 
-from gnnkit.train.options import add_options, comma_list, given_options
+from gnnkit.train.options import add_options, comma_list, given_options, key_values, literal
 
 
 @dataclass
@@ -49,3 +49,13 @@ def test_bad_values_and_fields():
         add_options(argparse.ArgumentParser(), Odd)
     with pytest.raises(TypeError, match="dataclass"):
         add_options(argparse.ArgumentParser(), dict)
+
+
+def test_key_values_and_literals():
+    assert key_values(["edge_hidden=64", "readout=gated", "lr=1e-3", "bias=false", "name=a=b"]) == {
+        "edge_hidden": 64, "readout": "gated", "lr": 0.001, "bias": False, "name": "a=b"}  # fmt: skip
+    assert [literal(t) for t in ("8", "2.5", "True", "x")] == [8, 2.5, True, "x"]
+    with pytest.raises(ValueError, match="--model-option must be KEY=VALUE, got 'edge_hidden'"):
+        key_values(["edge_hidden"])
+    with pytest.raises(ValueError, match="--set a given twice"):
+        key_values(["a=1", "a=2"], flag="--set")

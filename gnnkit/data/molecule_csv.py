@@ -1,0 +1,352 @@
+"""A user's molecules and measured properties from a CSV file, featurized for any graph model.
+
+:func:`load_molecule_csv` reads one molecule per row (a SMILES column, optionally a coordinates
+column) and one or more numeric target columns. Rows that cannot be used are never dropped
+silently: each one is listed in :attr:`MoleculeCSV.skipped` with its row number (row 1 is the
+first line after the header) and the reason (unparsable SMILES, missing or non-numeric target,
+no bonds fitting the coordinates, unsupported bond, ...).
+
+Geometry (what the edges can carry):
+
+* ``"none"``: the chemical graph only (``edges="bonds"``: bond one-hot edge features);
+* ``"embedded"``: 3D coordinates from the SMILES (ETKDG + MMFF, see
+  :func:`gnnkit.data.molecule.mol_from_smiles`), so ``"complete"``/``"bins"`` edges with
+  distances work;
+* ``"given"``: coordinates from ``xyz_column``: per row an inline XYZ block, or the path (relative
+  to the CSV's folder) of an ``.xyz``, ``.sdf`` or ``.mol`` file. The SMILES is the reference for
+  the bond orders, as for QM9 (:func:`gnnkit.data.molecule.mol_from_xyz`).
+
+Splits (:func:`split_molecules`): ``"random"`` (seeded) or ``"scaffold"`` (Bemis-Murcko
+scaffolds, Bemis & Murcko 1996: whole scaffold groups go to one split, so validation and test
+molecules have scaffolds the model did not train on; deterministic: groups in decreasing size,
+each to the split that is furthest below its share, so the large groups end up in training).
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+import torch
+from torch_geometric.data import Data
+
+from gnnkit.data.molecule import EMBED_SEED, FeaturizerOptions, element_symbols
+from gnnkit.data.molecule_io import (
+    MoleculeRecord,
+    molecule_data,
+    parse_xyz_block,
+    read_sdf,
+    smiles_record,
+    xyz_record,
+)
+
+Geometry = Literal["none", "embedded", "given"]
+SplitMethod = Literal["random", "scaffold"]
+_MISSING = {"", "na", "nan", "n/a", "none", "null"}
+
+
+@dataclass
+class SkippedRow:
+    """A CSV row left out, and why (``row`` 1 is the first line after the header)."""
+
+    row: int
+    reason: str
+
+
+@dataclass
+class MoleculeCSV:
+    """The usable molecules of a CSV file.
+
+    Attributes:
+        data: one graph per usable row, each with ``y [1, T]`` (float64, the targets in their
+            own units) and ``row [1]`` (its CSV row number).
+        smiles: the SMILES of each graph, in ``data`` order.
+        rows: CSV row number of each graph.
+        targets: the target column names (``T``).
+        options: the featurizer settings used (elements included).
+        geometry: where the coordinates came from (``"none"``, ``"embedded"``, ``"given"``).
+        skipped: the rows left out, with the reason.
+        total_rows: data rows in the file.
+    """
+
+    data: list[Data]
+    smiles: list[str]
+    rows: list[int]
+    targets: tuple[str, ...]
+    options: FeaturizerOptions
+    geometry: Geometry
+    skipped: list[SkippedRow] = field(default_factory=list)
+    total_rows: int = 0
+
+    def __len__(self) -> int:
+        return len(self.data)
+
+    def skipped_summary(self, limit: int = 10) -> str:
+        """One line per skipped row (the first ``limit``), with the count."""
+        if not self.skipped:
+            return f"all {self.total_rows} rows used"
+        lines = [f"skipped {len(self.skipped)} of {self.total_rows} rows:"]
+        lines += [f"  row {s.row}: {s.reason}" for s in self.skipped[:limit]]
+        if len(self.skipped) > limit:
+            lines.append(f"  ... and {len(self.skipped) - limit} more")
+        return "\n".join(lines)
+
+
+def csv_header(path: str | os.PathLike) -> list[str]:
+    """The column names of a CSV file (its first line).
+
+    Raises:
+        FileNotFoundError: the file does not exist.
+        ValueError: the file is empty.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"CSV file {path} not found")
+    with open(path, newline="") as f:
+        header = next(csv.reader(f), None)
+    if not header:
+        raise ValueError(f"CSV file {path} is empty (no header line)")
+    return [h.strip() for h in header]
+
+
+def check_columns(header: Sequence[str], wanted: Sequence[str], path: str | os.PathLike) -> None:
+    """Raises a ValueError naming the ``wanted`` columns that ``header`` lacks (and listing it)."""
+    missing = [c for c in wanted if c not in header]
+    if missing:
+        raise ValueError(f"{path}: no column(s) {', '.join(map(repr, missing))}; the columns are {', '.join(header)}")
+    doubled = sorted({c for c in header if header.count(c) > 1} & set(wanted))
+    if doubled:
+        raise ValueError(f"{path}: column(s) {', '.join(doubled)} appear more than once in the header")
+
+
+def _target_value(text: str, name: str) -> float:
+    if text.strip().lower() in _MISSING:
+        raise ValueError(f"missing target {name!r}")
+    try:
+        value = float(text)
+    except ValueError:
+        raise ValueError(f"target {name!r}: {text.strip()[:30]!r} is not a number") from None
+    if not math.isfinite(value):
+        raise ValueError(f"target {name!r} is not finite ({text.strip()})")
+    return value
+
+
+def _coordinates_record(cell: str, smiles: str, folder: Path, name: str) -> MoleculeRecord:
+    """The molecule of an ``xyz_column`` cell: an inline XYZ block or a file path."""
+    text = cell.strip()
+    if not text:
+        return MoleculeRecord(name, "xyz", error="no coordinates (empty cell)")
+    if "\n" in text or len(text.split()) >= 4:
+        try:
+            symbols, positions, title = parse_xyz_block(text)
+        except ValueError as e:
+            return MoleculeRecord(name, "xyz", error=f"coordinates: {e}")
+        return xyz_record(symbols, positions, name, smiles=smiles, title=title)
+    path = Path(text) if Path(text).is_absolute() else folder / text
+    if not path.is_file():
+        return MoleculeRecord(name, "xyz", error=f"coordinates file {path} not found")
+    if path.suffix.lower() in (".sdf", ".mol"):
+        records = read_sdf(path)
+    elif path.suffix.lower() == ".xyz":
+        try:
+            symbols, positions, title = parse_xyz_block(path.read_text())
+        except ValueError as e:
+            return MoleculeRecord(name, "xyz", error=f"{path}: {e}")
+        records = [xyz_record(symbols, positions, name, smiles=smiles, title=title)]
+    else:
+        return MoleculeRecord(name, "xyz", error=f"coordinates file {path}: expected .xyz, .sdf or .mol")
+    if len(records) != 1:
+        return MoleculeRecord(name, "xyz", error=f"{path} holds {len(records)} molecules, expected one")
+    return records[0]
+
+
+def load_molecule_csv(
+    path: str | os.PathLike,
+    smiles_column: str,
+    targets: Sequence[str],
+    xyz_column: str | None = None,
+    embed: bool = False,
+    edges: str = "bonds",
+    hydrogens: bool = True,
+    elements: Sequence[str] | None = None,
+    seed: int = EMBED_SEED,
+) -> MoleculeCSV:
+    """Reads and featurizes the molecules of a CSV file (see the module docstring).
+
+    Args:
+        path: the CSV file (header line, then one molecule per row).
+        smiles_column: column with the SMILES.
+        targets: numeric target columns (at least one).
+        xyz_column: column with coordinates (inline XYZ block or file path); ``None``: none.
+        embed: embed each SMILES in 3D (ETKDG + MMFF); excludes ``xyz_column``.
+        edges: ``"bonds"`` (chemical graph), ``"complete"`` or ``"bins"`` (need coordinates:
+            ``xyz_column`` or ``embed``).
+        hydrogens: keep hydrogens as nodes.
+        elements: element one-hot set; ``None``: the elements of the usable molecules (H always),
+            in order of atomic number.
+        seed: ETKDG seed for ``embed``.
+
+    Raises:
+        FileNotFoundError: the CSV file does not exist.
+        ValueError: bad arguments, a missing column, or no usable row (the message lists the
+            first skipped rows).
+    """
+    path = Path(path)
+    targets = tuple(targets)
+    if not targets:
+        raise ValueError("targets: give at least one target column")
+    if len(set(targets)) != len(targets):
+        raise ValueError(f"targets: each column once, got {', '.join(targets)}")
+    if smiles_column in targets or (xyz_column is not None and xyz_column in targets):
+        raise ValueError("a target column cannot also be the SMILES or coordinates column")
+    if embed and xyz_column is not None:
+        raise ValueError("embed and xyz_column exclude each other: coordinates are either given or embedded")
+    geometry: Geometry = "given" if xyz_column is not None else "embedded" if embed else "none"
+    probe = FeaturizerOptions(edges, hydrogens)  # validates edges/hydrogens
+    if probe.needs_coordinates and geometry == "none":
+        raise ValueError(f"edges={edges!r} carry distances: give a coordinates column or embed the SMILES "
+                         "(else use edges='bonds', the chemical graph)")  # fmt: skip
+    header = csv_header(path)
+    check_columns(header, [smiles_column, *targets, *([xyz_column] if xyz_column else [])], path)
+    col = {h: k for k, h in enumerate(header)}
+
+    skipped: list[SkippedRow] = []
+    parsed: list[tuple[int, str, MoleculeRecord, list[float]]] = []
+    total = 0
+    with open(path, newline="") as f:
+        reader = csv.reader(f)
+        next(reader)
+        for total, cells in enumerate(reader, 1):
+            if not any(c.strip() for c in cells):
+                skipped.append(SkippedRow(total, "empty row"))
+                continue
+            if len(cells) != len(header):
+                skipped.append(SkippedRow(total, f"{len(cells)} cells, the header has {len(header)} columns"))
+                continue
+            smiles = cells[col[smiles_column]].strip()
+            try:
+                y = [_target_value(cells[col[t]], t) for t in targets]
+            except ValueError as e:
+                skipped.append(SkippedRow(total, str(e)))
+                continue
+            if not smiles:
+                skipped.append(SkippedRow(total, "empty SMILES"))
+                continue
+            name = f"row {total}"
+            if geometry == "given":
+                record = _coordinates_record(cells[col[xyz_column]], smiles, path.parent, name)
+            else:
+                record = smiles_record(smiles, embed=embed, seed=seed, name=name)
+            record.name = name
+            if record.error is not None:
+                skipped.append(SkippedRow(total, record.error))
+                continue
+            parsed.append((total, smiles, record, y))
+
+    if elements is None:
+        table = element_symbols()
+        seen = {a.GetSymbol() for _, _, r, _ in parsed for a in r.mol.GetAtoms()} | {"H"}
+        elements = tuple(sorted(seen, key=table.__getitem__))
+    options = FeaturizerOptions(edges, hydrogens, tuple(elements))
+    data, smiles_out, rows = [], [], []
+    for row, smiles, record, y in parsed:
+        try:
+            graph = molecule_data(record, options, y)
+        except ValueError as e:
+            skipped.append(SkippedRow(row, str(e)))
+            continue
+        graph.row = torch.tensor([row])
+        data.append(graph)
+        smiles_out.append(smiles)
+        rows.append(row)
+    skipped.sort(key=lambda s: s.row)
+    out = MoleculeCSV(data, smiles_out, rows, targets, options, geometry, skipped, total)
+    if not data:
+        raise ValueError(f"{path}: no usable molecule; {out.skipped_summary(5)}")
+    return out
+
+
+def _split_sizes(n: int, fractions: Sequence[float]) -> tuple[int, int, int]:
+    n_val = max(1, round(fractions[1] * n))
+    n_test = max(1, round(fractions[2] * n))
+    return n - n_val - n_test, n_val, n_test
+
+
+def check_fractions(fractions: Sequence[float]) -> tuple[float, float, float]:
+    """Validates train/validation/test fractions: three positive numbers summing to 1."""
+    fractions = tuple(float(f) for f in fractions)
+    if len(fractions) != 3 or not all(f > 0 and math.isfinite(f) for f in fractions) or abs(sum(fractions) - 1) > 1e-6:
+        raise ValueError(f"split fractions must be three positive numbers (train, validation, test) summing to 1, "
+                         f"got {', '.join(map(str, fractions))}")  # fmt: skip
+    return fractions  # type: ignore[return-value]
+
+
+def murcko_scaffold(smiles: str) -> str:
+    """Bemis-Murcko scaffold SMILES (``""`` for an acyclic molecule)."""
+    from rdkit import Chem
+    from rdkit.Chem.Scaffolds import MurckoScaffold
+
+    mol = Chem.MolFromSmiles(smiles)
+    if mol is None:
+        raise ValueError(f"SMILES {smiles!r} does not parse")
+    return MurckoScaffold.MurckoScaffoldSmiles(mol=mol, includeChirality=False)
+
+
+def split_molecules(
+    smiles: Sequence[str], method: SplitMethod = "random", fractions: Sequence[float] = (0.8, 0.1, 0.1), seed: int = 0
+) -> dict[str, np.ndarray]:
+    """Train/validation/test positions of the molecules (see the module docstring).
+
+    Returns:
+        ``{"train", "val", "test"}`` -> positions into ``smiles`` (each non-empty).
+
+    Raises:
+        ValueError: bad ``method`` or ``fractions``, fewer than 3 molecules, or a scaffold split
+            that leaves a split empty (too few scaffold groups).
+    """
+    fractions = check_fractions(fractions)
+    n = len(smiles)
+    if n < 3:
+        raise ValueError(f"need at least 3 molecules to split into train, validation and test, got {n}")
+    n_train, n_val, n_test = _split_sizes(n, fractions)
+    if n_train < 1:
+        raise ValueError(f"{n} molecules are too few for fractions {fractions}")
+    if method == "random":
+        perm = np.random.default_rng(seed).permutation(n)
+        return {"train": perm[:n_train], "val": np.sort(perm[n_train : n_train + n_val]), "test": np.sort(perm[n_train + n_val :])}
+    if method != "scaffold":
+        raise ValueError(f"split method must be 'random' or 'scaffold', got {method!r}")
+    groups: dict[str, list[int]] = {}
+    for i, s in enumerate(smiles):
+        groups.setdefault(murcko_scaffold(s), []).append(i)
+    # Largest scaffold groups first (ties: first appearance), each to the split furthest below its
+    # size, so training gets the big groups and validation and test fill up with the rarer ones.
+    ordered = sorted(groups.values(), key=lambda g: (-len(g), g[0]))
+    wanted = {"train": n_train, "val": n_val, "test": n_test}
+    parts: dict[str, list[int]] = {"train": [], "val": [], "test": []}
+    for g in ordered:
+        k = max(wanted, key=lambda name: (wanted[name] - len(parts[name])) / wanted[name])
+        parts[k] += g
+    empty = [k for k, v in parts.items() if not v]
+    if empty:
+        raise ValueError(f"the scaffold split left {' and '.join(empty)} empty ({n} molecules in {len(groups)} scaffold "
+                         "groups); use more molecules or --split random")  # fmt: skip
+    return {k: np.asarray(sorted(v), dtype=np.int64) for k, v in parts.items()}
+
+
+__all__ = [
+    "MoleculeCSV",
+    "SkippedRow",
+    "check_columns",
+    "check_fractions",
+    "csv_header",
+    "load_molecule_csv",
+    "murcko_scaffold",
+    "split_molecules",
+]

@@ -1,0 +1,314 @@
+"""From a trained model to answers: predictions on new molecules from a ``best_model.pt``.
+
+A training run (``recipes/qm9.py``, ``recipes/train_molecules.py``) writes into ``best_model.pt``,
+beside the weights, a *predictor card* (:func:`predictor_card`): the registry name and options of
+the model, its input sizes, the targets and their units, the target normaliser's state, the
+featurizer settings and where the training geometries came from. Tensors and plain containers
+only, so the file loads with ``torch.load(..., weights_only=True)`` and nothing in it runs code.
+:func:`load_predictor` rebuilds the model from the card through :func:`gnnkit.models.build_model`
+and returns a :class:`Predictor`::
+
+    predictor = load_predictor("runs/qm9")            # the run folder or its best_model.pt
+    rows = predictor.predict(["CCO", "c1ccccc1"])     # SMILES, RDKit Mols or MoleculeRecords
+    rows[0].values                                    # {"u0": -4.2e3}, in predictor.units
+
+Every input gives one :class:`Prediction`; one that cannot be featurized (an element the model
+was not trained on, a SMILES that does not parse, no 3D coordinates where the model reads
+distances) has ``error`` set and no values, and the others are still predicted.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import pickle
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+from torch_geometric.data import Batch, Data
+
+from gnnkit.data.molecule import FeaturizerOptions, canonical_smiles
+from gnnkit.data.molecule_io import MoleculeRecord, mol_record, molecule_data, smiles_record
+from gnnkit.data.normalize import TargetNormalizer
+from gnnkit.models import MODELS, build_model
+from gnnkit.train.checkpoint import DamagedFileError, verify_torch_file
+from gnnkit.train.loop import BEST_MODEL_NAME, model_input, resolve_device
+
+PREDICTOR_KEY = "predictor"
+PREDICTOR_VERSION = 1
+# Where the training molecules' coordinates came from (a card's "geometry").
+GEOMETRIES = ("dft", "given", "embedded", "none")
+_GEOMETRY_TEXT = {
+    "dft": "QM9's B3LYP/6-31G(2df,p) geometries",
+    "given": "coordinates given with the training data",
+    "embedded": "RDKit ETKDG + MMFF geometries embedded from SMILES",
+    "none": "no coordinates (chemical graph)",
+}
+
+
+def predictor_card(
+    model: str,
+    in_channels: int,
+    out_channels: int,
+    edge_dim: int | None,
+    model_options: Mapping[str, Any],
+    targets: Sequence[str],
+    units: Sequence[str],
+    normalizer: TargetNormalizer,
+    featurizer: FeaturizerOptions,
+    geometry: str,
+    dataset: str,
+) -> dict[str, Any]:
+    """What ``best_model.pt`` must carry to predict without any other input (pass it as
+    :attr:`gnnkit.train.TrainConfig.best_model_info`).
+
+    Args:
+        model: a key of :data:`gnnkit.models.MODELS`.
+        in_channels, out_channels, edge_dim: the sizes :func:`gnnkit.models.build_model` took.
+        model_options: the other build options (plain values).
+        targets, units: name and unit of each output column.
+        normalizer: the fitted target normaliser (its buffers are stored).
+        featurizer: edges, hydrogens and element set of the training graphs.
+        geometry: where the training coordinates came from: ``"dft"`` (QM9), ``"given"``,
+            ``"embedded"`` or ``"none"``.
+        dataset: a short description of the training data (for the output's notes).
+
+    Raises:
+        ValueError: an unknown model or geometry, or targets/units/normaliser of different
+            lengths.
+    """
+    if model not in MODELS:
+        raise ValueError(f"unknown model {model!r}; registered models: {sorted(MODELS)}")
+    if geometry not in GEOMETRIES:
+        raise ValueError(f"geometry must be one of {GEOMETRIES}, got {geometry!r}")
+    targets, units = [str(t) for t in targets], [str(u) for u in units]
+    if not (len(targets) == len(units) == len(normalizer.columns) == out_channels):
+        raise ValueError(f"targets ({len(targets)}), units ({len(units)}), normaliser columns "
+                         f"({len(normalizer.columns)}) and out_channels ({out_channels}) must agree")  # fmt: skip
+    return {
+        "version": PREDICTOR_VERSION,
+        "model": {"name": model, "in_channels": int(in_channels), "out_channels": int(out_channels),
+                  "edge_dim": None if edge_dim is None else int(edge_dim), "options": dict(model_options)},  # fmt: skip
+        "targets": targets,
+        "units": units,
+        "normalizer": {k: v.detach().cpu().clone() for k, v in normalizer.state_dict().items()},
+        "featurizer": {"edges": featurizer.edges, "hydrogens": featurizer.hydrogens, "elements": list(featurizer.elements)},
+        "geometry": geometry,
+        "dataset": dataset,
+    }
+
+
+@dataclass
+class Prediction:
+    """One input's answer.
+
+    Attributes:
+        index: position of the input (0-based).
+        name: the input's name (SMILES, ``file:frame``, ...).
+        source: ``"smiles"``, ``"xyz"``, ``"sdf"`` or ``"mol"``.
+        values: target -> prediction in the target's unit; ``None`` if ``error``.
+        error: why no prediction could be made.
+        note: how the input was turned into a graph, and caveats (e.g. an embedded geometry
+            that is not the kind the model was trained on).
+        smiles: canonical SMILES of the molecule read (``None`` if it could not be read).
+    """
+
+    index: int
+    name: str
+    source: str
+    values: dict[str, float] | None
+    error: str | None = None
+    note: str = ""
+    smiles: str | None = None
+
+
+class Predictor:
+    """A trained model with everything needed to predict on new molecules (build it with
+    :func:`load_predictor`).
+
+    Attributes:
+        model: the rebuilt network (eval mode).
+        normalizer: maps its outputs to physical units.
+        options: the featurizer settings of the training graphs.
+        targets, units: name and unit of each predicted column.
+        geometry: where the training coordinates came from (see :func:`predictor_card`).
+        card: the card as stored.
+    """
+
+    def __init__(self, model: nn.Module, normalizer: TargetNormalizer, card: Mapping[str, Any],
+                 device: torch.device) -> None:  # fmt: skip
+        self.model = model.to(device).eval()
+        self.normalizer = normalizer.to(device)
+        self.card = card
+        self.device = device
+        feat = card["featurizer"]
+        self.options = FeaturizerOptions(feat["edges"], bool(feat["hydrogens"]), tuple(feat["elements"]))
+        self.targets: list[str] = list(card["targets"])
+        self.units: list[str] = list(card["units"])
+        self.geometry: str = card["geometry"]
+
+    def record(self, item: Any, index: int = 0) -> MoleculeRecord:
+        """The :class:`MoleculeRecord` of one input: a SMILES string (embedded in 3D when the
+        model reads distances), an RDKit ``Mol`` or a record (returned as it is)."""
+        if isinstance(item, MoleculeRecord):
+            return item
+        if isinstance(item, str):
+            return smiles_record(item, embed=self.options.needs_coordinates)
+        return mol_record(item, name=f"mol {index}")
+
+    def _note(self, record: MoleculeRecord) -> str:
+        notes = [record.note] if record.note else []
+        if not self.options.needs_coordinates:
+            return "; ".join(notes)
+        if record.geometry == "embedded" and self.geometry == "dft":
+            notes.append("geometry embedded by RDKit (ETKDG + MMFF) from the SMILES, not the B3LYP/6-31G(2df,p) "
+                         "geometry QM9's targets were computed on: expect larger errors than on QM9")  # fmt: skip
+        elif record.geometry == "given" and self.geometry == "embedded":
+            notes.append("given coordinates, but the model was trained on ETKDG + MMFF geometries")
+        elif record.geometry == "embedded" and self.geometry == "given":
+            notes.append("geometry embedded by RDKit (ETKDG + MMFF), but the model was trained on given coordinates")
+        return "; ".join(notes)
+
+    @torch.no_grad()
+    def predict_data(self, graphs: Sequence[Data], batch_size: int = 64) -> Tensor:
+        """Predictions in physical units for featurized graphs (as :func:`molecule_data` or the
+        QM9 dataset make them, with ``atom_counts``).
+
+        Shapes:
+            -> ``[len(graphs), T]`` float64, on the CPU.
+        """
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        out = []
+        for start in range(0, len(graphs), batch_size):
+            batch = Batch.from_data_list(list(graphs[start : start + batch_size])).to(self.device)
+            pred = self.model(model_input(self.model, batch)).float().reshape(batch.num_graphs, len(self.targets))
+            out.append(self.normalizer.decode(pred, batch).cpu())
+        return torch.cat(out) if out else torch.zeros(0, len(self.targets), dtype=torch.float64)
+
+    def predict(self, molecules: Iterable[Any], batch_size: int = 64) -> list[Prediction]:
+        """One :class:`Prediction` per input, in order (see :meth:`record` for the inputs)."""
+        rows: list[Prediction] = []
+        graphs: list[Data] = []
+        at: list[int] = []
+        for i, item in enumerate(molecules):
+            record = self.record(item, i)
+            smiles = None
+            if record.mol is not None:
+                try:
+                    smiles = canonical_smiles(record.mol)
+                except Exception:  # noqa: BLE001 - a name for the output only; featurizing decides
+                    smiles = None
+            try:
+                graph = molecule_data(record, self.options)
+            except ValueError as e:
+                rows.append(Prediction(i, record.name, record.source, None, str(e), record.note, smiles))
+                continue
+            rows.append(Prediction(i, record.name, record.source, None, None, self._note(record), smiles))
+            graphs.append(graph)
+            at.append(i)
+        values = self.predict_data(graphs, batch_size)
+        for k, i in enumerate(at):
+            row = values[k].tolist()
+            if all(math.isfinite(v) for v in row):
+                rows[i].values = dict(zip(self.targets, row))
+            else:
+                rows[i].error = "the model's output is not finite"
+        return rows
+
+    def __repr__(self) -> str:
+        m = self.card["model"]
+        return (f"Predictor({m['name']}, targets={self.targets}, units={self.units}, edges={self.options.edges!r}, "
+                f"hydrogens={self.options.hydrogens}, trained on {self.card['dataset']})")  # fmt: skip
+
+
+def _checkpoint_file(path: Path) -> Path:
+    if path.is_dir():
+        candidate = path / BEST_MODEL_NAME
+        if candidate.is_file():
+            return candidate
+        runs = sorted(p.parent.name for p in path.glob(f"*/{BEST_MODEL_NAME}"))
+        if runs:
+            raise FileNotFoundError(f"{path} holds no {BEST_MODEL_NAME} but runs in subfolders (one per target?): "
+                                    f"{', '.join(runs)}; pass one of them, e.g. {path / runs[0]}")  # fmt: skip
+        raise FileNotFoundError(f"no {BEST_MODEL_NAME} in {path} (the --out folder of recipes/qm9.py or "
+                                "recipes/train_molecules.py)")  # fmt: skip
+    if not path.exists():
+        raise FileNotFoundError(f"checkpoint {path} not found")
+    return path
+
+
+def load_predictor(checkpoint: str | os.PathLike, device: str = "cpu") -> Predictor:
+    """Rebuilds the model a training run saved (``best_model.pt``) for prediction.
+
+    Args:
+        checkpoint: a run folder (its ``best_model.pt`` is used) or a ``best_model.pt``.
+        device: ``"cpu"``, ``"cuda"``, ``"auto"``, ...
+
+    Raises:
+        FileNotFoundError: no such file, or a folder without ``best_model.pt``.
+        gnnkit.train.DamagedFileError: the file is damaged or truncated.
+        ValueError: not a ``best_model.pt`` (e.g. the training ``checkpoint.pt``), or written by
+            a gnnkit that did not yet store the model's configuration, or by a newer one.
+    """
+    path = _checkpoint_file(Path(checkpoint))
+    verify_torch_file(path)
+    try:
+        ck = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError:
+        raise ValueError(f"{path} holds more than weights and plain data, so it is not a {BEST_MODEL_NAME} (the training "
+                         f"checkpoint.pt holds optimizer and RNG state); pass the run folder or its "
+                         f"{BEST_MODEL_NAME}") from None  # fmt: skip
+    except Exception as e:  # noqa: BLE001 - a verified file that does not load is damaged
+        raise DamagedFileError(path, f"does not load: {type(e).__name__}: {e}") from e
+    if not isinstance(ck, dict) or "model" not in ck:
+        raise ValueError(f"{path} is not a gnnkit {BEST_MODEL_NAME} (no model weights in it)")
+    card = ck.get(PREDICTOR_KEY)
+    if card is None:
+        raise ValueError(f"{path} holds only the weights and the epoch: it was written before gnnkit stored the model's "
+                         "configuration, target, normaliser and featurizer settings in best_model.pt, so it cannot "
+                         "be used to predict: train the model again with this version of gnnkit")  # fmt: skip
+    version = card.get("version")
+    if version != PREDICTOR_VERSION:
+        raise ValueError(f"{path}: predictor card version {version!r}, this gnnkit reads version {PREDICTOR_VERSION}")
+    m = card["model"]
+    model = build_model(m["name"], m["in_channels"], m["out_channels"], edge_dim=m["edge_dim"], **m["options"])
+    model.load_state_dict(ck["model"])
+    n = card["normalizer"]
+    normalizer = TargetNormalizer(n["columns"].tolist(), n["weights"], n["mean"], n["std"])
+    return Predictor(model, normalizer, card, resolve_device(device))
+
+
+def regression_errors(pred: Tensor, truth: Tensor, targets: Sequence[str]) -> dict[str, dict[str, float]]:
+    """MAE and RMSE per target.
+
+    Shapes:
+        pred, truth ``[M, T]``.
+    """
+    if pred.shape != truth.shape or pred.dim() != 2 or pred.size(1) != len(targets) or pred.size(0) == 0:
+        raise ValueError(f"pred and truth must both be [M >= 1, {len(targets)}], got {tuple(pred.shape)} and {tuple(truth.shape)}")
+    err = pred.double() - truth.double()
+    mae, rmse = err.abs().mean(0), err.square().mean(0).sqrt()
+    return {t: {"mae": float(mae[k]), "rmse": float(rmse[k])} for k, t in enumerate(targets)}
+
+
+def geometry_text(geometry: str) -> str:
+    """A phrase for a card's geometry (``"dft"`` -> QM9's B3LYP geometries, ...)."""
+    return _GEOMETRY_TEXT.get(geometry, geometry)
+
+
+__all__ = [
+    "GEOMETRIES",
+    "PREDICTOR_KEY",
+    "PREDICTOR_VERSION",
+    "Prediction",
+    "Predictor",
+    "geometry_text",
+    "load_predictor",
+    "predictor_card",
+    "regression_errors",
+]

@@ -1,0 +1,130 @@
+"""A user's CSV of molecules: bad rows reported by number, elements, coordinates, splits."""
+
+import csv
+
+import numpy as np
+import pytest
+
+from gnnkit.data.molecule_csv import check_fractions, load_molecule_csv, murcko_scaffold, split_molecules
+from gnnkit.data.qm9 import parse_molecule, read_raw
+
+
+def write_csv(path, header, rows):
+    with open(path, "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(header)
+        writer.writerows(rows)
+    return path
+
+
+def test_bad_rows_are_reported_by_row_number(tmp_path):
+    rows = [
+        ["CCO", "1.5", "x"],  # 1
+        ["C1CC", "2.0", "x"],  # 2: unparsable SMILES
+        ["CCN", "", "x"],  # 3: missing target
+        ["CCC", "abc", "x"],  # 4: not a number
+        ["", "1.0", "x"],  # 5: empty SMILES
+        ["CC(C)O", "inf", "x"],  # 6: not finite
+        ["CCCl", "3.0", "x"],  # 7: Cl is fine: elements come from the data
+        ["c1ccccc1", "4.0"],  # 8: a cell short
+        ["OCC=O", "NaN", "x"],  # 9: NaN counts as missing
+        ["C[N+](C)(C)C", "5.0", "x"],  # 10: charged: fine
+    ]
+    table = load_molecule_csv(write_csv(tmp_path / "m.csv", ["smiles", "y", "other"], rows), "smiles", ["y"])
+    assert table.total_rows == 10 and table.rows == [1, 7, 10] and len(table) == 3
+    reasons = {s.row: s.reason for s in table.skipped}
+    assert sorted(reasons) == [2, 3, 4, 5, 6, 8, 9]
+    assert "does not parse" in reasons[2] and reasons[3] == "missing target 'y'" and "'abc' is not a number" in reasons[4]
+    assert reasons[5] == "empty SMILES" and "not finite" in reasons[6] and "2 cells" in reasons[8]
+    assert reasons[9] == "missing target 'y'"
+    assert table.options.elements == ("H", "C", "N", "O", "Cl") and table.options.edges == "bonds"
+    assert table.geometry == "none" and table.data[1].y.tolist() == [[3.0]] and table.data[1].row.tolist() == [7]
+    assert "skipped 7 of 10 rows" in table.skipped_summary() and "row 2: SMILES 'C1CC' does not parse" in table.skipped_summary()
+    assert table.data[0].x.shape[1] == 5 + 8 and table.data[0].pos is None
+
+
+def test_fixed_elements_skip_the_others(tmp_path):
+    path = write_csv(tmp_path / "m.csv", ["smiles", "y"], [["CCO", 1], ["CCCl", 2], ["CCS", 3]])
+    table = load_molecule_csv(path, "smiles", ["y"], elements=("H", "C", "N", "O", "F"))
+    assert table.rows == [1] and [s.row for s in table.skipped] == [2, 3]
+    assert "element Cl not supported" in table.skipped[0].reason
+
+
+def test_coordinates_inline_and_from_files_and_embedded(tmp_path):
+    raw = read_raw(max_rows=12)
+    rows = []
+    for r in range(3, 9):
+        symbols, positions = parse_molecule(raw.elements[r], raw.xyz[r])
+        block = f"{len(symbols)}\n\n" + "\n".join(f"{s} {x} {y} {z}" for s, (x, y, z) in zip(symbols, positions))
+        if r == 3:  # a file beside the CSV
+            (tmp_path / "m3.xyz").write_text(block)
+            block = "m3.xyz"
+        rows.append([raw.smiles[r], raw.targets[r, 4], block])
+    rows.append(["CCO", 1.0, ""])  # no coordinates
+    rows.append(["CCO", 1.0, "missing.xyz"])
+    path = write_csv(tmp_path / "m.csv", ["smiles", "gap", "xyz"], rows)
+    table = load_molecule_csv(path, "smiles", ["gap"], xyz_column="xyz", edges="complete")
+    assert table.rows == [1, 2, 3, 4, 5, 6] and table.geometry == "given"
+    assert [s.row for s in table.skipped] == [7, 8] and "empty cell" in table.skipped[0].reason
+    assert "missing.xyz not found" in table.skipped[1].reason
+    symbols, positions = parse_molecule(raw.elements[3], raw.xyz[3])
+    np.testing.assert_allclose(table.data[0].pos.numpy(), positions, atol=1e-5)
+    assert table.data[0].edge_attr.shape[1] == 5 and table.data[0].y.tolist() == [[raw.targets[3, 4]]]
+    embedded = load_molecule_csv(path, "smiles", ["gap"], embed=True, edges="complete")
+    assert embedded.geometry == "embedded" and len(embedded) == 8 and embedded.data[0].pos.shape[1] == 3
+
+
+def test_argument_errors(tmp_path):
+    path = write_csv(tmp_path / "m.csv", ["smiles", "y"], [["CCO", 1]])
+    with pytest.raises(ValueError, match=r"no column\(s\) 'z'; the columns are smiles, y"):
+        load_molecule_csv(path, "smiles", ["z"])
+    with pytest.raises(ValueError, match="carry distances"):
+        load_molecule_csv(path, "smiles", ["y"], edges="complete")
+    with pytest.raises(ValueError, match="exclude each other"):
+        load_molecule_csv(path, "smiles", ["y"], xyz_column="smiles", embed=True)
+    with pytest.raises(ValueError, match="at least one target"):
+        load_molecule_csv(path, "smiles", [])
+    with pytest.raises(FileNotFoundError):
+        load_molecule_csv(tmp_path / "none.csv", "smiles", ["y"])
+    bad = write_csv(tmp_path / "bad.csv", ["smiles", "y"], [["C1CC", 1], ["CCO", ""]])
+    with pytest.raises(ValueError, match="(?s)no usable molecule.*row 1: SMILES 'C1CC' does not parse"):
+        load_molecule_csv(bad, "smiles", ["y"])
+
+
+SMILES = ["c1ccccc1O", "c1ccccc1N", "c1ccccc1C", "C1CCCCC1O", "C1CCCCC1N", "CCO", "CCN", "CCC", "CCCC", "CC=O",
+          "c1ccncc1", "c1ccncc1C", "C1CC1", "C1CC1O", "O=C1CCCC1", "CC(C)O", "OCCO", "NCCN", "C#N", "CC#N"]  # fmt: skip
+
+
+def test_random_split_is_seeded_and_covers_everything():
+    a, b = split_molecules(SMILES, "random", (0.6, 0.2, 0.2), seed=1), split_molecules(SMILES, "random", (0.6, 0.2, 0.2), seed=1)
+    assert all(np.array_equal(a[k], b[k]) for k in a)
+    assert [len(a[k]) for k in ("train", "val", "test")] == [12, 4, 4]
+    assert sorted(np.concatenate(list(a.values())).tolist()) == list(range(len(SMILES)))
+    c = split_molecules(SMILES, "random", (0.6, 0.2, 0.2), seed=2)
+    assert not np.array_equal(a["train"], c["train"])
+
+
+def test_scaffold_split_keeps_scaffold_groups_together():
+    parts = split_molecules(SMILES, "scaffold", (0.6, 0.2, 0.2))
+    assert sorted(np.concatenate(list(parts.values())).tolist()) == list(range(len(SMILES)))
+    where = {}
+    for name, idx in parts.items():
+        for i in idx:
+            where.setdefault(murcko_scaffold(SMILES[i]), set()).add(name)
+    assert all(len(v) == 1 for v in where.values())  # no scaffold in two splits
+    assert where[""] == {"train"}  # the largest group (acyclic) trains
+    assert all(len(parts[k]) > 0 for k in parts)
+    assert murcko_scaffold("c1ccccc1CCO") == "c1ccccc1"
+
+
+def test_split_errors():
+    with pytest.raises(ValueError, match="summing to 1"):
+        check_fractions((0.8, 0.1, 0.2))
+    with pytest.raises(ValueError, match="three positive numbers"):
+        check_fractions((0.9, 0.1))
+    with pytest.raises(ValueError, match="at least 3 molecules"):
+        split_molecules(["C", "CC"])
+    with pytest.raises(ValueError, match="scaffold split left"):
+        split_molecules(["CCO", "CCN", "CCC", "CCCC"], "scaffold")  # one scaffold group
+    with pytest.raises(ValueError, match="'random' or 'scaffold'"):
+        split_molecules(SMILES, "cluster")
