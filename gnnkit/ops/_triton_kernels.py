@@ -36,8 +36,8 @@ import triton.language as tl
 from torch import Tensor
 
 from gnnkit.ops._launch import (
-    Launch,
     TORCH_DTYPES,
+    Launch,
     Spec,
     arg_type,
     cdiv,
