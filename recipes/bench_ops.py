@@ -18,7 +18,7 @@ Each time is the median over at least ``repeats`` interleaved runs of ``forward 
 (after ``warmup`` runs), measured on CPU as this process's CPU time (so that other jobs on a
 shared machine do not distort it; ``--clock wall`` for wall time) and on GPU with CUDA events;
 the CSR and the sparse matrix are built once outside the timed region, as a model would build
-them once per batch. On a GPU each run is timed with CUDA events. Ratios are gnnkit / PyG (below 1 means gnnkit is faster). On a GPU the table
+them once per batch. Ratios are gnnkit / PyG (below 1 means gnnkit is faster). On a GPU the table
 also gives the spmm forward time, the effective bandwidth of the bytes-per-edge model
 (:func:`spmm_bytes`) and its fraction of the device's datasheet HBM bandwidth, and the run ends
 with the device-to-device copy bandwidth measured on the same GPU (:func:`copy_gbps`).

@@ -16,7 +16,8 @@ is reported, and the next one runs):
   of PyG's model on the same batches, float32 and bf16 autocast;
 * ``qm9_compile``: the same under ``torch.compile`` (where it works; a failure is recorded);
 * ``qm9_train``: a time-boxed U0 training on all 110,831 training molecules with bf16 AMP:
-  molecules/s and the test MAE reached.
+  molecules/s and the test MAE reached (130 s of training by default, so that the whole check
+  fits its 8 minutes; ``--stages qm9_train --train-seconds 240`` for four minutes on its own).
 
 Writes ``DIR/report.md`` (each target beside what was measured), ``DIR/results.json`` (every
 figure) and ``DIR/stages.log`` (each stage's output), and nothing else. Targets live in the
@@ -60,7 +61,7 @@ import torch  # noqa: E402
 STAGES: tuple[str, ...] = ("cuda_tests", "bench_ops", "bench_layers", "qm9_speed", "qm9_compile", "qm9_train")
 # Seconds per stage on one H100/H200 (process start and data loading included). Their sum is the
 # 8 minutes the whole check may take; a stage gets less when the budget runs short.
-LIMITS: dict[str, float] = {"cuda_tests": 75, "bench_ops": 70, "bench_layers": 30, "qm9_speed": 55, "qm9_compile": 60,
+LIMITS: dict[str, float] = {"cuda_tests": 75, "bench_ops": 70, "bench_layers": 30, "qm9_speed": 45, "qm9_compile": 70,
                             "qm9_train": 190}  # fmt: skip
 DRY_LIMIT = 120.0
 OUTPUTS = ("report.md", "results.json", "stages.log")
@@ -72,9 +73,9 @@ class CheckConfig:
     out: str
     dry_run: bool = False
     stages: tuple[str, ...] = STAGES
-    budget: float = 470.0  # seconds for all stages together
+    budget: float = 472.0  # seconds for all stages together (the 8 minutes, less start-up and the report)
     limits: dict[str, float] = field(default_factory=dict)  # per-stage overrides
-    train_seconds: float = 140.0  # training wall-clock of qm9_train (evaluation excluded)
+    train_seconds: float = 130.0  # training wall-clock of qm9_train (data loading and evaluation excluded)
     batch_size: int = 32  # the qm9 recipe's
     qm9_pack: str | None = None
     data_root: str | None = None
@@ -91,7 +92,13 @@ class CheckConfig:
         return pathlib.Path(self.out) / ".work"
 
     def limit(self, stage: str) -> float:
-        return self.limits.get(stage, DRY_LIMIT if self.dry_run else LIMITS[stage])
+        if stage in self.limits:
+            return self.limits[stage]
+        if self.dry_run:
+            return DRY_LIMIT
+        if stage == "qm9_train":  # the training time plus data loading, compilation and evaluation
+            return max(LIMITS[stage], self.train_seconds + 60)
+        return LIMITS[stage]
 
 
 # ------------------------------------------------------------------------------- QM9 data
@@ -209,9 +216,12 @@ def stage_qm9_speed(cfg: CheckConfig, result: dict, compiled: bool) -> None:
     steps, warmup = (2, 1) if cfg.dry_run else ((60, 12) if compiled else (100, 10))
     sample = dataset[0]
     result.update({"molecules": len(dataset), "batch_size": loader.batch_size, "batches": len(batches), "variants": {}})
-    # bf16 first: the variants the training runs with. On CPU (dry run) autocast is off, so only float32.
+    # bf16 first: the variants the training runs with. On CPU (dry run) autocast is off, so only
+    # float32, and of the compiled variants only gnnkit's (compiling on CPU takes seconds each).
     models = _models(sample.x.size(1), sample.edge_attr.size(1), tiny=cfg.dry_run)
     order = [(m, amp) for amp in ((False,) if cfg.dry_run else (True, False)) for m in models]
+    if cfg.dry_run and compiled:
+        order = order[:1]
     for name, amp in order:
         label = f"{name}, {'bf16 AMP' if amp else 'float32'}" + (", torch.compile" if compiled else "")
         torch.manual_seed(0)
@@ -267,12 +277,12 @@ class TimeChunks:
 
 def stage_qm9_train(cfg: CheckConfig, result: dict) -> None:
     """U0 on the full training split, bf16 AMP, for ``train_seconds`` of training."""
+    import numpy as np
+
     from gnnkit.train import TrainConfig, fit, make_loader
 
     t0 = time.perf_counter()
     split = _qm9_rows(cfg)
-    import numpy as np
-
     dataset = qm9_dataset(cfg, np.concatenate(list(split.values())))
     parts = {k: dataset.select(v, missing="skip") for k, v in split.items()}
     result["data_seconds"] = round(time.perf_counter() - t0, 1)
@@ -280,8 +290,9 @@ def stage_qm9_train(cfg: CheckConfig, result: dict) -> None:
     print(f"QM9 loaded in {result['data_seconds']} s: {result['sizes']}", flush=True)
     normalizer = _normalizer(dataset, split["train"])
     on_gpu = cfg.device == "cuda"
-    workers = min(8, max((os.cpu_count() or 1) - 2, 0)) if on_gpu else 0
-    loaders = {k: make_loader(v, cfg.batch_size, shuffle=k == "train", num_workers=workers, pin_memory=on_gpu)
+    # Collation on the host must keep up with the GPU: loader processes, fewer for evaluation.
+    workers = {k: min(8 if k == "train" else 3, max((os.cpu_count() or 1) - 2, 0)) if on_gpu else 0 for k in parts}
+    loaders = {k: make_loader(v, cfg.batch_size, shuffle=k == "train", num_workers=workers[k], pin_memory=on_gpu)
                for k, v in parts.items()}  # fmt: skip
     seconds = 2.0 if cfg.dry_run else cfg.train_seconds
     chunks = 2 if cfg.dry_run else 5
@@ -333,7 +344,9 @@ def _command(cfg: CheckConfig, stage: str) -> list[str]:
         cmd = [py, "-m", "pytest", "-m", "cuda", "tests/ops/test_cuda.py", "-q", "-p", "no:cacheprovider",
                f"--junitxml={work / 'cuda_tests.xml'}"]  # fmt: skip
         if not cfg.dry_run and importlib.util.find_spec("xdist") is not None:
-            cmd += ["-n", str(min(8, os.cpu_count() or 1))]  # Triton compiles each kernel variant once per process
+            # Triton compiles each kernel variant the first time a process launches it: spread
+            # those compilations over several processes (pytest-xdist, where installed).
+            cmd += ["-n", str(_test_workers())]
         return cmd
     if stage == "bench_ops":
         cmd = [py, "recipes/bench_ops.py", "--device", cfg.device, "--graphs", "powerlaw", "--reduces", "sum", "mean",
@@ -347,6 +360,10 @@ def _command(cfg: CheckConfig, stage: str) -> list[str]:
     return [py, str(pathlib.Path(__file__).resolve()), "--stage", stage, "--config-json", json.dumps(asdict(cfg))]
 
 
+def _test_workers() -> int:
+    return max(1, min(8, (os.cpu_count() or 1) // 2))
+
+
 def _env(cfg: CheckConfig, stage: str) -> dict[str, str]:
     env = dict(os.environ)
     paths = [str(REPO)] + ([str(cfg.work / "site")] if cfg.wheels else [])
@@ -357,6 +374,8 @@ def _env(cfg: CheckConfig, stage: str) -> dict[str, str]:
     else:
         env.update(GNNKIT_TEST_GPU="1", TRITON_INTERPRET="0")
         env.pop("GNNKIT_CUDA_TESTS_DEVICE", None)
+        if stage == "cuda_tests":  # the CPU references of parallel test processes share the cores
+            env["OMP_NUM_THREADS"] = str(max(1, (os.cpu_count() or 1) // _test_workers()))
     return env
 
 
@@ -399,10 +418,11 @@ def _stage_data(cfg: CheckConfig, stage: str) -> dict | None:
             for kind in ("failure", "error"):
                 node = case.find(kind)
                 if node is not None:
-                    failures.append(f"{case.get('name')}: {(node.get('message') or '').splitlines()[0][:200] if node.get('message') else kind}")
+                    message = (node.get("message") or kind).splitlines() or [kind]
+                    failures.append(f"{case.get('name')}: {message[0][:200]}")
         skipped = sum(case.find("skipped") is not None for case in cases)
-        return {"tests": len(cases), "failed": len(failures), "skipped": skipped, "passed": len(cases) - len(failures) - skipped,
-                "failures": failures}  # fmt: skip
+        passed = len(cases) - len(failures) - skipped
+        return {"tests": len(cases), "failed": len(failures), "skipped": skipped, "passed": passed, "failures": failures}
     name = {"bench_ops": "bench_ops.json", "bench_layers": "bench_layers.json"}.get(stage, f"{stage}.json")
     path = work / name
     if not path.exists():
@@ -425,21 +445,24 @@ def targets(records: dict[str, dict]) -> list[tuple[str, str, str, bool | None]]
     out: list[tuple[str, str, str, bool | None]] = []
     tests = (records.get("cuda_tests") or {}).get("data")
     if tests:
-        out.append(("CUDA tests (pytest -m cuda)", "all pass, none skipped",
-                    f"{tests['passed']}/{tests['tests']} passed, {tests['skipped']} skipped", tests["failed"] == 0 and tests["skipped"] == 0 and tests["tests"] > 0))  # fmt: skip
+        measured = f"{tests['passed']}/{tests['tests']} passed, {tests['skipped']} skipped"
+        met = tests["failed"] == 0 and tests["skipped"] == 0 and tests["tests"] > 0
+        out.append(("CUDA tests (pytest -m cuda)", "all pass, none skipped", measured, met))
     ops = (records.get("bench_ops") or {}).get("data")
     if ops and ops.get("rows"):
         rows, peak = ops["rows"], ops.get("peak_gbps")
         f64 = [r for r in rows if r["F"] == 64 and r["reduce"] == "sum" and "gbps" in r]
         if f64:
             frac = 100 * f64[0]["gbps"] / peak if peak else None
-            out.append(("spmm forward bandwidth, F = 64, sum (power-law 1M/10M)", ">= 70% of HBM peak",
-                        f"{f64[0]['gbps']:.0f} GB/s = {_fmt(frac, '.0f', '%')} of {_fmt(peak, '.0f')} GB/s" +
-                        (f" (copy: {ops['copy_gbps']:.0f} GB/s)" if ops.get("copy_gbps") else ""), frac is not None and frac >= 70))  # fmt: skip
+            measured = f"{f64[0]['gbps']:.0f} GB/s = {_fmt(frac, '.0f', '%')} of {_fmt(peak, '.0f')} GB/s"
+            if ops.get("copy_gbps"):
+                measured += f" (device-to-device copy: {ops['copy_gbps']:.0f} GB/s)"
+            out.append(("spmm forward bandwidth, F = 64, sum (power-law 1M/10M)", ">= 70% of HBM peak", measured,
+                        frac is not None and frac >= 70))  # fmt: skip
         speed = {(r["F"], r["reduce"]): r["pyg"] / r["spmm"] for r in rows}
         worst = min(speed, key=speed.get)
-        out.append(("spmm fwd+bwd vs PyG's scatter path, every F and reduce", ">= 2x",
-                    f"{min(speed.values()):.2f}x (worst: F={worst[0]} {worst[1]}) .. {max(speed.values()):.2f}x", min(speed.values()) >= 2))  # fmt: skip
+        measured = f"{speed[worst]:.2f}x (worst: F={worst[0]} {worst[1]}) .. {max(speed.values()):.2f}x"
+        out.append(("spmm fwd+bwd vs PyG's scatter path, every F and reduce", ">= 2x", measured, speed[worst] >= 2))
         sparse = [r["sparse"] / r["spmm"] for r in rows if r.get("sparse")]
         if sparse:
             out.append(("spmm fwd+bwd vs torch.sparse (sum)", "(reported)", f"{min(sparse):.2f}x .. {max(sparse):.2f}x", None))

@@ -90,13 +90,18 @@ def write_qm9_pack(dataset: QM9, path: str | os.PathLike) -> dict[str, int]:
     return {"molecules": len(packed["rows"]), "atoms": len(x), "bonds": int(sum(num_bonds)), "bytes": path.stat().st_size}
 
 
-def _graphs(job: tuple[FeaturizerOptions, list[tuple]]) -> list[dict[str, np.ndarray]]:
+def _graph_chunk(job: tuple[FeaturizerOptions, list[tuple]]) -> dict[str, np.ndarray]:
+    """Worker: the graphs of a chunk of molecules, concatenated (a few large arrays travel back
+    between processes much faster than thousands of small ones)."""
     options, molecules = job
-    out = []
+    graphs = []
     for x, z, pos, bonds in molecules:
         matrix = np.full((len(z), len(z)), -1, dtype=np.int8)
         matrix[bonds[:, 0], bonds[:, 1]] = matrix[bonds[:, 1], bonds[:, 0]] = bonds[:, 2]
-        out.append(graph_arrays(x.astype(np.float32), pos.astype(np.float64), matrix, options, z.astype(np.int64)))
+        graphs.append(graph_arrays(x.astype(np.float32), pos.astype(np.float64), matrix, options, z.astype(np.int64)))
+    out = {key: np.concatenate([g[key] for g in graphs], axis=1 if key == "edge_index" else 0) for key in graphs[0]}
+    out["num_nodes"] = np.array([len(g["z"]) for g in graphs], dtype=np.int64)
+    out["num_edges"] = np.array([g["edge_index"].shape[1] for g in graphs], dtype=np.int64)
     return out
 
 
@@ -166,44 +171,43 @@ def load_qm9_pack(
         keep = np.flatnonzero(np.isin(arr["rows"], sub))
     molecules = [(arr["x"][atom_sl[m] : atom_sl[m + 1]], arr["z"][atom_sl[m] : atom_sl[m + 1]],
                   arr["pos"][atom_sl[m] : atom_sl[m + 1]], arr["bonds"][bond_sl[m] : bond_sl[m + 1]]) for m in keep]  # fmt: skip
+    if not molecules:
+        raise ValueError("no molecule of the subset is in the pack")
     jobs = [(options, molecules[i : i + 2000]) for i in range(0, len(molecules), 2000)]
     workers = min(num_workers or os.cpu_count() or 1, len(jobs))
     if workers > 1:
         method = "fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn"
         with multiprocessing.get_context(method).Pool(workers) as pool:
-            graphs = [g for part in pool.map(_graphs, jobs, chunksize=1) for g in part]
+            chunks = pool.map(_graph_chunk, jobs, chunksize=1)
     else:
-        graphs = [g for job in jobs for g in _graphs(job)]
-    return _collate(graphs, {k: v[keep] for k, v in arr.items() if k in ("rows", "gdb_id", "y", "atom_counts")}, options,
-                    f"{path.name} ({hashlib.sha1(path.read_bytes()).hexdigest()[:12]})", transform)  # fmt: skip
+        chunks = [_graph_chunk(job) for job in jobs]
+    per_mol = {k: v[keep] for k, v in arr.items() if k in ("rows", "gdb_id", "y", "atom_counts")}
+    source = f"{path.name} ({hashlib.sha1(path.read_bytes()).hexdigest()[:12]})"
+    return _collate(chunks, per_mol, options, source, transform)
 
 
-def _collate(graphs: list[dict[str, np.ndarray]], per_mol: dict[str, np.ndarray], options: FeaturizerOptions,
+def _collate(chunks: list[dict[str, np.ndarray]], per_mol: dict[str, np.ndarray], options: FeaturizerOptions,
              source: str, transform) -> PackedQM9:  # fmt: skip
     """InMemoryDataset storage built directly from the arrays (as QM9 stores its cache)."""
-    if not graphs:
-        raise ValueError("no molecule of the subset is in the pack")
-    nodes = np.array([len(g["z"]) for g in graphs], dtype=np.int64)
-    n_edges = np.array([g["edge_index"].shape[1] for g in graphs], dtype=np.int64)
 
-    def cat(key: str, axis: int = 0) -> torch.Tensor:
-        return torch.from_numpy(np.concatenate([g[key] for g in graphs], axis=axis))
+    def cat(key: str, axis: int = 0) -> np.ndarray:
+        return np.concatenate([c[key] for c in chunks], axis=axis)
 
     def slices(counts: np.ndarray) -> torch.Tensor:
         return torch.from_numpy(np.concatenate([[0], np.cumsum(counts)]))
 
-    ones = slices(np.ones(len(graphs), dtype=np.int64))
+    t = lambda a: torch.from_numpy(a)  # noqa: E731
     data = Data(
-        x=cat("x"), z=cat("z"), pos=cat("pos"), edge_index=cat("edge_index", axis=1), edge_attr=cat("edge_attr"),
-        atom_counts=torch.from_numpy(per_mol["atom_counts"].astype(np.float32)),
-        y=torch.from_numpy(per_mol["y"]), idx=torch.from_numpy(per_mol["rows"].astype(np.int64)),
-        gdb_id=torch.from_numpy(per_mol["gdb_id"].astype(np.int64)),
+        x=t(cat("x")), z=t(cat("z")), pos=t(cat("pos")), edge_index=t(cat("edge_index", axis=1)), edge_attr=t(cat("edge_attr")),
+        atom_counts=t(per_mol["atom_counts"].astype(np.float32)), y=t(per_mol["y"]),
+        idx=t(per_mol["rows"].astype(np.int64)), gdb_id=t(per_mol["gdb_id"].astype(np.int64)),
     )  # fmt: skip
-    node_sl, edge_sl = slices(nodes), slices(n_edges)
+    ones = slices(np.ones(len(per_mol["rows"]), dtype=np.int64))
+    node_sl, edge_sl = slices(cat("num_nodes")), slices(cat("num_edges"))
     sl = {"x": node_sl, "z": node_sl, "pos": node_sl, "edge_index": edge_sl, "edge_attr": edge_sl,
           "y": ones, "idx": ones, "gdb_id": ones, "atom_counts": ones}  # fmt: skip
-    if "edge_type" in graphs[0]:
-        data.edge_type = cat("edge_type")
+    if "edge_type" in chunks[0]:
+        data.edge_type = t(cat("edge_type"))
         sl["edge_type"] = edge_sl
     return PackedQM9(data, sl, options, source, transform)
 

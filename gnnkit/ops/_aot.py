@@ -52,7 +52,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from gnnkit.ops._launch import DTYPE_NAMES, TABLE, Spec, sweep
+from gnnkit.ops._launch import TABLE, Spec, sweep
 
 TARGETS: tuple[int, ...] = (80, 90)
 _REG = re.compile(r"Used (\d+) registers")
@@ -143,7 +143,8 @@ def rerun_ptxas(ptx: str, cap: int) -> str:
     with tempfile.TemporaryDirectory() as tmp:
         src = Path(tmp) / "k.ptx"
         src.write_text(ptx)
-        cmd = [ptxas_path(cap), "-v", f"--gpu-name={arch.group(1) if arch else f'sm_{cap}'}", str(src), "-o", str(src.with_suffix(".cubin"))]
+        gpu = arch.group(1) if arch else f"sm_{cap}"
+        cmd = [ptxas_path(cap), "-v", f"--gpu-name={gpu}", str(src), "-o", str(src.with_suffix(".cubin"))]
         done = subprocess.run(cmd, capture_output=True, text=True)
     if done.returncode != 0:
         raise RuntimeError(f"ptxas failed ({done.returncode}): {done.stderr.strip()[-500:]}")
@@ -276,7 +277,8 @@ def markdown(results: list[Result], command: str, full: list[Result] | None = No
         a, b = by.get((label, "sm_80")), by.get((label, "sm_90"))
         first = a or b
         spills = "yes" if any(r is not None and r.spills for r in (a, b)) else "no"
-        lines.append("| " + " | ".join([first.kernel.strip("_"), first.flags, first.dtype, first.shape, *cell(a), *cell(b), spills]) + " |")
+        cells = [first.kernel.strip("_"), first.flags, first.dtype, first.shape, *cell(a), *cell(b), spills]
+        lines.append("| " + " | ".join(cells) + " |")
     if s["failed"]:
         lines += ["", "Failures:", ""] + [f"- {f}" for f in s["failed"]]
     if full is not None:
@@ -292,9 +294,9 @@ def markdown(results: list[Result], command: str, full: list[Result] | None = No
         for name in TABLE:
             rows = [r for r in full if r.kernel == name]
             ok = [r for r in rows if r.ok]
-            regs = lambda t: max((r.registers for r in ok if r.target.rstrip("a") == t), default=0)  # noqa: E731
+            regs = {t: max((r.registers for r in ok if r.target.rstrip("a") == t), default=0) for t in ("sm_80", "sm_90")}
             lines.append(
-                f"| {name.strip('_')} | {len({r.label for r in rows})} | {regs('sm_80')} | {regs('sm_90')} | "
+                f"| {name.strip('_')} | {len({r.label for r in rows})} | {regs['sm_80']} | {regs['sm_90']} | "
                 f"{max((r.shared for r in ok), default=0)} | {len(rows) - len(ok)} | {sum(r.spills for r in ok)} |"
             )
         if fs["failed"] or fs["spilled"]:

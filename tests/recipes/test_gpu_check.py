@@ -32,9 +32,9 @@ def test_dry_run_runs_every_stage(tmp_path):
     assert tests["tests"] >= 9 and tests["passed"] == tests["tests"] and tests["skipped"] == 0
     assert [r["F"] for r in stages["bench_ops"]["data"]["rows"]] == [16, 16, 16]
     assert set(stages["bench_layers"]["data"]["speedup"]) == {"layer", "model"}
-    for stage in ("qm9_speed", "qm9_compile"):
+    for stage, count in (("qm9_speed", 2), ("qm9_compile", 1)):
         variants = stages[stage]["data"]["variants"]
-        assert len(variants) == 2 and all(v.get("molecules_per_second", 0) > 0 for v in variants.values()), variants
+        assert len(variants) == count and all(v.get("molecules_per_second", 0) > 0 for v in variants.values()), variants
     train = stages["qm9_train"]["data"]
     assert train["sizes"] == {"train": 48, "val": 16, "test": 16} and train["test_mae_ev"] > 0 and train["error"] is None
     report = (out / "report.md").read_text()
@@ -46,17 +46,18 @@ def test_dry_run_runs_every_stage(tmp_path):
     assert all(f"===== {s}: ok" in log for s in STAGES)
 
 
-def test_a_failing_and_a_slow_stage_are_reported_and_the_next_runs(tmp_path):
+def test_a_slow_and_a_failing_stage_are_reported_and_the_next_runs(tmp_path):
     bogus = tmp_path / "bogus.npz"
     bogus.write_text("not a pack")
     out = tmp_path / "check"
-    done = run_check("--dry-run", "--out", str(out), "--stages", "qm9_speed,bench_layers,bench_ops", "--qm9-pack", str(bogus),
+    done = run_check("--dry-run", "--out", str(out), "--stages", "bench_layers,qm9_speed", "--qm9-pack", str(bogus),
                      "--limit", "bench_layers=0.5")  # fmt: skip
     assert done.returncode == 1
     stages = json.loads((out / "results.json").read_text())["stages"]
-    assert [stages[s]["status"] for s in ("qm9_speed", "bench_layers", "bench_ops")] == ["failed", "timeout", "ok"]
+    assert [stages[s]["status"] for s in ("bench_layers", "qm9_speed")] == ["timeout", "failed"]
+    assert stages["bench_layers"]["seconds"] < 5  # killed at its limit, with its process group
     report = (out / "report.md").read_text()
-    assert "| qm9_speed | failed |" in report and "| bench_layers | timeout |" in report
+    assert "| bench_layers | timeout |" in report and "| qm9_speed | failed |" in report
     assert "is not a gnnkit-qm9-pack-1 file" in report  # the failing stage's last lines
 
 
