@@ -128,9 +128,13 @@ def ptxas_path(cap: int) -> str:
     """The ptxas Triton uses for compute capability ``cap``."""
     from triton.backends.nvidia import compiler as nv
 
-    tool = nv.get_ptxas(cap) if "get_ptxas" in vars(nv) else None
-    path = getattr(tool, "path", None)
-    if path:
+    get = vars(nv).get("get_ptxas")
+    try:
+        tool = get(cap) if get is not None else None
+    except TypeError:  # Triton versions whose get_ptxas takes no capability
+        tool = get()
+    path = getattr(tool, "path", None) or (tool[0] if isinstance(tool, tuple) else tool)
+    if isinstance(path, str) and path:
         return path
     binary = "ptxas-blackwell" if cap >= 90 else "ptxas"
     folder = Path(nv.__file__).parent / "bin"
