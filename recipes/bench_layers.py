@@ -7,11 +7,13 @@ like QM9 with hydrogens; random 3-D positions); complete graphs without self-loo
 
 Measured, for each variant, in the same process and interleaved:
 
-* **time**: median wall-clock time of ``repeats`` forward + backward passes (after ``warmup``).
-* **peak tensor memory**: the peak of live CPU tensor bytes allocated during one forward +
-  backward, from ``torch.profiler``'s memory events (``profile_memory=True``: every allocation
-  and free of the CPU allocator, summed in time order). Inputs and parameters exist beforehand and
-  are not counted; gradients of parameters are.
+* **time**: median wall-clock time of ``repeats`` forward + backward passes (after ``warmup``;
+  on a GPU, timed with CUDA events).
+* **peak tensor memory**: the peak of live tensor bytes allocated during one forward + backward:
+  on CPU from ``torch.profiler``'s memory events (``profile_memory=True``: every allocation and
+  free of the CPU allocator, summed in time order), on a GPU from the CUDA caching allocator's
+  peak statistic. Inputs and parameters exist beforehand and are not counted; gradients of
+  parameters are.
 * **RSS delta** (optional, ``--rss``, Linux): each variant once in a fresh subprocess; the peak
   resident set size (``VmHWM``, reset through ``/proc/self/clear_refs`` just before) during one
   forward + backward minus the resident size before it (includes allocator caching).
@@ -26,6 +28,7 @@ Usage::
 
     python recipes/bench_layers.py --out recipes/results/bench_layers_cpu.md
     python recipes/bench_layers.py --quick        # smoke test, seconds
+    python recipes/bench_layers.py --device cuda --json layers.json   # on a GPU
 """
 
 from __future__ import annotations
@@ -70,7 +73,17 @@ class Config:
     seed: int = 0
     rss: bool = False
     out: str | None = None
+    json_out: str | None = None
     quick: bool = False
+    device: str = "auto"  # "cpu", "cuda" or "auto" (CUDA if available)
+
+    def resolved_device(self) -> torch.device:
+        if self.device == "auto":
+            return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        dev = torch.device(self.device)
+        if dev.type == "cuda" and not torch.cuda.is_available():
+            raise ValueError(f"device {self.device!r} requested but CUDA is not available")
+        return dev
 
 
 def make_batch(cfg: Config) -> Batch:
@@ -114,12 +127,13 @@ def _models(cfg: Config) -> tuple[nn.Module, nn.Module]:
 
 
 def _steps(cfg: Config, batch: Batch) -> dict[str, Callable[[], None]]:
-    """One forward + backward closure per variant."""
+    """One forward + backward closure per variant (on ``batch``'s device)."""
     torch.manual_seed(cfg.seed)
-    x = torch.randn(batch.num_nodes, cfg.channels, requires_grad=True)
-    layer_ours, layer_pyg = _layers(cfg)
-    model_ours, model_pyg = _models(cfg)
-    target = torch.randn(batch.num_graphs, 1)
+    dev = batch.edge_index.device
+    x = torch.randn(batch.num_nodes, cfg.channels).to(dev).requires_grad_()
+    layer_ours, layer_pyg = (m.to(dev) for m in _layers(cfg))
+    model_ours, model_pyg = (m.to(dev) for m in _models(cfg))
+    target = torch.randn(batch.num_graphs, 1).to(dev)
     ei, ea = batch.edge_index, batch.edge_attr
     return {
         "layer/gnnkit": lambda: layer_ours(x, ei, ea).square().mean().backward(),
@@ -129,8 +143,16 @@ def _steps(cfg: Config, batch: Batch) -> dict[str, Callable[[], None]]:
     }
 
 
-def peak_tensor_bytes(fn: Callable[[], None]) -> int:
-    """Peak of live CPU tensor memory allocated while ``fn`` runs (torch.profiler memory events)."""
+def peak_tensor_bytes(fn: Callable[[], None], device: torch.device | None = None) -> int:
+    """Peak of live tensor memory allocated while ``fn`` runs: torch.profiler memory events on
+    CPU, the caching allocator's peak on a CUDA ``device``."""
+    if device is not None and device.type == "cuda":
+        torch.cuda.synchronize(device)
+        torch.cuda.reset_peak_memory_stats(device)
+        before = torch.cuda.memory_allocated(device)
+        fn()
+        torch.cuda.synchronize(device)
+        return torch.cuda.max_memory_allocated(device) - before
     with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
         fn()
     events = sorted((e.start_ns(), e.nbytes()) for e in prof.profiler.kineto_results.events() if e.name() == "[memory]")
@@ -158,24 +180,49 @@ def _rss_child(cfg: Config, variant: str) -> None:
 
 
 def _rss_delta_mb(cfg: Config, variant: str) -> float:
-    child_cfg = json.dumps({k: v for k, v in asdict(cfg).items() if k not in ("out", "rss")})
+    child_cfg = json.dumps({k: v for k, v in asdict(cfg).items() if k not in ("out", "rss", "json_out")})
     cmd = [sys.executable, os.path.abspath(__file__), "--rss-child", variant, "--config-json", child_cfg]
     res = subprocess.run(cmd, capture_output=True, text=True, check=True)
     return json.loads(res.stdout.strip().splitlines()[-1])["rss_delta_kb"] / 1024
 
 
 def check_agreement(cfg: Config, batch: Batch) -> float:
-    ours, pyg = _layers(cfg)
-    x = torch.randn(batch.num_nodes, cfg.channels)
+    dev = batch.edge_index.device
+    ours, pyg = (m.to(dev) for m in _layers(cfg))
+    x = torch.randn(batch.num_nodes, cfg.channels).to(dev)
     with torch.no_grad():
         return float((ours(x, batch.edge_index, batch.edge_attr) - pyg(x, batch.edge_index, batch.edge_attr)).abs().max())
+
+
+def _time_once(fn: Callable[[], None], device: torch.device) -> float:
+    """Seconds of one call: CUDA events on a GPU (device time), else the wall clock."""
+    if device.type == "cuda":
+        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        start.record()
+        fn()
+        end.record()
+        end.synchronize()
+        return start.elapsed_time(end) / 1e3
+    t0 = time.perf_counter()
+    fn()
+    return time.perf_counter() - t0
+
+
+def _device_line(device: torch.device, cfg: Config) -> str:
+    if device.type == "cuda":
+        return f"Device: {torch.cuda.get_device_name(device)}, torch {torch.__version__}."
+    return (f"Device: CPU ({platform.processor() or platform.machine()}, {os.cpu_count()} cores), "
+            f"torch {torch.__version__}, {torch.get_num_threads()} torch thread(s).")  # fmt: skip
 
 
 def run(cfg: Config) -> str:
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
+    device = cfg.resolved_device()
+    if cfg.rss and device.type != "cpu":
+        raise ValueError("--rss measures CPU resident memory: use it with --device cpu")
     load_before = os.getloadavg()
-    batch = make_batch(cfg)
+    batch = make_batch(cfg).to(device)
     steps = _steps(cfg, batch)
     max_diff = check_agreement(cfg, batch)
     times: dict[str, list[float]] = {k: [] for k in steps}
@@ -184,10 +231,8 @@ def run(cfg: Config) -> str:
             fn()
     for _ in range(cfg.repeats):  # interleaved, so load changes hit all variants alike
         for name, fn in steps.items():
-            t0 = time.perf_counter()
-            fn()
-            times[name].append(time.perf_counter() - t0)
-    peaks = {name: peak_tensor_bytes(fn) / 2**20 for name, fn in steps.items()}
+            times[name].append(_time_once(fn, device))
+    peaks = {name: peak_tensor_bytes(fn, device) / 2**20 for name, fn in steps.items()}
     rss = {name: _rss_delta_mb(cfg, name) for name in steps} if cfg.rss else {}
     load_after = os.getloadavg()
 
@@ -197,8 +242,7 @@ def run(cfg: Config) -> str:
         "# bench_layers: EdgeNetworkConv / MPNN vs PyG NNConv / qm9_nn_conv.py model (forward + backward)",
         "",
         f"Command: `python recipes/bench_layers.py {' '.join(sys.argv[1:])}`".rstrip(),
-        f"Device: CPU ({platform.processor() or platform.machine()}, {os.cpu_count()} cores), "
-        f"torch {torch.__version__}, {torch.get_num_threads()} torch thread(s).",
+        _device_line(device, cfg),
         f"Machine load average (1 min) {load_before[0]:.1f} before, {load_after[0]:.1f} after: "
         "the CPU was shared with other jobs" if max(load_before[0], load_after[0]) > 1.5 else
         f"Machine load average (1 min) {load_before[0]:.1f} before, {load_after[0]:.1f} after.",
@@ -207,7 +251,8 @@ def run(cfg: Config) -> str:
         f"complete graphs: {e} directed edges, edge_attr (distance, bond one-hot 4). d={cfg.channels}, "
         f"edge MLP hidden {cfg.edge_hidden}, mean aggregation; model: {cfg.steps} steps, Set2Set({cfg.set2set_steps}).",
         f"Layers agree: max |gnnkit - pyg| = {max_diff:.2e}. Time: median of {cfg.repeats} runs (interleaved). "
-        "Peak tensor memory: torch.profiler allocation events during one fwd+bwd.",
+        + ("Peak tensor memory: the CUDA allocator's peak during one fwd+bwd." if device.type == "cuda" else
+           "Peak tensor memory: torch.profiler allocation events during one fwd+bwd."),
         f"An E x d x d float32 tensor (what NNConv materialises per step) is {e * cfg.channels ** 2 * 4 / 2**20:.1f} MB.",
         "",
         "| benchmark | variant | fwd+bwd time (ms) | peak tensor memory (MB) |" + (" RSS delta (MB) |" if rss else ""),
@@ -227,6 +272,15 @@ def run(cfg: Config) -> str:
         if rss:
             row += f" {rss[bench + '/pyg'] / max(rss[bench + '/gnnkit'], 1e-3):.2f}x |"
         lines.append(row)
+    if cfg.json_out:
+        result = {
+            "device": _device_line(device, cfg), "atoms": batch.num_nodes, "edges": e, "molecules": cfg.molecules,
+            "max_abs_diff": max_diff, "times_ms": med, "peak_mb": peaks, "rss_mb": rss or None,
+            "speedup": {b: med[b + "/pyg"] / med[b + "/gnnkit"] for b in ("layer", "model")},
+            "memory_ratio": {b: peaks[b + "/pyg"] / peaks[b + "/gnnkit"] for b in ("layer", "model")},
+        }  # fmt: skip
+        with open(cfg.json_out, "w") as f:
+            json.dump(result, f, indent=1)
     return "\n".join(lines) + "\n"
 
 
@@ -238,6 +292,8 @@ def main(argv: list[str] | None = None) -> str:
     p.add_argument("--repeats", type=int)
     p.add_argument("--molecules", type=int)
     p.add_argument("--rss", action="store_true", help="also measure ru_maxrss deltas in subprocesses")
+    p.add_argument("--device", default="auto", help="cpu, cuda or auto (default: CUDA if available)")
+    p.add_argument("--json", help="also write the figures as JSON to this file")
     p.add_argument("--rss-child", help=argparse.SUPPRESS)
     p.add_argument("--config-json", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
@@ -247,7 +303,14 @@ def main(argv: list[str] | None = None) -> str:
             torch.set_num_threads(cfg.threads)
         _rss_child(cfg, args.rss_child)
         return ""
-    cfg = Config(out=args.out, threads=args.threads, rss=args.rss, quick=args.quick)
+    cfg = Config(out=args.out, threads=args.threads, rss=args.rss, quick=args.quick, device=args.device,
+                 json_out=args.json)
+    try:
+        cfg.resolved_device()
+    except (ValueError, RuntimeError) as e:
+        p.error(f"--device {args.device!r}: {e}")
+    if cfg.rss and cfg.resolved_device().type != "cpu":
+        p.error("--rss measures CPU resident memory: use it with --device cpu")
     if args.quick:
         cfg.molecules, cfg.min_atoms, cfg.max_atoms = 4, 3, 6
         cfg.channels, cfg.edge_hidden, cfg.repeats, cfg.warmup = 8, 8, 1, 0

@@ -2,6 +2,7 @@
 
     python recipes/bench_ops.py --out recipes/results/bench_ops_cpu.md      # CPU: ~10 min
     python recipes/bench_ops.py --quick                                       # smoke run, seconds
+    python recipes/bench_ops.py --device cuda --graphs powerlaw --json ops.json   # GPU: GB/s, % of peak
 
 For every graph, feature width F and reduction it times, in the same run and on the same inputs:
 
@@ -15,11 +16,12 @@ For every graph, feature width F and reduction it times, in the same run and on 
 
 Each time is the median over at least ``repeats`` interleaved runs of ``forward + backward``
 (after ``warmup`` runs), measured on CPU as this process's CPU time (so that other jobs on a
-shared machine do not distort it; ``--clock wall`` for wall time) and on GPU with the wall clock;
+shared machine do not distort it; ``--clock wall`` for wall time) and on GPU with CUDA events;
 the CSR and the sparse matrix are built once outside the timed region, as a model would build
 them once per batch. Ratios are gnnkit / PyG (below 1 means gnnkit is faster). On a GPU the table
 also gives the spmm forward time, the effective bandwidth of the bytes-per-edge model
-(:func:`spmm_bytes`) and its fraction of the device's peak HBM bandwidth.
+(:func:`spmm_bytes`) and its fraction of the device's datasheet HBM bandwidth, and the run ends
+with the device-to-device copy bandwidth measured on the same GPU (:func:`copy_gbps`).
 
 Graphs: a power-law random graph (1M nodes / 10M edges on GPU, 100k / 1M on CPU), Cora (read with
 PyG's ``Planetoid`` from a temporary copy of ``<data root>/planetoid/Cora/raw``; the data root is
@@ -30,6 +32,7 @@ PyG's ``Planetoid`` from a temporary copy of ``<data root>/planetoid/Cora/raw``;
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import pathlib
 import platform
@@ -70,6 +73,7 @@ class BenchConfig:
     clock: str = "auto"  # "wall", or "cpu" (process CPU time); auto: cpu on CPU, wall on GPU
     seed: int = 0
     out: str | None = None
+    json_out: str | None = None  # also write the rows (and the device's measured copy bandwidth) as JSON
     command: str = field(default="", repr=False)
 
 
@@ -134,7 +138,7 @@ def sync(device: str) -> None:
 def clock_fn(cfg: BenchConfig) -> Callable[[], float]:
     """``time.process_time`` measures only this process's CPU time, so on a shared CPU the other
     jobs' load does not enter the figures (with one thread it equals the wall time of an idle
-    machine; with more it is the summed work). GPU timings use the wall clock."""
+    machine; with more it is the summed work). GPU timings use CUDA events (see :func:`median_times`)."""
     use_cpu = cfg.clock == "cpu" or (cfg.clock == "auto" and not cfg.device.startswith("cuda"))
     return time.process_time if use_cpu else time.perf_counter
 
@@ -143,7 +147,7 @@ def median_times(fns: dict[str, Callable[[], None]], cfg: BenchConfig) -> dict[s
     """Median time in ms of each ``fn``. The candidates run interleaved, one call of each per
     round in a rotating order, so that a change in machine load hits all of them alike; rounds continue past
     ``repeats`` until every candidate has run ``min_seconds`` in total (at most 200 rounds)."""
-    clock = clock_fn(cfg)
+    clock, on_gpu = clock_fn(cfg), cfg.device.startswith("cuda") and cfg.clock != "cpu"
     for _ in range(cfg.warmup):
         for fn in fns.values():
             fn()
@@ -155,6 +159,14 @@ def median_times(fns: dict[str, Callable[[], None]], cfg: BenchConfig) -> dict[s
         # Rotate the order every round: a candidate that runs right after one which freed large
         # buffers finds warm heap pages (no page faults), so a fixed order would favour some.
         for name in names[rounds % len(names) :] + names[: rounds % len(names)]:
+            if on_gpu:  # CUDA events: the device time, without the host's launch and sync latency
+                start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+                start.record()
+                fns[name]()
+                end.record()
+                end.synchronize()
+                times[name].append(start.elapsed_time(end))
+                continue
             t0 = clock()
             fns[name]()
             sync(cfg.device)
@@ -242,6 +254,28 @@ def device_line(device: str) -> str:
     return f"device: CPU {model}, {os.cpu_count()} cores, torch {torch.__version__}, {torch.get_num_threads()} threads"
 
 
+def copy_gbps(device: str, gigabytes: float = 2.0, repeats: int = 20) -> float:
+    """Measured device-to-device copy bandwidth in GB/s (bytes read + written, median of
+    ``repeats`` copies of ``gigabytes`` GB timed with CUDA events): the practical ceiling the
+    spmm bandwidth is compared with, beside the datasheet peak."""
+    n = int(gigabytes * 1e9 / 4)
+    src = torch.randn(n, device=device)  # random data: a copy of zeros could be cheaper
+    dst = torch.empty_like(src)
+    for _ in range(3):
+        dst.copy_(src)
+    times = []
+    for _ in range(repeats):
+        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        start.record()
+        dst.copy_(src)
+        end.record()
+        end.synchronize()
+        times.append(start.elapsed_time(end))
+    del src, dst
+    torch.cuda.empty_cache()
+    return 2 * n * 4 / statistics.median(times) / 1e6
+
+
 def peak_gbps() -> float | None:
     name = torch.cuda.get_device_name()
     for key, value in PEAK_GBPS.items():  # ordered: the most specific name first
@@ -276,7 +310,7 @@ def format_row(row: dict, device: str) -> str:
 def clock_name(cfg: BenchConfig) -> str:
     if clock_fn(cfg) is time.process_time:
         return "CPU time of the benchmark process, time.process_time"
-    return "wall clock"
+    return "CUDA events" if cfg.device.startswith("cuda") else "wall clock"
 
 
 def main(cfg: BenchConfig) -> list[dict]:
@@ -299,6 +333,7 @@ def main(cfg: BenchConfig) -> list[dict]:
     for name, (edge_index, num_nodes) in load_graphs(cfg).items():
         rows += bench_graph(name, edge_index, num_nodes, cfg)
     load_end = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+    copy = copy_gbps(cfg.device) if cfg.device.startswith("cuda") else None
     spmm_ratios = [r["spmm"] / r["pyg"] for r in rows]
     scatter_ratios = [r["scatter"] / r["pyg"] for r in rows]
     summary = (
@@ -307,7 +342,17 @@ def main(cfg: BenchConfig) -> list[dict]:
         f"1-minute load average {load_start:.1f} at the start and {load_end:.1f} at the end on "
         f"{os.cpu_count()} cores (above the thread count: other jobs shared the machine)"
     )
+    if copy is not None:
+        peak = peak_gbps()
+        summary += (f"\n\nmeasured device-to-device copy: {copy:.0f} GB/s"
+                    + (f" ({100 * copy / peak:.0f}% of the {peak:.0f} GB/s datasheet peak)" if peak else ""))
     print(summary, flush=True)
+    if cfg.json_out:
+        payload = {"command": cfg.command, "device": device_line(cfg.device), "clock": clock_name(cfg),
+                   "peak_gbps": peak_gbps() if cfg.device.startswith("cuda") else None, "copy_gbps": copy,
+                   "rows": rows}  # fmt: skip
+        pathlib.Path(cfg.json_out).parent.mkdir(parents=True, exist_ok=True)
+        pathlib.Path(cfg.json_out).write_text(json.dumps(payload, indent=1) + "\n")
     if cfg.out:
         out = pathlib.Path(cfg.out)
         out.parent.mkdir(parents=True, exist_ok=True)
@@ -333,6 +378,7 @@ def parse_args(argv: list[str] | None = None) -> BenchConfig:
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
     p.add_argument("--quick", action="store_true", help="tiny sizes: a smoke test in seconds")
     p.add_argument("--out", default=None, help="also write the markdown table to this file")
+    p.add_argument("--json", default=None, help="also write the rows as JSON to this file")
     args = p.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -349,6 +395,7 @@ def parse_args(argv: list[str] | None = None) -> BenchConfig:
         min_seconds=args.min_seconds,
         clock=args.clock,
         out=args.out,
+        json_out=args.json,
         command="python recipes/bench_ops.py " + " ".join(argv if argv is not None else sys.argv[1:]),
     )
     return quick_config(cfg) if args.quick else cfg

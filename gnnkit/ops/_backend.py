@@ -8,7 +8,10 @@ method here, one function in each module and one op in ``_library``.
 
 ``set_backend("triton")`` forces the Triton kernels everywhere, which together with
 ``TRITON_INTERPRET=1`` runs them on CPU tensors (that is how the test suite checks them without a
-GPU). ``set_backend("torch")`` forces the torch path on CUDA too (useful for comparisons).
+GPU). ``set_backend("torch")`` forces the torch path on CUDA too, for the sum reductions, spmm's
+sum and the outer-product aggregation; its max/min/mean reductions use aten kernels that exist on
+CPU only and raise a ``ValueError`` on a CUDA tensor (compare on CPU copies instead, as
+tests/ops/test_cuda.py does).
 
 Conventions: ``E`` edges (or scattered rows), ``N`` segments/targets, ``F`` features (trailing
 dimensions flattened). Max/min return ``arg``: for every output element the input position that

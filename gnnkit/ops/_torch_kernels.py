@@ -51,6 +51,16 @@ def _float32_for_half(fn: _F) -> _F:
     return wrapper  # type: ignore[return-value]
 
 
+def _cpu_only(t: Tensor, what: str) -> None:
+    """aten's sparse reductions other than the sum (``_sparse_mm_reduce_impl``, ``sparse.mm``'s
+    ``"mean"``) exist on CPU only: on CUDA these reductions run on the Triton kernels."""
+    if t.device.type != "cpu":
+        raise ValueError(
+            f"the torch backend computes {what} with aten kernels that exist on CPU only, got a "
+            f"{t.device.type} tensor; use the Triton backend on CUDA (the default, set_backend('auto'))"
+        )
+
+
 def _sparse_csr(rowptr: Tensor, col: Tensor, values: Tensor, shape: tuple[int, int]) -> Tensor:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # "sparse CSR support is in beta" etc.
@@ -67,6 +77,7 @@ def _flat(src: Tensor) -> Tensor:
 def _csr_extreme(rowptr: Tensor, col: Tensor, src: Tensor, reduce: str) -> tuple[Tensor, Tensor]:
     """Max/min over CSR rows of ``src[col[e]]`` with the position ``e`` that attains it (strictly
     better values only, so ties keep the first position and an empty row keeps ``E``)."""
+    _cpu_only(src, f"{reduce} reductions")
     num_rows, n_edges, feats = rowptr.numel() - 1, col.numel(), src.size(1)
     if num_rows == 0 or n_edges == 0 or feats == 0:
         return src.new_zeros(num_rows, feats), torch.full((num_rows, feats), n_edges, dtype=torch.long, device=src.device)
@@ -129,6 +140,7 @@ def spmm_fwd(
         )
     if reduce == "sum":
         return torch.sparse.mm(a, x), None
+    _cpu_only(x, f"spmm with reduce={reduce!r}")
     if reduce == "mean":
         return torch.sparse.mm(a, x, "mean"), None
     # aten only produces the argmax when autograd is recording, so ask for it explicitly.

@@ -18,16 +18,40 @@ are all ``-inf`` (max) or ``+inf`` (min) keeps ``arg = E`` (it receives no gradi
 
 Sizes come from tensor shapes (host ints), never from tensor values, so there is no host sync.
 The kernels also run under ``TRITON_INTERPRET=1`` on CPU tensors, which is how the tests check them.
+
+Every launch goes through :func:`_launch` with a configuration (constexpr flags, data dtype,
+block sizes, ``num_warps``) from the table in :mod:`gnnkit.ops._launch`; anything else is refused.
+tests/ops/test_triton_aot.py compiles that table for sm_80 and sm_90 and checks the launch grids.
+Index tensors are passed as int64; data may be float32, float64, float16 or bfloat16 (any other
+dtype is a ``TypeError``).
 """
 
 from __future__ import annotations
+
+import inspect
 
 import torch
 import triton
 import triton.language as tl
 from torch import Tensor
 
-_REDUCE_CODE = {"sum": 0, "mean": 1, "max": 2, "min": 3}
+from gnnkit.ops._launch import (
+    TORCH_DTYPES,
+    Launch,
+    Spec,
+    arg_type,
+    cdiv,
+    check_grid,
+    csr_reduce_flags,
+    edge_shape,
+    gather_shape,
+    outer_bwd_msg_shape,
+    outer_bwd_z_shape,
+    outer_fwd_shape,
+    recorder,
+    row_shape,
+    spec_for,
+)
 
 
 @triton.jit
@@ -222,198 +246,6 @@ def _spmm_max_bwd_w_kernel(
     tl.store(out_ptr + offs_e, acc.to(out_ptr.dtype.element_ty), mask=emask)
 
 
-def _acc_dtype(dtype: torch.dtype) -> tl.dtype:
-    return tl.float64 if dtype == torch.float64 else tl.float32
-
-
-def _launch_shape(n_edges: int, n_rows: int, feats: int) -> tuple[int, int, int]:
-    """``(BLOCK_E, BLOCK_F, num_warps)``: the feature tile covers up to 128 values (512 B of a
-    float32 row, fully coalesced); the edge chunk follows the average degree so that short rows
-    do not waste most of the tile, and the tile stays within 4096 values (registers)."""
-    block_f = min(triton.next_power_of_2(max(feats, 1)), 128)
-    avg_deg = -(-n_edges // max(n_rows, 1))
-    block_e = min(max(triton.next_power_of_2(max(avg_deg, 1)), 4), 32, max(4096 // block_f, 1))
-    num_warps = 4 if block_e * block_f >= 2048 else (2 if block_e * block_f >= 512 else 1)
-    return block_e, block_f, num_warps
-
-
-def _csr_reduce(
-    rowptr: Tensor,
-    col: Tensor | None,
-    weight: Tensor | None,
-    x: Tensor,
-    reduce: str,
-    arg_from_col: bool,
-    sentinel: int,
-) -> tuple[Tensor, Tensor | None]:
-    num_rows, feats = rowptr.numel() - 1, x.size(1)
-    out = torch.empty((num_rows, feats), dtype=x.dtype, device=x.device)
-    arg = (
-        torch.empty((num_rows, feats), dtype=torch.long, device=x.device)
-        if reduce in ("max", "min")
-        else None
-    )
-    if num_rows == 0 or feats == 0:
-        return out, arg
-    n_edges = col.numel() if col is not None else x.size(0)
-    block_e, block_f, num_warps = _launch_shape(n_edges, num_rows, feats)
-    grid = (num_rows, triton.cdiv(feats, block_f))
-    _csr_reduce_kernel[grid](
-        rowptr,
-        col if col is not None else rowptr,
-        weight if weight is not None else x,
-        x,
-        out,
-        arg if arg is not None else out,
-        feats,
-        x.stride(0),
-        sentinel,
-        REDUCE=_REDUCE_CODE[reduce],
-        GATHER=col is not None,
-        HAS_WEIGHT=weight is not None,
-        ARG_FROM_COL=arg_from_col,
-        ACC=_acc_dtype(x.dtype),
-        BLOCK_E=block_e,
-        BLOCK_F=block_f,
-        num_warps=num_warps,
-    )
-    return out, arg
-
-
-def _flat(src: Tensor) -> Tensor:
-    feats = 1
-    for d in src.shape[1:]:
-        feats *= d
-    return src.reshape(src.size(0), feats).contiguous()
-
-
-def segment_fwd(src: Tensor, rowptr: Tensor, reduce: str) -> tuple[Tensor, Tensor | None]:
-    """Segment reduction over sorted rows; rows are read in place (no gather)."""
-    flat = _flat(src)
-    out, arg = _csr_reduce(rowptr.long().contiguous(), None, None, flat, reduce, False, src.size(0))
-    shape = (rowptr.numel() - 1, *src.shape[1:])
-    return out.view(shape), (arg.view(shape) if arg is not None else None)
-
-
-def scatter_fwd(src: Tensor, index: Tensor, num_segments: int, reduce: str) -> tuple[Tensor, Tensor | None]:
-    """Sorts ``index`` (stable, so ties keep input order) and reduces segment by segment through
-    the permutation: deterministic, no atomics. Extra cost over a segment reduction: the sort
-    (``O(E log E)`` on 8 B keys) and ``8`` B per row for the permutation."""
-    sorted_index, perm = torch.sort(index.long(), stable=True)
-    bounds = torch.arange(num_segments + 1, device=index.device)
-    rowptr = torch.searchsorted(sorted_index, bounds)  # no bincount: that would sync on its max
-    flat = _flat(src)
-    out, arg = _csr_reduce(rowptr, perm, None, flat, reduce, True, src.size(0))
-    shape = (num_segments, *src.shape[1:])
-    return out.view(shape), (arg.view(shape) if arg is not None else None)
-
-
-def spmm_fwd(
-    rowptr: Tensor, col: Tensor, weight: Tensor | None, x: Tensor, reduce: str
-) -> tuple[Tensor, Tensor | None]:
-    """``out[v] = reduce_{e in rowptr[v]:rowptr[v+1]} weight[e] * x[col[e]]``, one pass, no
-    ``E x F`` tensor. ``arg`` (max) holds the edge position ``e`` of the maximum, ``E`` if none."""
-    n_edges = col.numel()
-    if n_edges == 0:
-        num_dst = rowptr.numel() - 1
-        return x.new_zeros(num_dst, x.size(1)), (
-            torch.zeros(num_dst, x.size(1), dtype=torch.long, device=x.device) if reduce == "max" else None
-        )
-    w = weight.contiguous() if weight is not None else None
-    return _csr_reduce(rowptr.long().contiguous(), col.contiguous(), w, x.contiguous(), reduce, False, n_edges)
-
-
-def edge_dot(row: Tensor, col: Tensor, a: Tensor, b: Tensor) -> Tensor:
-    """``out[e] = sum_f a[row[e], f] * b[col[e], f]`` (SDDMM), in registers (no ``E x F`` block)."""
-    n_edges, feats = row.numel(), a.size(1)
-    out = torch.empty(n_edges, dtype=a.dtype, device=a.device)
-    if n_edges == 0:
-        return out
-    if feats == 0:
-        return out.zero_()
-    a, b = a.contiguous(), b.contiguous()
-    block_f = min(triton.next_power_of_2(feats), 64)
-    block_e = max(4096 // block_f // 4, 8)
-    _edge_dot_kernel[(triton.cdiv(n_edges, block_e),)](
-        row.contiguous(),
-        col.contiguous(),
-        a,
-        b,
-        out,
-        n_edges,
-        feats,
-        a.stride(0),
-        b.stride(0),
-        ACC=_acc_dtype(a.dtype),
-        BLOCK_E=block_e,
-        BLOCK_F=block_f,
-        num_warps=4,
-    )
-    return out
-
-
-def spmm_max_bwd(
-    rowptr: Tensor,
-    row: Tensor,
-    col: Tensor,
-    t_rowptr: Tensor,
-    t_col: Tensor,
-    t_perm: Tensor,
-    weight: Tensor | None,
-    x: Tensor,
-    arg: Tensor,
-    grad_out: Tensor,
-    need_x: bool,
-    need_w: bool,
-) -> tuple[Tensor | None, Tensor | None]:
-    """Backward of ``spmm_fwd(..., "max")``: each output row is written by one program, so the
-    gradients are deterministic (the torch path's ``index_put_(accumulate=True)`` would use
-    floating-point atomics on CUDA)."""
-    n_edges, feats = col.numel(), x.size(1)
-    grad_x = grad_w = None
-    x, arg, grad_out = x.contiguous(), arg.contiguous(), grad_out.contiguous()
-    acc = _acc_dtype(x.dtype)
-    if need_x:
-        grad_x = torch.zeros_like(x)
-        if n_edges > 0 and feats > 0 and x.size(0) > 0:
-            block_e, block_f, num_warps = _launch_shape(n_edges, x.size(0), feats)
-            _spmm_max_bwd_x_kernel[(x.size(0), triton.cdiv(feats, block_f))](
-                t_rowptr.contiguous(),
-                t_col.contiguous(),
-                t_perm.contiguous(),
-                weight.contiguous() if weight is not None else x,
-                arg,
-                grad_out,
-                grad_x,
-                feats,
-                HAS_WEIGHT=weight is not None,
-                ACC=acc,
-                BLOCK_E=block_e,
-                BLOCK_F=block_f,
-                num_warps=num_warps,
-            )
-    if need_w and weight is not None:
-        grad_w = torch.zeros_like(weight)
-        if n_edges > 0 and feats > 0:
-            block_f = min(triton.next_power_of_2(feats), 64)
-            block_e = max(4096 // block_f // 4, 8)
-            _spmm_max_bwd_w_kernel[(triton.cdiv(n_edges, block_e),)](
-                row.contiguous(),
-                col.contiguous(),
-                arg,
-                grad_out,
-                x,
-                grad_w,
-                n_edges,
-                feats,
-                ACC=acc,
-                BLOCK_E=block_e,
-                BLOCK_F=block_f,
-                num_warps=4,
-            )
-    return grad_x, grad_w
-
-
 # ----------------------------------------------------------- outer-product aggregation
 #Triton kernels of :func:`gnnkit.ops.outer_aggregate` (CUDA; also run under ``TRITON_INTERPRET=1``).
 #
@@ -533,24 +365,187 @@ def _gather_sum_kernel(rowptr_ptr, idx_ptr, x_ptr, out_ptr, D, ACC: tl.constexpr
     tl.store(out_ptr + w * D + offs_d, acc.to(out_ptr.dtype.element_ty), mask=dmask)
 
 
-def _block(n: int) -> int:
-    # tl.dot needs every tile dimension >= 16.
-    return max(16, min(64, triton.next_power_of_2(max(n, 1))))
+# --------------------------------------------------------------------------------- launching
+
+_ACC = {"fp64": tl.float64, "fp32": tl.float32, "fp16": tl.float32, "bf16": tl.float32}
 
 
-_BLOCK_E = 16
+def _runtime_args(kernel) -> tuple[str, ...]:
+    params = inspect.signature(getattr(kernel, "fn", kernel)).parameters.values()
+    return tuple(p.name for p in params if "constexpr" not in str(p.annotation))
+
+
+def _launch(kernel, grid: tuple[int, ...], args: tuple, spec: Spec) -> None:
+    """Runs ``kernel`` on ``grid`` in the configuration ``spec`` (a :data:`gnnkit.ops._launch.TABLE`
+    entry, checked by :func:`~gnnkit.ops._launch.spec_for`), or records the launch inside
+    :func:`gnnkit.ops._launch.recording`."""
+    check_grid(grid, spec)
+    want = TORCH_DTYPES[spec.dtype]
+    mixed = [a.dtype for a in args if isinstance(a, Tensor) and a.is_floating_point() and a.dtype != want]
+    if mixed:
+        # Only single-dtype configurations are in the table (and compiled ahead of time).
+        raise TypeError(f"{spec.kernel}: float tensors of {want} and {mixed[0]} mixed; cast them to one dtype")
+    launches = recorder()
+    if launches is not None:
+        names = _runtime_args(kernel)
+        launches.append(Launch(spec, tuple(grid), {n: arg_type(a) for n, a in zip(names, args, strict=True)}))
+        return
+    kernel[grid](*args, **spec.constexprs(), ACC=_ACC[spec.dtype], num_warps=spec.shape.num_warps)
+
+
+def _i64(t: Tensor) -> Tensor:
+    # One index type for every kernel (int32 inputs would double the compiled variants).
+    return t.long().contiguous()
+
+
+def _block(spec: Spec, name: str) -> int:
+    return dict(spec.shape.blocks)[name]
+
+
+def _csr_reduce(
+    rowptr: Tensor,
+    col: Tensor | None,
+    weight: Tensor | None,
+    x: Tensor,
+    reduce: str,
+    arg_from_col: bool,
+    sentinel: int,
+) -> tuple[Tensor, Tensor | None]:
+    num_rows, feats = rowptr.numel() - 1, x.size(1)
+    n_edges = col.numel() if col is not None else x.size(0)
+    flags = csr_reduce_flags(reduce, col is not None, weight is not None, arg_from_col)
+    spec = spec_for("_csr_reduce_kernel", flags, x.dtype, row_shape(n_edges, num_rows, feats))
+    out = torch.empty((num_rows, feats), dtype=x.dtype, device=x.device)
+    arg = (
+        torch.empty((num_rows, feats), dtype=torch.long, device=x.device)
+        if reduce in ("max", "min")
+        else None
+    )
+    if num_rows == 0 or feats == 0:
+        return out, arg
+    grid = (num_rows, cdiv(feats, _block(spec, "BLOCK_F")))
+    args = (
+        rowptr,
+        col if col is not None else rowptr,
+        weight if weight is not None else x,
+        x,
+        out,
+        arg if arg is not None else rowptr,
+        feats,
+        x.stride(0),
+        sentinel,
+    )
+    _launch(_csr_reduce_kernel, grid, args, spec)
+    return out, arg
+
+
+def _flat(src: Tensor) -> Tensor:
+    feats = 1
+    for d in src.shape[1:]:
+        feats *= d
+    return src.reshape(src.size(0), feats).contiguous()
+
+
+def segment_fwd(src: Tensor, rowptr: Tensor, reduce: str) -> tuple[Tensor, Tensor | None]:
+    """Segment reduction over sorted rows; rows are read in place (no gather)."""
+    flat = _flat(src)
+    out, arg = _csr_reduce(_i64(rowptr), None, None, flat, reduce, False, src.size(0))
+    shape = (rowptr.numel() - 1, *src.shape[1:])
+    return out.view(shape), (arg.view(shape) if arg is not None else None)
+
+
+def scatter_fwd(src: Tensor, index: Tensor, num_segments: int, reduce: str) -> tuple[Tensor, Tensor | None]:
+    """Sorts ``index`` (stable, so ties keep input order) and reduces segment by segment through
+    the permutation: deterministic, no atomics. Extra cost over a segment reduction: the sort
+    (``O(E log E)`` on 8 B keys) and ``8`` B per row for the permutation."""
+    sorted_index, perm = torch.sort(index.long(), stable=True)
+    bounds = torch.arange(num_segments + 1, device=index.device)
+    rowptr = torch.searchsorted(sorted_index, bounds)  # no bincount: that would sync on its max
+    flat = _flat(src)
+    out, arg = _csr_reduce(rowptr, perm, None, flat, reduce, True, src.size(0))
+    shape = (num_segments, *src.shape[1:])
+    return out.view(shape), (arg.view(shape) if arg is not None else None)
+
+
+def spmm_fwd(
+    rowptr: Tensor, col: Tensor, weight: Tensor | None, x: Tensor, reduce: str
+) -> tuple[Tensor, Tensor | None]:
+    """``out[v] = reduce_{e in rowptr[v]:rowptr[v+1]} weight[e] * x[col[e]]``, one pass, no
+    ``E x F`` tensor. ``arg`` (max) holds the edge position ``e`` of the maximum, ``E`` if none."""
+    n_edges = col.numel()
+    if n_edges == 0:
+        num_dst = rowptr.numel() - 1
+        return x.new_zeros(num_dst, x.size(1)), (
+            torch.zeros(num_dst, x.size(1), dtype=torch.long, device=x.device) if reduce == "max" else None
+        )
+    w = weight.contiguous() if weight is not None else None
+    return _csr_reduce(_i64(rowptr), _i64(col), w, x.contiguous(), reduce, False, n_edges)
+
+
+def edge_dot(row: Tensor, col: Tensor, a: Tensor, b: Tensor) -> Tensor:
+    """``out[e] = sum_f a[row[e], f] * b[col[e], f]`` (SDDMM), in registers (no ``E x F`` block)."""
+    n_edges, feats = row.numel(), a.size(1)
+    spec = spec_for("_edge_dot_kernel", (), a.dtype, edge_shape(feats))
+    out = torch.empty(n_edges, dtype=a.dtype, device=a.device)
+    if n_edges == 0:
+        return out
+    if feats == 0:
+        return out.zero_()
+    a, b = a.contiguous(), b.contiguous()
+    grid = (cdiv(n_edges, _block(spec, "BLOCK_E")),)
+    _launch(_edge_dot_kernel, grid, (_i64(row), _i64(col), a, b, out, n_edges, feats, a.stride(0), b.stride(0)), spec)
+    return out
+
+
+def spmm_max_bwd(
+    rowptr: Tensor,
+    row: Tensor,
+    col: Tensor,
+    t_rowptr: Tensor,
+    t_col: Tensor,
+    t_perm: Tensor,
+    weight: Tensor | None,
+    x: Tensor,
+    arg: Tensor,
+    grad_out: Tensor,
+    need_x: bool,
+    need_w: bool,
+) -> tuple[Tensor | None, Tensor | None]:
+    """Backward of ``spmm_fwd(..., "max")``: each output row is written by one program, so the
+    gradients are deterministic (the torch path's ``index_put_(accumulate=True)`` would use
+    floating-point atomics on CUDA)."""
+    n_edges, feats = col.numel(), x.size(1)
+    grad_x = grad_w = None
+    x, arg, grad_out = x.contiguous(), _i64(arg), grad_out.contiguous()
+    if need_x:
+        flags = (("HAS_WEIGHT", weight is not None),)
+        spec = spec_for("_spmm_max_bwd_x_kernel", flags, x.dtype, row_shape(n_edges, x.size(0), feats))
+        grad_x = torch.zeros_like(x)
+        if n_edges > 0 and feats > 0 and x.size(0) > 0:
+            grid = (x.size(0), cdiv(feats, _block(spec, "BLOCK_F")))
+            w = weight.contiguous() if weight is not None else x
+            args = (_i64(t_rowptr), _i64(t_col), _i64(t_perm), w, arg, grad_out, grad_x, feats)
+            _launch(_spmm_max_bwd_x_kernel, grid, args, spec)
+    if need_w and weight is not None:
+        spec = spec_for("_spmm_max_bwd_w_kernel", (), x.dtype, edge_shape(feats))
+        grad_w = torch.zeros_like(weight)
+        if n_edges > 0 and feats > 0:
+            grid = (cdiv(n_edges, _block(spec, "BLOCK_E")),)
+            args = (_i64(row), _i64(col), arg, grad_out, x, grad_w, n_edges, feats)
+            _launch(_spmm_max_bwd_w_kernel, grid, args, spec)
+    return grad_x, grad_w
 
 
 def outer_fwd(rowptr: Tensor, col: Tensor, z: Tensor, h: Tensor, buckets: Tensor) -> Tensor:
     """``S[v] = sum_{e in rowptr[v]:rowptr[v+1]} z[e] ⊗ h[col[e]]``; ``z`` in CSR order
     (``buckets`` is the CPU path's grouping and is not needed here)."""
     n, k, d = rowptr.numel() - 1, z.size(1), h.size(1)
+    spec = spec_for("_outer_fwd_kernel", (), z.dtype, outer_fwd_shape(k, d))
     out = z.new_empty(n, k, d)
     if n == 0 or k == 0 or d == 0:
         return out.zero_()
-    bk, bd = _block(k), _block(d)
-    grid = (n, triton.cdiv(k, bk), triton.cdiv(d, bd))
-    _outer_fwd_kernel[grid](rowptr, col, z, h, out, k, d, ACC=_acc_dtype(z.dtype), BLOCK_E=_BLOCK_E, BLOCK_K=bk, BLOCK_D=bd)
+    grid = (n, cdiv(k, _block(spec, "BLOCK_K")), cdiv(d, _block(spec, "BLOCK_D")))
+    _launch(_outer_fwd_kernel, grid, (_i64(rowptr), _i64(col), z.contiguous(), h.contiguous(), out, k, d), spec)
     return out
 
 
@@ -568,23 +563,22 @@ def outer_bwd(
 ) -> tuple[Tensor | None, Tensor | None]:
     """Gradients of :func:`outer_fwd` for ``G = g`` (already divided by the degree for mean)."""
     n, k, d, n_edges = rowptr.numel() - 1, z.size(1), h.size(1), col.numel()
-    bk, bd, acc = _block(k), _block(d), _acc_dtype(z.dtype)
+    rowptr, col, z, h, g = _i64(rowptr), _i64(col), z.contiguous(), h.contiguous(), g.contiguous()
     grad_z = grad_h = None
     empty = n == 0 or n_edges == 0 or k == 0 or d == 0
     if need_z:
+        spec = spec_for("_outer_bwd_z_kernel", (), z.dtype, outer_bwd_z_shape(k))
         grad_z = torch.zeros_like(z)
         if not empty:
-            _outer_bwd_z_kernel[(n, triton.cdiv(k, bk))](
-                rowptr, col, h, g, grad_z, k, d, ACC=acc, BLOCK_E=_BLOCK_E, BLOCK_K=bk, BLOCK_D=bd
-            )
+            grid = (n, cdiv(k, _block(spec, "BLOCK_K")))
+            _launch(_outer_bwd_z_kernel, grid, (rowptr, col, h, g, grad_z, k, d), spec)
     if need_h:
+        spec = spec_for("_outer_bwd_msg_kernel", (), z.dtype, outer_bwd_msg_shape(d))
+        gather = spec_for("_gather_sum_kernel", (), z.dtype, gather_shape(d))
         grad_h = torch.zeros_like(h)
         if not empty:
             msg = z.new_empty(n_edges, d)
-            _outer_bwd_msg_kernel[(n, triton.cdiv(d, bd))](
-                rowptr, z, g, msg, k, d, ACC=acc, BLOCK_E=_BLOCK_E, BLOCK_K=bk, BLOCK_D=bd
-            )
-            _gather_sum_kernel[(t_rowptr.numel() - 1, triton.cdiv(d, bd))](
-                t_rowptr, t_perm, msg, grad_h, d, ACC=acc, BLOCK_E=_BLOCK_E, BLOCK_D=bd
-            )
+            _launch(_outer_bwd_msg_kernel, (n, cdiv(d, _block(spec, "BLOCK_D"))), (rowptr, z, g, msg, k, d), spec)
+            grid = (t_rowptr.numel() - 1, cdiv(d, _block(gather, "BLOCK_D")))
+            _launch(_gather_sum_kernel, grid, (_i64(t_rowptr), _i64(t_perm), msg, grad_h, d), gather)
     return grad_z, grad_h

@@ -139,3 +139,17 @@ def test_backend_names():
     with pytest.raises(ValueError, match="backend must be one of"):
         with use_backend("numpy"):
             pass
+
+
+def test_torch_backend_cpu_only_reductions_name_the_cause():
+    """aten's max/min/mean sparse reductions exist on CPU only: on another device the torch
+    kernels say so (a meta tensor stands in for a CUDA one here)."""
+    from gnnkit.ops import _torch_kernels
+
+    rowptr, col = torch.tensor([0, 1, 2], device="meta"), torch.tensor([1, 0], device="meta")
+    x = torch.empty(2, 3, device="meta")
+    for reduce in ("max", "mean"):
+        with pytest.raises(ValueError, match="exist on CPU only.*use the Triton backend"):
+            _torch_kernels.spmm_fwd(rowptr, col, None, x, reduce)
+    with pytest.raises(ValueError, match="max reductions with aten kernels that exist on CPU only"):
+        _torch_kernels.segment_fwd(torch.empty(2, 3, device="meta"), rowptr, "max")
