@@ -54,6 +54,7 @@ from torch_geometric.nn import NNConv
 from gnnkit.models import build_model
 from gnnkit.models.reference import PygQM9NNConv
 from gnnkit.nn import EdgeNetworkConv
+from gnnkit.train.probes import MachineLoad
 
 ATOM_FEATURES, EDGE_DIM = 11, 5
 
@@ -221,7 +222,8 @@ def run(cfg: Config) -> str:
     device = cfg.resolved_device()
     if cfg.rss and device.type != "cpu":
         raise ValueError("--rss measures CPU resident memory: use it with --device cpu")
-    load_before = os.getloadavg()
+    load = MachineLoad(own_threads=cfg.threads or torch.get_num_threads())
+    load.sample()
     batch = make_batch(cfg).to(device)
     steps = _steps(cfg, batch)
     max_diff = check_agreement(cfg, batch)
@@ -234,7 +236,8 @@ def run(cfg: Config) -> str:
             times[name].append(_time_once(fn, device))
     peaks = {name: peak_tensor_bytes(fn, device) / 2**20 for name, fn in steps.items()}
     rss = {name: _rss_delta_mb(cfg, name) for name in steps} if cfg.rss else {}
-    load_after = os.getloadavg()
+    load.sample()
+    summary = load.summary()  # other processes' CPU time from /proc/stat, not the load average (which counts this one)
 
     med = {k: statistics.median(v) * 1e3 for k, v in times.items()}
     e = batch.edge_index.size(1)
@@ -243,9 +246,8 @@ def run(cfg: Config) -> str:
         "",
         f"Command: `python recipes/bench_layers.py {' '.join(sys.argv[1:])}`".rstrip(),
         _device_line(device, cfg),
-        f"Machine load average (1 min) {load_before[0]:.1f} before, {load_after[0]:.1f} after: "
-        "the CPU was shared with other jobs" if max(load_before[0], load_after[0]) > 1.5 else
-        f"Machine load average (1 min) {load_before[0]:.1f} before, {load_after[0]:.1f} after.",
+        f"Load: {summary['verdict']}; 1-minute load average {summary['load_average']['start']} at the start, "
+        f"{summary['load_average']['end']} at the end (this benchmark's own threads included).",
         "",
         f"Batch: {cfg.molecules} synthetic molecules (random positions), {batch.num_nodes} atoms, "
         f"complete graphs: {e} directed edges, edge_attr (distance, bond one-hot 4). d={cfg.channels}, "
