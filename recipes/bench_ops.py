@@ -51,6 +51,7 @@ from torch_geometric.utils import scatter as pyg_scatter
 
 from gnnkit.data.paths import data_root
 from gnnkit.ops import CSR, scatter, spmm
+from gnnkit.train.probes import MachineLoad
 
 # Peak HBM bandwidth in GB/s by device name (vendor datasheets).
 PEAK_GBPS = {"H200": 4800.0, "H100 SXM": 3350.0, "H100 PCIe": 2000.0, "H100": 3350.0, "A100": 2039.0}
@@ -328,19 +329,22 @@ def main(cfg: BenchConfig) -> list[dict]:
         header(cfg.device),
     ]
     print("\n".join(lines), flush=True)
-    load_start = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+    load = MachineLoad(own_threads=torch.get_num_threads())
+    load.sample()
     rows = []
     for name, (edge_index, num_nodes) in load_graphs(cfg).items():
         rows += bench_graph(name, edge_index, num_nodes, cfg)
-    load_end = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+    load.sample()
+    machine = load.summary()  # other processes' CPU time from /proc/stat (the load average counts this one)
     copy = copy_gbps(cfg.device) if cfg.device.startswith("cuda") else None
     spmm_ratios = [r["spmm"] / r["pyg"] for r in rows]
     scatter_ratios = [r["scatter"] / r["pyg"] for r in rows]
     summary = (
         f"\nmax spmm/PyG = {max(spmm_ratios):.2f}, max scatter/PyG = {max(scatter_ratios):.2f}, "
         f"geometric mean spmm/PyG = {statistics.geometric_mean(spmm_ratios):.2f} over {len(rows)} rows\n\n"
-        f"1-minute load average {load_start:.1f} at the start and {load_end:.1f} at the end on "
-        f"{os.cpu_count()} cores (above the thread count: other jobs shared the machine)"
+        f"Load: {machine['verdict']}; 1-minute load average {machine['load_average']['start']} at the start, "
+        f"{machine['load_average']['end']} at the end on {machine['cpu_count']} cores (this benchmark's own "
+        "threads included)"
     )
     if copy is not None:
         peak = peak_gbps()
@@ -350,7 +354,7 @@ def main(cfg: BenchConfig) -> list[dict]:
     if cfg.json_out:
         payload = {"command": cfg.command, "device": device_line(cfg.device), "clock": clock_name(cfg),
                    "peak_gbps": peak_gbps() if cfg.device.startswith("cuda") else None, "copy_gbps": copy,
-                   "rows": rows}  # fmt: skip
+                   "load": machine, "rows": rows}  # fmt: skip
         pathlib.Path(cfg.json_out).parent.mkdir(parents=True, exist_ok=True)
         pathlib.Path(cfg.json_out).write_text(json.dumps(payload, indent=1) + "\n")
     if cfg.out:

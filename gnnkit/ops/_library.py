@@ -16,13 +16,18 @@ calls inside the torch kernels (aten's sparse CPU products have no bfloat16 kern
 implementation runs with autocast off (:func:`_kernels`), and half-precision inputs are handled
 by the kernels themselves (float32 accumulation, output in the input dtype).
 
-These are internal: the public functions in :mod:`gnnkit.ops` check their arguments and call them.
+Eager calls on ordinary tensors skip the dispatcher (:func:`call`): a Python custom op costs about
+80 us per call on CPU in its dispatch alone, as much as the whole spmm of a Cora-sized graph. There
+the same implementations, setup and backward functions run through a plain
+:class:`torch.autograd.Function`, and backward passes call the implementations directly. Under
+``torch.compile``, ``torch.fx`` or on fake/functional tensors the registered ops are used, so
+compiled graphs keep them as single nodes.
+
+These are internal: the public functions in :mod:`gnnkit.ops` check their arguments and call them
+through :func:`call`.
 """
 
 from __future__ import annotations
-
-import contextlib
-from typing import Iterator
 
 import torch
 from torch import Tensor
@@ -32,11 +37,31 @@ from gnnkit.ops._backend import Kernels, kernels_for
 _LIB = "gnnkit"
 
 
-@contextlib.contextmanager
-def _kernels(t: Tensor) -> Iterator[Kernels]:
-    """The kernels for ``t``, called with autocast switched off."""
-    with torch.autocast(t.device.type, enabled=False):
-        yield kernels_for(t)
+class _kernels:
+    """``with _kernels(t) as k``: the kernels for ``t``, called with autocast switched off (entered
+    only when autocast is on: the context costs microseconds, a fair part of a small op)."""
+
+    __slots__ = ("kernels", "no_autocast")
+
+    def __init__(self, t: Tensor) -> None:
+        self.kernels: Kernels = kernels_for(t)
+        self.no_autocast = torch.autocast(t.device.type, enabled=False) if _autocast_on(t.device.type) else None
+
+    def __enter__(self) -> Kernels:
+        if self.no_autocast is not None:
+            self.no_autocast.__enter__()
+        return self.kernels
+
+    def __exit__(self, *exc: object) -> None:
+        if self.no_autocast is not None:
+            self.no_autocast.__exit__(*exc)
+
+
+def _autocast_on(device_type: str) -> bool:
+    try:
+        return torch.is_autocast_enabled(device_type)
+    except TypeError:  # torch < 2.4: no device argument
+        return True
 
 
 def _empty_long(like: Tensor) -> Tensor:
@@ -61,11 +86,13 @@ def _grad_from_arg(grad_out: Tensor, arg: Tensor, n_rows: int) -> Tensor:
 # ------------------------------------------------------------------------------ raw primitives
 
 
-@torch.library.custom_op(f"{_LIB}::spmm_fwd", mutates_args=())
-def spmm_fwd(rowptr: Tensor, col: Tensor, weight: Tensor | None, x: Tensor, reduce: str) -> tuple[Tensor, Tensor]:
+def _spmm_fwd_impl(rowptr: Tensor, col: Tensor, weight: Tensor | None, x: Tensor, reduce: str) -> tuple[Tensor, Tensor]:
     with _kernels(x) as k:
         out, arg = k.spmm_fwd(rowptr, col, weight, x, reduce)
     return out, arg if arg is not None else _empty_long(x)
+
+
+spmm_fwd = torch.library.custom_op(f"{_LIB}::spmm_fwd", _spmm_fwd_impl, mutates_args=())
 
 
 @spmm_fwd.register_fake
@@ -75,8 +102,7 @@ def _(rowptr, col, weight, x, reduce):
     return out, arg
 
 
-@torch.library.custom_op(f"{_LIB}::spmm_max_bwd", mutates_args=())
-def spmm_max_bwd(
+def _spmm_max_bwd_impl(
     rowptr: Tensor,
     row: Tensor,
     col: Tensor,
@@ -95,6 +121,9 @@ def spmm_max_bwd(
     return _or_empty(gx, x), _or_empty(gw, x)
 
 
+spmm_max_bwd = torch.library.custom_op(f"{_LIB}::spmm_max_bwd", _spmm_max_bwd_impl, mutates_args=())
+
+
 @spmm_max_bwd.register_fake
 def _(rowptr, row, col, t_rowptr, t_col, t_perm, weight, x, arg, grad_out, need_x, need_w):
     gx = torch.empty_like(x) if need_x else x.new_empty(0)
@@ -102,10 +131,12 @@ def _(rowptr, row, col, t_rowptr, t_col, t_perm, weight, x, arg, grad_out, need_
     return gx, gw
 
 
-@torch.library.custom_op(f"{_LIB}::edge_dot", mutates_args=())
-def edge_dot(row: Tensor, col: Tensor, a: Tensor, b: Tensor) -> Tensor:
+def _edge_dot_impl(row: Tensor, col: Tensor, a: Tensor, b: Tensor) -> Tensor:
     with _kernels(a) as k:
         return k.edge_dot(row, col, a, b)
+
+
+edge_dot = torch.library.custom_op(f"{_LIB}::edge_dot", _edge_dot_impl, mutates_args=())
 
 
 @edge_dot.register_fake
@@ -113,8 +144,7 @@ def _(row, col, a, b):
     return a.new_empty(row.shape[0])
 
 
-@torch.library.custom_op(f"{_LIB}::outer_bwd", mutates_args=())
-def outer_bwd(
+def _outer_bwd_impl(
     rowptr: Tensor,
     col: Tensor,
     t_rowptr: Tensor,
@@ -131,6 +161,9 @@ def outer_bwd(
     return _or_empty(gz, z), _or_empty(gh, z)
 
 
+outer_bwd = torch.library.custom_op(f"{_LIB}::outer_bwd", _outer_bwd_impl, mutates_args=())
+
+
 @outer_bwd.register_fake
 def _(rowptr, col, t_rowptr, t_perm, z, h, g, need_z, need_h, buckets):
     return (torch.empty_like(z) if need_z else z.new_empty(0)), (torch.empty_like(h) if need_h else z.new_empty(0))
@@ -139,13 +172,15 @@ def _(rowptr, col, t_rowptr, t_perm, z, h, g, need_z, need_h, buckets):
 # ---------------------------------------------------------------------------- scatter, segment
 
 
-@torch.library.custom_op(f"{_LIB}::scatter", mutates_args=())
-def scatter(src: Tensor, index: Tensor, num_segments: int, reduce: str) -> tuple[Tensor, Tensor]:
+def _scatter_impl(src: Tensor, index: Tensor, num_segments: int, reduce: str) -> tuple[Tensor, Tensor]:
     """Used for max/min (both backends) and for every reduction on the Triton backend; the torch
     backend's sum/mean are plain aten ops (see :func:`gnnkit.ops.reduce._scatter`)."""
     with _kernels(src) as k:
         out, arg = k.scatter_fwd(src, index, num_segments, reduce)
     return out, arg if arg is not None else _empty_long(src)
+
+
+scatter = torch.library.custom_op(f"{_LIB}::scatter", _scatter_impl, mutates_args=())
 
 
 @scatter.register_fake
@@ -175,11 +210,13 @@ def _scatter_backward(ctx, grad_out, grad_arg):
 torch.library.register_autograd(f"{_LIB}::scatter", _scatter_backward, setup_context=_scatter_setup)
 
 
-@torch.library.custom_op(f"{_LIB}::segment", mutates_args=())
-def segment(src: Tensor, rowptr: Tensor, reduce: str) -> tuple[Tensor, Tensor]:
+def _segment_impl(src: Tensor, rowptr: Tensor, reduce: str) -> tuple[Tensor, Tensor]:
     with _kernels(src) as k:
         out, arg = k.segment_fwd(src, rowptr, reduce)
     return out, arg if arg is not None else _empty_long(src)
+
+
+segment = torch.library.custom_op(f"{_LIB}::segment", _segment_impl, mutates_args=())
 
 
 @segment.register_fake
@@ -212,8 +249,7 @@ torch.library.register_autograd(f"{_LIB}::segment", _segment_backward, setup_con
 # ---------------------------------------------------------------------------------------- spmm
 
 
-@torch.library.custom_op(f"{_LIB}::spmm", mutates_args=())
-def spmm(
+def _spmm_impl(
     rowptr: Tensor,
     col: Tensor,
     row: Tensor,
@@ -228,6 +264,9 @@ def spmm(
     with _kernels(x) as k:
         out, arg = k.spmm_fwd(rowptr, col, weight, x, reduce)
     return out, arg if arg is not None else _empty_long(x)
+
+
+spmm = torch.library.custom_op(f"{_LIB}::spmm", _spmm_impl, mutates_args=())
 
 
 @spmm.register_fake
@@ -251,7 +290,7 @@ def _spmm_backward(ctx, grad_out, grad_arg):
     grad_out = grad_out.contiguous()
     grad_x = grad_w = None
     if ctx.reduce == "max":
-        gx, gw = torch.ops.gnnkit.spmm_max_bwd(
+        gx, gw = _ops(grad_out).spmm_max_bwd(
             rowptr, row, col, t_rowptr, t_col, t_perm, weight, x, arg, grad_out, need_x, need_w
         )
         return None, None, None, None, None, None, (gw if need_w else None), (gx if need_x else None), None
@@ -259,9 +298,9 @@ def _spmm_backward(ctx, grad_out, grad_arg):
         grad_out = grad_out / (rowptr[1:] - rowptr[:-1]).clamp(min=1).to(grad_out.dtype).unsqueeze(1)
     if need_x:
         w_t = weight.index_select(0, t_perm) if weight is not None else None
-        grad_x = torch.ops.gnnkit.spmm_fwd(t_rowptr, t_col, w_t, grad_out, "sum")[0]
+        grad_x = _ops(grad_out).spmm_fwd(t_rowptr, t_col, w_t, grad_out, "sum")[0]
     if need_w:
-        grad_w = torch.ops.gnnkit.edge_dot(row, col, grad_out, x)
+        grad_w = _ops(grad_out).edge_dot(row, col, grad_out, x)
     return None, None, None, None, None, None, grad_w, grad_x, None
 
 
@@ -271,13 +310,15 @@ torch.library.register_autograd(f"{_LIB}::spmm", _spmm_backward, setup_context=_
 # ----------------------------------------------------------------------- outer-product aggregation
 
 
-@torch.library.custom_op(f"{_LIB}::outer", mutates_args=())
-def outer(
+def _outer_impl(
     rowptr: Tensor, col: Tensor, t_rowptr: Tensor, t_perm: Tensor, z: Tensor, h: Tensor, buckets: Tensor
 ) -> Tensor:
     """``S[v] = sum_e z[e] ⊗ h[col[e]]`` (``z`` in CSR order)."""
     with _kernels(z) as k:
         return k.outer_fwd(rowptr, col, z, h, buckets)
+
+
+outer = torch.library.custom_op(f"{_LIB}::outer", _outer_impl, mutates_args=())
 
 
 @outer.register_fake
@@ -292,8 +333,74 @@ def _outer_setup(ctx, inputs, output):
 def _outer_backward(ctx, grad_out):
     rowptr, col, t_rowptr, t_perm, z, h, buckets = ctx.saved_tensors
     need_z, need_h = ctx.needs_input_grad[4], ctx.needs_input_grad[5]
-    gz, gh = torch.ops.gnnkit.outer_bwd(rowptr, col, t_rowptr, t_perm, z, h, grad_out.contiguous(), need_z, need_h, buckets)
+    gz, gh = _ops(grad_out).outer_bwd(rowptr, col, t_rowptr, t_perm, z, h, grad_out.contiguous(), need_z, need_h, buckets)
     return None, None, None, None, (gz if need_z else None), (gh if need_h else None), None
 
 
 torch.library.register_autograd(f"{_LIB}::outer", _outer_backward, setup_context=_outer_setup)
+
+
+# ------------------------------------------------------------------- eager calls, no dispatcher
+
+_PLAIN_TYPES = (Tensor, torch.nn.Parameter)
+_NOT_TENSORS = (str, int, float, bool, type(None))
+
+
+def _plain(*args: object) -> bool:
+    """True in eager mode when every tensor argument is an ordinary tensor (no fake, functional,
+    fx proxy or other subclass): then the implementations may be called directly."""
+    if torch.compiler.is_compiling():
+        return False
+    return all(type(a) in _PLAIN_TYPES for a in args if not isinstance(a, _NOT_TENSORS))
+
+
+class _Direct:
+    """The non-differentiable ops that backward passes call, without the dispatcher."""
+
+    spmm_fwd = staticmethod(_spmm_fwd_impl)
+    spmm_max_bwd = staticmethod(_spmm_max_bwd_impl)
+    edge_dot = staticmethod(_edge_dot_impl)
+    outer_bwd = staticmethod(_outer_bwd_impl)
+
+
+def _ops(t: Tensor):
+    """What a backward pass calls: the implementations in eager mode, the registered ops when traced."""
+    return _Direct if _plain(t) else torch.ops.gnnkit
+
+
+def _eager_function(name, impl, setup, backward) -> type[torch.autograd.Function]:
+    """A :class:`torch.autograd.Function` running ``impl`` with the op's own setup and backward."""
+
+    # forward(ctx, ...) rather than a separate setup_context: apply() then skips binding the
+    # arguments to forward's signature (inspect.signature on every call).
+    def forward(ctx, *args):
+        output = impl(*args)
+        setup(ctx, args, output)
+        if isinstance(output, tuple):
+            ctx.mark_non_differentiable(*output[1:])  # the arg index of max/min
+        return output
+
+    def bwd(ctx, *grads):
+        return backward(ctx, *grads)
+
+    return type(f"{name}_eager", (torch.autograd.Function,), {"forward": staticmethod(forward), "backward": staticmethod(bwd)})
+
+
+_DIFFERENTIABLE = {
+    "scatter": (_scatter_impl, _eager_function("scatter", _scatter_impl, _scatter_setup, _scatter_backward)),
+    "segment": (_segment_impl, _eager_function("segment", _segment_impl, _segment_setup, _segment_backward)),
+    "spmm": (_spmm_impl, _eager_function("spmm", _spmm_impl, _spmm_setup, _spmm_backward)),
+    "outer": (_outer_impl, _eager_function("outer", _outer_impl, _outer_setup, _outer_backward)),
+}
+
+
+def call(name: str, *args):
+    """Runs the differentiable op ``name`` (``scatter``, ``segment``, ``spmm``, ``outer``): the
+    registered ``torch.ops.gnnkit`` op when traced or compiled, else its implementation directly
+    (through an autograd Function when an input requires grad). Same kernels, same results."""
+    if not _plain(*args):
+        return getattr(torch.ops.gnnkit, name)(*args)
+    impl, function = _DIFFERENTIABLE[name]
+    if torch.is_grad_enabled() and any(isinstance(a, Tensor) and a.requires_grad for a in args):
+        return function.apply(*args)
+    return impl(*args)

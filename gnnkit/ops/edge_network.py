@@ -28,7 +28,7 @@ from typing import Literal
 import torch
 from torch import Tensor
 
-from gnnkit.ops import _library  # noqa: F401  (registers the torch.ops.gnnkit ops)
+from gnnkit.ops import _library  # registers the torch.ops.gnnkit ops; _library.call runs them
 from gnnkit.ops._backend import uses_triton
 from gnnkit.ops._checks import check_float, check_same_device
 from gnnkit.ops.buckets import DegreeBuckets
@@ -99,4 +99,4 @@ def outer_aggregate_unchecked(csr: CSR, z_sorted: Tensor, h: Tensor, buckets: De
         packed = buckets.packed
     else:
         packed = csr.rowptr.new_empty(0)  # the CPU kernel then groups the targets itself
-    return torch.ops.gnnkit.outer(csr.rowptr, csr.col, csr.t_rowptr, csr.t_perm, z_sorted.contiguous(), h.contiguous(), packed)
+    return _library.call("outer", csr.rowptr, csr.col, csr.t_rowptr, csr.t_perm, z_sorted.contiguous(), h.contiguous(), packed)

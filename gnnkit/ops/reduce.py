@@ -18,7 +18,7 @@ from typing import Literal
 import torch
 from torch import Tensor
 
-from gnnkit.ops import _library  # noqa: F401  (registers the torch.ops.gnnkit ops)
+from gnnkit.ops import _library  # registers the torch.ops.gnnkit ops; _library.call runs them
 from gnnkit.ops._backend import uses_triton
 from gnnkit.ops._checks import (
     check_count,
@@ -52,7 +52,7 @@ def scatter_unchecked(src: Tensor, index: Tensor, num_segments: int, reduce: str
             count = torch.zeros(num_segments, dtype=cdt, device=src.device).index_add_(0, index, ones)
             out = out / _bcast(count.clamp_(min=1).to(src.dtype), out)
         return out
-    return torch.ops.gnnkit.scatter(src, index, num_segments, reduce)[0]
+    return _library.call("scatter", src, index, num_segments, reduce)[0]
 
 
 def scatter(src: Tensor, index: Tensor, num_segments: int, reduce: Reduce = "sum") -> Tensor:
@@ -90,7 +90,7 @@ def scatter(src: Tensor, index: Tensor, num_segments: int, reduce: Reduce = "sum
 
 def segment_unchecked(src: Tensor, rowptr: Tensor, reduce: str = "sum") -> Tensor:
     """:func:`segment` without argument checks: ``rowptr`` must be valid int64 offsets."""
-    return torch.ops.gnnkit.segment(src, rowptr, reduce)[0]
+    return _library.call("segment", src, rowptr, reduce)[0]
 
 
 def segment(src: Tensor, rowptr: Tensor, reduce: Reduce = "sum") -> Tensor:

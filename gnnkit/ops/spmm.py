@@ -11,14 +11,15 @@ from typing import Literal
 import torch
 from torch import Tensor
 
-from gnnkit.ops import _library  # noqa: F401  (registers the torch.ops.gnnkit ops)
+from gnnkit.ops import _library  # registers the torch.ops.gnnkit ops; _library.call runs them
 from gnnkit.ops._checks import SPMM_REDUCTIONS, check_float, check_reduce, check_same_device
 from gnnkit.ops.csr import CSR
 
 
 def spmm_unchecked(csr: CSR, x: Tensor, edge_weight: Tensor | None = None, reduce: str = "sum") -> Tensor:
     """:func:`spmm` without argument checks, for ``edge_weight`` already in ``csr``'s sorted order."""
-    return torch.ops.gnnkit.spmm(
+    return _library.call(
+        "spmm",
         csr.rowptr, csr.col, csr.row, csr.t_rowptr, csr.t_col, csr.t_perm, edge_weight, x.contiguous(), reduce
     )[0]
 
