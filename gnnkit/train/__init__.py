@@ -21,8 +21,10 @@ from gnnkit.train.loop import (
     Targets,
     TrainConfig,
     check_resume,
+    denormals_flushed,
     evaluate,
     fit,
+    flush_denormal,
     loader_throughput,
     plot_learning_curve,
     resolve_device,
@@ -34,6 +36,8 @@ from gnnkit.train.outdir import OutDirNotEmptyError, check_out_dir, prepare_out_
 
 __all__ = [
     "fit",
+    "flush_denormal",
+    "denormals_flushed",
     "check_resume",
     "evaluate",
     "TrainConfig",

@@ -27,10 +27,10 @@ import os
 import sys
 import time
 from collections.abc import Iterable, Sequence
-from contextlib import nullcontext
+from contextlib import contextmanager, nullcontext
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Literal, Protocol
+from typing import Any, Iterator, Literal, Protocol
 
 import torch
 import torch.distributed as dist
@@ -60,7 +60,7 @@ CURVE_NAME = "learning_curve.png"
 OUTPUTS = (CHECKPOINT_NAME, previous_checkpoint(CHECKPOINT_NAME).name, BEST_MODEL_NAME, LOG_NAME, CURVE_NAME)
 # TrainConfig fields that do not change what is trained (so a resume may change them).
 _NOT_RUN_SETTINGS = ("device", "out_dir", "resume", "progress", "log_epochs", "stop_after_epoch", "run_settings",
-                     "best_model_info")
+                     "best_model_info", "flush_denormal")
 
 
 class Targets(Protocol):
@@ -132,6 +132,10 @@ class TrainConfig:
             the key ``"predictor"``: tensors and plain containers only, so that the file loads with
             ``torch.load(..., weights_only=True)`` (see :func:`gnnkit.train.predictor_card`, which
             :func:`gnnkit.train.load_predictor` reads back). ``None``: weights and epoch only.
+        flush_denormal: on CPU, train and evaluate with subnormal floats flushed to zero (see
+            :func:`flush_denormal`). Without it a model whose gates saturate (the MPNN's GRU on
+            QM9) slowed 4x over a 6-epoch run. Changes values only below 1.2e-38 in magnitude;
+            not checked on resume (like ``device``).
     """
 
     epochs: int = 10
@@ -156,6 +160,7 @@ class TrainConfig:
     score_scale: Sequence[float] | None = None
     run_settings: dict[str, Any] | None = None
     best_model_info: dict[str, Any] | None = None
+    flush_denormal: bool = True
 
     def __post_init__(self) -> None:
         if isinstance(self.epochs, bool) or not isinstance(self.epochs, numbers.Integral) or self.epochs < 1:
@@ -210,6 +215,40 @@ def resolve_device(device: str) -> torch.device:
         if info.distributed and dev.index is None:
             dev = torch.device("cuda", info.local_rank)
     return dev
+
+
+def denormals_flushed() -> bool:
+    """Whether this thread's CPU flushes subnormal float32 values to zero (``torch.set_flush_denormal``)."""
+    tiny = torch.finfo(torch.float32).tiny
+    return bool((torch.full((1,), tiny) * 0.5).item() == 0.0)
+
+
+@contextmanager
+def flush_denormal(enabled: bool = True) -> Iterator[None]:
+    """Runs the block with subnormal floats flushed to zero on the CPU (``torch.set_flush_denormal``:
+    x86 FTZ + DAZ), then restores the previous mode.
+
+    Why: when activations saturate, gradients underflow into the subnormal range (below
+    ``torch.finfo(torch.float32).tiny`` = 1.2e-38). In the MPNN on QM9, messages of magnitude
+    ~1e3 drive GRU gate pre-activations below -87, where ``sigmoid`` and its derivative are
+    subnormal; 30-40 % of the gradient reaching the messages became subnormal after a few epochs,
+    and the node-level product's backward spread them over the ``N x K x d`` gradient of the
+    outer-product aggregation. Arithmetic on subnormals runs in microcode on many x86 CPUs: the
+    quick QM9 run slowed from ~360 to ~90 molecules/s. Flushing changes only values smaller than
+    1.2e-38, which no float32 sum of normal-sized terms can see, and is deterministic.
+
+    The mode is per thread: it applies to the calling thread and to threads started afterwards
+    (torch's intra-op workers inherit it when they are created).
+    """
+    if not enabled:
+        yield
+        return
+    before = denormals_flushed()
+    torch.set_flush_denormal(True)
+    try:
+        yield
+    finally:
+        torch.set_flush_denormal(before)
 
 
 def _all_reduce(t: Tensor) -> Tensor:
@@ -331,8 +370,24 @@ def fit(
         targets: turns batches into training targets and outputs into physical values;
             default :class:`IdentityTargets`.
         config: :class:`TrainConfig`.
+
+    On CPU the whole run (training and evaluation) flushes subnormal floats to zero unless
+    ``config.flush_denormal`` is off (see :func:`flush_denormal`); the previous mode is restored.
     """
     config = config or TrainConfig()
+    on_cpu = resolve_device(config.device).type == "cpu"
+    with flush_denormal(config.flush_denormal and on_cpu):
+        return _fit(model, train_loader, val_loader, test_loader, targets, config)
+
+
+def _fit(
+    model: nn.Module,
+    train_loader: Iterable,
+    val_loader: Iterable,
+    test_loader: Iterable | None,
+    targets: Targets | None,
+    config: TrainConfig,
+) -> FitResult:
     targets = targets or IdentityTargets()
     info = current_dist()
     device = resolve_device(config.device)

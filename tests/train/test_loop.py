@@ -16,8 +16,10 @@ from gnnkit.train import (
     ShardSampler,
     TrainConfig,
     atomic_save,
+    denormals_flushed,
     evaluate,
     fit,
+    flush_denormal,
     loader_throughput,
     make_loader,
 )
@@ -100,6 +102,42 @@ def test_resume_gives_identical_numbers(loaders, tmp_path, schedule):
     assert strip(resumed.history) == strip(full.history)
     assert resumed.val_mae == full.val_mae and resumed.test_mae == full.test_mae
     assert resumed.best_epoch == full.best_epoch
+
+
+def test_flush_denormal_flushes_and_restores():
+    tiny = torch.finfo(torch.float32).tiny
+    assert not denormals_flushed()
+    assert (torch.full((1,), tiny) * 0.5).item() > 0  # a subnormal result, kept by default
+    with flush_denormal():
+        assert denormals_flushed()
+        assert (torch.full((1,), tiny) * 0.5).item() == 0.0
+        with flush_denormal(False):  # disabled: leaves the mode alone
+            assert denormals_flushed()
+        with flush_denormal():  # nested: restores the outer (flushing) mode
+            pass
+        assert denormals_flushed()
+    assert not denormals_flushed()
+
+
+class FlushRecordingNet(TinyNet):
+    """Records, at every forward, whether subnormals are flushed."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.seen: set[bool] = set()
+
+    def forward(self, batch):
+        self.seen.add(denormals_flushed())
+        return super().forward(batch)
+
+
+@pytest.mark.parametrize("flush", [True, False])
+def test_fit_flushes_denormals_on_cpu_and_restores(loaders, flush):
+    torch.manual_seed(0)
+    model = FlushRecordingNet()
+    fit(model, *loaders(), IdentityTargets(), TrainConfig(device="cpu", progress=False, epochs=1, flush_denormal=flush))
+    assert model.seen == {flush}  # training and evaluation alike
+    assert not denormals_flushed()
 
 
 def test_resume_without_checkpoint_starts_fresh(loaders, tmp_path):
