@@ -14,6 +14,16 @@ Measured, for each variant, in the same process and interleaved:
   free of the CPU allocator, summed in time order), on a GPU from the CUDA caching allocator's
   peak statistic. Inputs and parameters exist beforehand and are not counted; gradients of
   parameters are.
+* **GFLOP/s and % of peak**: gnnkit's work from its cost model (:meth:`gnnkit.nn.EdgeNetworkConv.flops`,
+  :meth:`gnnkit.models.MPNN.flops`: the products, a multiply-add counting 2), PyG's counted by
+  ``torch.utils.flop_counter`` on one pass (its products), each divided by the time; the peak is
+  the best ``torch.mm`` float32 rate measured in the same run with the same threads
+  (:func:`gnnkit.train.probes.matmul_gflops`) on 2048 x 2048 x 2048 and on the shapes of the
+  MPNN's node-level product (forward, and both gradients) at this batch.
+* **profile** (optional, ``--profile``): ``torch.profiler`` on one training step (forward,
+  backward, Adam step) of the MPNN on this batch and on a batch of 32 molecules (the quick QM9
+  job's batch size): self time by kind of op, the share in calls under 1 ms (dispatch overhead),
+  and the GFLOP/s of each product shape (:func:`gnnkit.train.probes.profile_summary`).
 * **RSS delta** (optional, ``--rss``, Linux): each variant once in a fresh subprocess; the peak
   resident set size (``VmHWM``, reset through ``/proc/self/clear_refs`` just before) during one
   forward + backward minus the resident size before it (includes allocator caching).
@@ -27,6 +37,7 @@ every step, while gnnkit's MPNN computes the edge MLP's hidden activation once.
 Usage::
 
     python recipes/bench_layers.py --out recipes/results/bench_layers_cpu.md
+    python recipes/bench_layers.py --threads 2 --profile --out recipes/results/bench_layers_cpu.md
     python recipes/bench_layers.py --quick        # smoke test, seconds
     python recipes/bench_layers.py --device cuda --json layers.json   # on a GPU
 """
@@ -41,20 +52,21 @@ import statistics
 import subprocess
 import sys
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Callable
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 from torch.profiler import ProfilerActivity, profile
+from torch.utils.flop_counter import FlopCounterMode
 from torch_geometric.data import Batch, Data
 from torch_geometric.nn import NNConv
 
 from gnnkit.models import build_model
 from gnnkit.models.reference import PygQM9NNConv
 from gnnkit.nn import EdgeNetworkConv
-from gnnkit.train.probes import MachineLoad
+from gnnkit.train.probes import MachineLoad, matmul_gflops, profile_summary
 
 ATOM_FEATURES, EDGE_DIM = 11, 5
 
@@ -73,6 +85,7 @@ class Config:
     threads: int | None = None
     seed: int = 0
     rss: bool = False
+    profile: bool = False
     out: str | None = None
     json_out: str | None = None
     quick: bool = False
@@ -127,13 +140,17 @@ def _models(cfg: Config) -> tuple[nn.Module, nn.Module]:
     return ours, pyg
 
 
-def _steps(cfg: Config, batch: Batch) -> dict[str, Callable[[], None]]:
-    """One forward + backward closure per variant (on ``batch``'s device)."""
+def _steps(cfg: Config, batch: Batch, modules: dict[str, nn.Module] | None = None) -> dict[str, Callable[[], None]]:
+    """One forward + backward closure per variant (on ``batch``'s device); ``modules``, if given,
+    receives each variant's module."""
     torch.manual_seed(cfg.seed)
     dev = batch.edge_index.device
     x = torch.randn(batch.num_nodes, cfg.channels).to(dev).requires_grad_()
     layer_ours, layer_pyg = (m.to(dev) for m in _layers(cfg))
     model_ours, model_pyg = (m.to(dev) for m in _models(cfg))
+    if modules is not None:
+        modules.update({"layer/gnnkit": layer_ours, "layer/pyg": layer_pyg, "model/gnnkit": model_ours,
+                        "model/pyg": model_pyg})  # fmt: skip
     target = torch.randn(batch.num_graphs, 1).to(dev)
     ei, ea = batch.edge_index, batch.edge_attr
     return {
@@ -164,6 +181,70 @@ def peak_tensor_bytes(fn: Callable[[], None], device: torch.device | None = None
     return peak
 
 
+def work_gflop(name: str, module: nn.Module, step: Callable[[], None], batch: Batch) -> tuple[float, str]:
+    """GFLOP of one forward + backward of a variant, and where the figure comes from: gnnkit's
+    cost model, or (PyG) the products ``torch.utils.flop_counter`` counts in one pass."""
+    n, e, g = batch.num_nodes, batch.edge_index.size(1), batch.num_graphs
+    if name == "layer/gnnkit":
+        return module.flops(n, e, backward=True) / 1e9, "cost model"
+    if name == "model/gnnkit":
+        return module.flops(n, e, g, backward=True) / 1e9, "cost model"
+    with FlopCounterMode(display=False) as counter:
+        step()
+    module.zero_grad(set_to_none=True)
+    return counter.get_total_flops() / 1e9, "counted"
+
+
+def peak_shapes(cfg: Config, num_nodes: int) -> dict[str, tuple[int, int, int]]:
+    """``torch.mm`` shapes ``(m, k, n)`` for the peak: a large square product and the MPNN's
+    node-level product on this batch (``[N, K d] @ [K d, d]`` forward; ``[N, d] @ [d, K d]`` and
+    ``[d, N] @ [N, K d]`` for the gradients of ``S`` and of the weight)."""
+    kd, d = cfg.edge_hidden * cfg.channels, cfg.channels
+    square = 256 if cfg.quick else 2048
+    return {
+        f"{square} x {square} x {square}": (square, square, square),
+        f"node product [N, Kd] x [Kd, d] = [{num_nodes}, {kd}] x [{kd}, {d}]": (num_nodes, kd, d),
+        f"grad S [N, d] x [d, Kd] = [{num_nodes}, {d}] x [{d}, {kd}]": (num_nodes, d, kd),
+        f"grad W [d, N] x [N, Kd] = [{d}, {num_nodes}] x [{num_nodes}, {kd}]": (d, num_nodes, kd),
+    }
+
+
+def training_step(cfg: Config, batch: Batch) -> Callable[[], None]:
+    """One MPNN training step (forward, MSE, backward, Adam step) on ``batch``, as in
+    :func:`gnnkit.train.fit`: the Graph is prepared outside the forward."""
+    torch.manual_seed(cfg.seed)
+    model = _models(cfg)[0].to(batch.edge_index.device)
+    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+    target = torch.randn(batch.num_graphs, 1).to(batch.edge_index.device)
+
+    def step() -> None:
+        graph = model.prepare(batch)
+        loss = F.mse_loss(model(graph), target)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+
+    return step
+
+
+def profile_lines(cfg: Config, device: torch.device, peak: float) -> list[str]:
+    """The ``--profile`` section: one training step of the MPNN on the benchmark batch and on a
+    batch of 32 molecules (the quick QM9 job's batch size), each after two unprofiled steps."""
+    lines = ["", "## Profile: one MPNN training step (forward, backward, Adam step)", "",
+             "Self time of every op call under `torch.profiler` (its own overhead included), by kind; "
+             "products' GFLOP/s from their input shapes, against the peak above."]  # fmt: skip
+    for label, molecules in (("benchmark batch", cfg.molecules), ("quick QM9 job's batch size", 32)):
+        sub = replace(cfg, molecules=molecules)
+        batch = make_batch(sub).to(device)
+        step = training_step(sub, batch)
+        for _ in range(2):
+            step()
+        summary = profile_summary(step)
+        lines += ["", f"### {molecules} molecules ({label}): {batch.num_nodes} atoms, {batch.edge_index.size(1)} edges", ""]
+        lines += summary.table(peak)
+    return lines
+
+
 def _vm_hwm_kb() -> int:
     with open("/proc/self/status") as f:
         return next(int(line.split()[1]) for line in f if line.startswith("VmHWM:"))
@@ -181,7 +262,7 @@ def _rss_child(cfg: Config, variant: str) -> None:
 
 
 def _rss_delta_mb(cfg: Config, variant: str) -> float:
-    child_cfg = json.dumps({k: v for k, v in asdict(cfg).items() if k not in ("out", "rss", "json_out")})
+    child_cfg = json.dumps({k: v for k, v in asdict(cfg).items() if k not in ("out", "rss", "json_out", "profile")})
     cmd = [sys.executable, os.path.abspath(__file__), "--rss-child", variant, "--config-json", child_cfg]
     res = subprocess.run(cmd, capture_output=True, text=True, check=True)
     return json.loads(res.stdout.strip().splitlines()[-1])["rss_delta_kb"] / 1024
@@ -225,8 +306,12 @@ def run(cfg: Config) -> str:
     load = MachineLoad(own_threads=cfg.threads or torch.get_num_threads())
     load.sample()
     batch = make_batch(cfg).to(device)
-    steps = _steps(cfg, batch)
+    modules: dict[str, nn.Module] = {}
+    steps = _steps(cfg, batch, modules)
     max_diff = check_agreement(cfg, batch)
+    gflop = {name: work_gflop(name, modules[name], fn, batch) for name, fn in steps.items()}
+    shapes = peak_shapes(cfg, batch.num_nodes)
+    mm_rates = {label: matmul_gflops(*mnk, repeats=max(cfg.repeats, 3), device=device) for label, mnk in shapes.items()}
     times: dict[str, list[float]] = {k: [] for k in steps}
     for _ in range(cfg.warmup):
         for fn in steps.values():
@@ -234,6 +319,9 @@ def run(cfg: Config) -> str:
     for _ in range(cfg.repeats):  # interleaved, so load changes hit all variants alike
         for name, fn in steps.items():
             times[name].append(_time_once(fn, device))
+    for label, mnk in shapes.items():  # again after the variants: the best of both, against drifting load
+        mm_rates[label] = max(mm_rates[label], matmul_gflops(*mnk, repeats=max(cfg.repeats, 3), device=device))
+    peak = max(mm_rates.values())
     peaks = {name: peak_tensor_bytes(fn, device) / 2**20 for name, fn in steps.items()}
     rss = {name: _rss_delta_mb(cfg, name) for name in steps} if cfg.rss else {}
     load.sample()
@@ -257,14 +345,25 @@ def run(cfg: Config) -> str:
            "Peak tensor memory: torch.profiler allocation events during one fwd+bwd."),
         f"An E x d x d float32 tensor (what NNConv materialises per step) is {e * cfg.channels ** 2 * 4 / 2**20:.1f} MB.",
         "",
-        "| benchmark | variant | fwd+bwd time (ms) | peak tensor memory (MB) |" + (" RSS delta (MB) |" if rss else ""),
-        "|---|---|---:|---:|" + ("---:|" if rss else ""),
+        f"Matrix-multiply peak of this run: **{peak:.1f} GFLOP/s** (float32 `torch.mm`, "
+        f"{torch.get_num_threads()} thread(s), best of the shapes below, each measured before and after the variants).",
+        "",
+        "| torch.mm shape (m x k x n) | GFLOP/s | % of peak |",
+        "|---|---:|---:|",
+        *[f"| {label} | {rate:.1f} | {100 * rate / peak:.0f} % |" for label, rate in mm_rates.items()],
+        "",
+        "| benchmark | variant | fwd+bwd time (ms) | GFLOP (source) | GFLOP/s | % of peak | peak tensor memory (MB) |"
+        + (" RSS delta (MB) |" if rss else ""),
+        "|---|---|---:|---:|---:|---:|---:|" + ("---:|" if rss else ""),
     ]
     for name in steps:
         bench, variant = name.split("/")
         label = {"gnnkit": "gnnkit EdgeNetworkConv" if bench == "layer" else "gnnkit MPNN",
                  "pyg": "PyG NNConv" if bench == "layer" else "PyG qm9_nn_conv model"}[variant]
-        row = f"| {bench} | {label} | {med[name]:.1f} | {peaks[name]:.1f} |"
+        work, source = gflop[name]
+        rate = work / (med[name] / 1e3)
+        row = (f"| {bench} | {label} | {med[name]:.1f} | {work:.3g} ({source}) | {rate:.1f} | {100 * rate / peak:.1f} % "
+               f"| {peaks[name]:.1f} |")  # fmt: skip
         lines.append(row + (f" {rss[name]:.1f} |" if rss else ""))
     lines += ["", "| benchmark | speed-up (pyg time / gnnkit time) | memory ratio (pyg peak / gnnkit peak) |" + (" RSS ratio |" if rss else ""),
               "|---|---:|---:|" + ("---:|" if rss else "")]
@@ -274,10 +373,15 @@ def run(cfg: Config) -> str:
         if rss:
             row += f" {rss[bench + '/pyg'] / max(rss[bench + '/gnnkit'], 1e-3):.2f}x |"
         lines.append(row)
+    if cfg.profile:
+        lines += profile_lines(cfg, device, peak)
     if cfg.json_out:
         result = {
             "device": _device_line(device, cfg), "atoms": batch.num_nodes, "edges": e, "molecules": cfg.molecules,
             "max_abs_diff": max_diff, "times_ms": med, "peak_mb": peaks, "rss_mb": rss or None,
+            "gflop": {k: v[0] for k, v in gflop.items()}, "gflop_source": {k: v[1] for k, v in gflop.items()},
+            "gflops": {k: gflop[k][0] / (med[k] / 1e3) for k in med}, "matmul_gflops": mm_rates, "peak_gflops": peak,
+            "percent_of_peak": {k: 100 * gflop[k][0] / (med[k] / 1e3) / peak for k in med},
             "speedup": {b: med[b + "/pyg"] / med[b + "/gnnkit"] for b in ("layer", "model")},
             "memory_ratio": {b: peaks[b + "/pyg"] / peaks[b + "/gnnkit"] for b in ("layer", "model")},
         }  # fmt: skip
@@ -294,6 +398,8 @@ def main(argv: list[str] | None = None) -> str:
     p.add_argument("--repeats", type=int)
     p.add_argument("--molecules", type=int)
     p.add_argument("--rss", action="store_true", help="also measure ru_maxrss deltas in subprocesses")
+    p.add_argument("--profile", action="store_true",
+                   help="also profile one MPNN training step (this batch and 32 molecules) with torch.profiler")
     p.add_argument("--device", default="auto", help="cpu, cuda or auto (default: CUDA if available)")
     p.add_argument("--json", help="also write the figures as JSON to this file")
     p.add_argument("--rss-child", help=argparse.SUPPRESS)
@@ -306,7 +412,7 @@ def main(argv: list[str] | None = None) -> str:
         _rss_child(cfg, args.rss_child)
         return ""
     cfg = Config(out=args.out, threads=args.threads, rss=args.rss, quick=args.quick, device=args.device,
-                 json_out=args.json)
+                 json_out=args.json, profile=args.profile)
     try:
         cfg.resolved_device()
     except (ValueError, RuntimeError) as e:

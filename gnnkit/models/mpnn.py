@@ -119,6 +119,28 @@ class MPNN(GraphModel):
             h = self.gru(self.conv.propagate(h, graph, edge), h)
         return h, h0
 
+    def flops(self, num_nodes: int, num_edges: int, num_graphs: int, backward: bool = False) -> int:
+        """Cost model of one forward (``backward=True``: forward + backward) on a batch, in
+        floating-point operations of its products (a multiply-add is 2; element-wise work, gathers
+        and the optimizer not counted; backward twice the forward except for products whose input
+        needs no gradient). Message ``"edge_network"`` only (the edge network's hidden layer once,
+        :meth:`gnnkit.nn.EdgeNetworkConv.flops` per step)."""
+        if self.message != "edge_network":
+            raise ValueError(f"flops covers message='edge_network', not {self.message!r}")
+        d, n, g = self.channels, num_nodes, num_graphs
+        twice = 3 if backward else 1  # forward + both gradients of a product
+        total = 2 * n * self.lin_in.in_features * d * (2 if backward else 1)
+        total += self.conv.flops(n, num_edges, backward, edge_mlp=False) * self.steps
+        total += 2 * num_edges * self.conv.edge_dim * self.conv.hidden * (2 if backward else 1)
+        total += twice * 12 * n * d * d * self.steps  # GRUCell: [N, d] x [d, 3d] twice per step
+        if self.readout_kind == "set2set":
+            # LSTM on [q*, q] (2d + d inputs, 4d gates) and the attention (scores, weighted sum).
+            total += twice * (2 * g * 4 * d * 3 * d + 4 * n * d) * self.readout.steps
+        else:
+            total += twice * (2 * n * 2 * d * 2 * d + 2 * n * d * 2 * d)
+        total += twice * (2 * g * 2 * d * d + 2 * g * d * self.head[-1].out_features)
+        return total
+
     def forward(self, data: Any) -> Tensor:
         graph = self.prepare(data)
         h, h0 = self._propagate(graph)

@@ -93,6 +93,15 @@ def outer_aggregate(
     return outer_aggregate_unchecked(csr, z, h, buckets)
 
 
+def outer_aggregate_flops(num_edges: int, hidden: int, channels: int, backward: bool = False) -> int:
+    """The cost model of :func:`outer_aggregate` in floating-point operations (a multiply-add is 2):
+    ``2 E K d`` forward; the backward adds ``2 E K d`` for ``grad_z`` and ``2 E K d`` for
+    ``grad_h`` (both inputs differentiable). Per-edge scaling (``reduce="mean"``) and the gathers
+    are not counted: they move memory and do no multiply-adds of this size."""
+    forward = 2 * num_edges * hidden * channels
+    return 3 * forward if backward else forward
+
+
 def outer_aggregate_unchecked(csr: CSR, z_sorted: Tensor, h: Tensor, buckets: DegreeBuckets | None = None) -> Tensor:
     """Sum-reduced :func:`outer_aggregate` without argument checks, ``z`` in ``csr``'s order."""
     if buckets is not None and not uses_triton(z_sorted):

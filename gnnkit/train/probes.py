@@ -238,7 +238,8 @@ def git_commit(path: str | os.PathLike) -> str | None:
     return head.stdout.strip() + ("+dirty" if dirty.returncode == 0 and dirty.stdout.strip() else "")
 
 
-__all__ = ["PeakMemory", "MachineLoad", "LoadSample", "warm_up", "device_description", "git_commit"]
+__all__ = ["PeakMemory", "MachineLoad", "LoadSample", "warm_up", "device_description", "git_commit", "matmul_gflops",
+           "profile_summary", "ProfileSummary"]
 
 
 def graph_breaks(fn: Callable[..., Any], *args: Any) -> tuple[int, list[str]]:
@@ -266,3 +267,156 @@ def compile_seconds(fn: Callable[..., Any], inputs: list[tuple], backend: str = 
     finally:
         torch._dynamo.reset()
     return total
+
+
+def matmul_gflops(m: int, k: int, n: int, repeats: int = 5, device: torch.device | str = "cpu") -> float:
+    """Achieved float32 GFLOP/s of ``torch.mm`` on ``[m, k] @ [k, n]`` (``2 m k n`` flops), the
+    best of ``repeats`` timed calls after one warm-up, with torch's current thread count: the
+    matrix-multiply peak a benchmark reports its own GFLOP/s against, measured in the same run."""
+    device = torch.device(device)
+    gen = torch.Generator().manual_seed(0)
+    a = torch.randn(m, k, generator=gen).to(device)
+    b = torch.randn(k, n, generator=gen).to(device)
+    out = torch.empty(m, n, device=device)
+    best = float("inf")
+    for i in range(repeats + 1):
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        t0 = time.perf_counter()
+        torch.mm(a, b, out=out)
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        if i:  # the first call is the warm-up
+            best = min(best, time.perf_counter() - t0)
+    return 2 * m * k * n / best / 1e9
+
+
+# aten op -> what it is, for profile_summary's breakdown (anything else: "other").
+_OP_KINDS: dict[str, tuple[str, ...]] = {
+    "dense products (mm, addmm)": ("aten::mm", "aten::addmm", "aten::matmul", "aten::linear"),
+    "batched products (bmm: outer-product aggregation)": ("aten::bmm",),
+    "sparse products (CSR spmm, segment reductions)": ("aten::_sparse_csr_mm", "aten::_sparse_addmm", "aten::addmm_",
+                                                       "aten::_sparse_mm_reduce_impl", "aten::_sparse_mm_reduce_impl_backward",
+                                                       "aten::_sparse_sparse_matmul", "aten::sparse_mm"),
+    "gathers and scatters": ("aten::index_select", "aten::index_add_", "aten::index_copy_", "aten::index_fill_",
+                             "aten::index", "aten::gather", "aten::scatter_add_", "aten::scatter_reduce",
+                             "aten::index_put_", "aten::repeat_interleave", "aten::embedding"),
+    "copies and layout (copy_, cat, split backward)": ("aten::copy_", "aten::cat", "aten::clone", "aten::contiguous",
+                                                      "aten::stack", "UnsafeSplitBackward0", "aten::_to_copy"),
+    "allocation and fills": ("aten::empty", "aten::empty_like", "aten::empty_strided", "aten::zeros", "aten::zeros_like",
+                             "aten::fill_", "aten::zero_", "aten::new_zeros", "aten::new_empty", "aten::full",
+                             "aten::ones", "aten::resize_"),
+    "host reads (item, sync)": ("aten::_local_scalar_dense", "aten::item"),
+}  # fmt: skip
+_ELEMENTWISE = ("mul", "add", "sub", "div", "sigmoid", "tanh", "relu", "threshold", "exp", "neg", "rsub", "sum",
+                "clamp", "mse", "pow", "sqrt", "addcmul", "addcdiv", "lerp", "maximum", "square", "where", "lt", "gt",
+                "abs", "mean", "norm", "_foreach", "softmax")  # fmt: skip
+
+
+def _sparse_addmm(name: str, shapes: list) -> bool:
+    """aten::addmm called by a CSR spmm (``torch.sparse.mm``): four shapes recorded, not three."""
+    return name == "aten::addmm" and len([s for s in shapes if s]) > 3
+
+
+def _op_kind(name: str, shapes: list | None = None) -> str:
+    if shapes is not None and _sparse_addmm(name, shapes):
+        return "sparse products (CSR spmm, segment reductions)"
+    for kind, names in _OP_KINDS.items():
+        if name in names:
+            return kind
+    if name.startswith("aten::") and any(name[6:].startswith(p) for p in _ELEMENTWISE):
+        return "element-wise and reductions"
+    if name.startswith("aten::") and name[6:] in ("view", "slice", "select", "as_strided", "transpose", "t", "permute",
+                                                  "reshape", "expand", "unsqueeze", "squeeze", "alias", "detach",
+                                                  "_unsafe_view", "unflatten", "chunk", "split", "narrow", "flatten",
+                                                  "_reshape_alias", "unsafe_split", "view_as", "lift_fresh"):  # fmt: skip
+        return "views (dispatch only)"
+    return "other (autograd nodes, Python, glue)"
+
+
+def _product_flops(name: str, shapes: list[list[int]]) -> int | None:
+    """Flops of a dense or batched product from the profiler's recorded input shapes."""
+    if _sparse_addmm(name, shapes):
+        return None
+    try:
+        if name == "aten::mm":
+            (m, k), (_, n) = shapes[0], shapes[1]
+            return 2 * m * k * n
+        if name == "aten::addmm":
+            (m, k), (_, n) = shapes[1], shapes[2]
+            return 2 * m * k * n
+        if name == "aten::bmm":
+            (b, m, k), (_, _, n) = shapes[0], shapes[1]
+            return 2 * b * m * k * n
+    except (ValueError, IndexError, TypeError):
+        return None
+    return None
+
+
+@dataclass
+class ProfileSummary:
+    """What :func:`profile_summary` measured on one call: ``total_ms`` of op self time; ``kinds``
+    maps each kind of op to ``(ms, calls)``; ``short_ms`` / ``short_calls``: self time and count of
+    op calls under ``short_ms_limit`` each (where per-call dispatch overhead dominates);
+    ``products``: the dense and batched product shapes, ``(op, shapes, calls, ms, GFLOP/s)``, most
+    time first."""
+
+    total_ms: float
+    kinds: dict[str, tuple[float, int]]
+    short_ms: float
+    short_calls: int
+    calls: int
+    products: list[tuple[str, str, int, float, float]]
+    short_ms_limit: float = 1.0
+
+    def table(self, peak_gflops: float | None = None, top: int = 8) -> list[str]:
+        """Markdown lines: the breakdown by kind, the share in short calls, the top product shapes."""
+        lines = ["| kind of op | self time (ms) | % of step | calls |", "|---|---:|---:|---:|"]
+        for kind, (ms, calls) in sorted(self.kinds.items(), key=lambda kv: -kv[1][0]):
+            lines.append(f"| {kind} | {ms:.1f} | {100 * ms / self.total_ms:.1f} % | {calls} |")
+        lines.append(f"| **total** | **{self.total_ms:.1f}** | 100 % | {self.calls} |")
+        lines += ["", f"Op calls under {self.short_ms_limit:g} ms each: {self.short_calls} of {self.calls}, "
+                  f"{self.short_ms:.1f} ms = {100 * self.short_ms / self.total_ms:.1f} % of the step.", "",
+                  "| product | input shapes | calls | self time (ms) | GFLOP/s" + (" | % of peak |" if peak_gflops else " |"),
+                  "|---|---|---:|---:|---:|" + ("---:|" if peak_gflops else "")]  # fmt: skip
+        for op, shapes, calls, ms, rate in self.products[:top]:
+            row = f"| {op} | {shapes} | {calls} | {ms:.1f} | {rate:.0f} |"
+            lines.append(row + (f" {100 * rate / peak_gflops:.0f} % |" if peak_gflops else ""))
+        return lines
+
+
+def profile_summary(fn: Callable[[], Any], short_ms_limit: float = 1.0) -> ProfileSummary:
+    """Runs ``fn`` once under ``torch.profiler`` (CPU activity, input shapes recorded) and sums
+    the self time of its op calls by kind (products, gathers, copies, allocation, element-wise,
+    views, host reads), the time in calls shorter than ``short_ms_limit`` each, and the achieved
+    GFLOP/s of each dense or batched product shape."""
+    from torch.profiler import ProfilerActivity, profile
+
+    with profile(activities=[ProfilerActivity.CPU], record_shapes=True) as prof:
+        fn()
+    kinds: dict[str, list[float]] = {}
+    short_ms, short_calls, total, calls = 0.0, 0, 0.0, 0
+    for event in prof.events():
+        if event.device_type.name != "CPU" or event.name.startswith(("ProfilerStep", "[memory]")):
+            continue
+        ms = event.self_cpu_time_total / 1e3
+        kind = _op_kind(event.name, event.input_shapes)
+        acc = kinds.setdefault(kind, [0.0, 0])
+        acc[0] += ms
+        acc[1] += 1
+        total += ms
+        calls += 1
+        if event.cpu_time_total / 1e3 < short_ms_limit:
+            short_ms += ms
+            short_calls += 1
+    products = []
+    for avg in prof.key_averages(group_by_input_shape=True):
+        if avg.key in ("aten::mm", "aten::addmm", "aten::bmm"):
+            flops = _product_flops(avg.key, avg.input_shapes)
+            ms = avg.self_cpu_time_total / 1e3
+            if flops and ms > 0:
+                shapes = " x ".join(str(tuple(s)) for s in avg.input_shapes if s)
+                products.append((avg.key, shapes, avg.count, ms, flops * avg.count / (ms / 1e3) / 1e9))
+    products.sort(key=lambda p: -p[3])
+    return ProfileSummary(total, {k: (v[0], int(v[1])) for k, v in kinds.items()}, short_ms, short_calls, calls,
+                          products, short_ms_limit)  # fmt: skip

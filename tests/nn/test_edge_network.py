@@ -123,3 +123,30 @@ def test_peak_memory_on_complete_graph_stays_far_below_per_edge_matrices():
     assert peak_ours < per_edge_matrices / 4
     # What we do hold: node-level K x d blocks, per-edge vectors of size K or d, parameter grads.
     assert peak_ours < 6 * 4 * (n * k * d + e * (k + d + 5) + k * d * d)
+
+
+@pytest.mark.parametrize("root", [False, True])
+@pytest.mark.parametrize("backward", [False, True])
+def test_cost_model_matches_the_counted_products(root, backward):
+    """flops() against torch.utils.flop_counter on a forward (+ backward): the counter sees the
+    dense and batched products (the CPU outer aggregation is bmm) but not the CSR spmm (2 E d).
+    Complete graphs, so that no degree bucket is padded (padding would add counted products)."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    torch.manual_seed(0)
+    conv = EdgeNetworkConv(6, 4, hidden=10, out_channels=5, root_weight=root)
+    blocks, start = [], 0
+    for n in (4, 6, 5):
+        ii, jj = torch.meshgrid(torch.arange(n), torch.arange(n), indexing="ij")
+        blocks.append(torch.stack([ii[ii != jj], jj[ii != jj]]) + start)
+        start += n
+    ei = torch.cat(blocks, 1)
+    x, ea = torch.randn(start, 6, requires_grad=True), torch.randn(ei.size(1), 4)
+    with FlopCounterMode(display=False) as counter:
+        out = conv(x, ei, ea)
+        if backward:
+            out.sum().backward()
+    spmm = 2 * ei.size(1) * 6 * (3 if backward else 1)
+    assert conv.flops(x.size(0), ei.size(1), backward=backward) == counter.get_total_flops() + spmm
+    assert conv.flops(x.size(0), ei.size(1), backward, edge_mlp=False) == conv.flops(
+        x.size(0), ei.size(1), backward) - 2 * ei.size(1) * 4 * 10 * (2 if backward else 1)

@@ -7,10 +7,10 @@ import torch
 
 def test_quick_run_writes_the_table(tmp_path, load_recipe):
     bench = load_recipe("bench_layers")
-    out = tmp_path / "bench.md"
+    out, js = tmp_path / "bench.md", tmp_path / "bench.json"
     threads = torch.get_num_threads()
     try:
-        table = bench.main(["--quick", "--threads", "1", "--out", str(out)])
+        table = bench.main(["--quick", "--threads", "1", "--out", str(out), "--json", str(js), "--profile"])
     finally:
         torch.set_num_threads(threads)
     assert out.read_text() == table
@@ -18,6 +18,38 @@ def test_quick_run_writes_the_table(tmp_path, load_recipe):
     assert len(rows) == 6  # 4 variants + 2 ratio rows
     match = re.search(r"max \|gnnkit - pyg\| = ([0-9.eE+-]+?)\. Time", table)
     assert match is not None and float(match.group(1)) < 1e-4
+    # Every variant row: time, GFLOP with its source, GFLOP/s and % of the same run's peak.
+    peak = float(re.search(r"Matrix-multiply peak of this run: \*\*([0-9.]+) GFLOP/s", table).group(1))
+    assert peak > 0
+    for line in rows[:4]:
+        cells = [c.strip() for c in line.strip("|").split("|")]
+        ms, work, rate, percent = float(cells[2]), cells[3], float(cells[4]), float(cells[5].rstrip(" %"))
+        assert re.fullmatch(r"[0-9.e+-]+ \((cost model|counted)\)", work)
+        assert abs(rate - float(work.split()[0]) / (ms / 1e3)) <= 0.05 + 1e-6
+        assert abs(percent - 100 * rate / peak) < 0.2
+    assert "| node product [N, Kd] x [Kd, d]" in table and "| 256 x 256 x 256 |" in table
+    # --profile: both batches, the breakdown by kind, the short-call share and the product shapes.
+    assert table.count("| kind of op |") == 2 and table.count("Op calls under 1 ms each") == 2
+    assert "### 32 molecules (quick QM9 job's batch size)" in table
+    import json
+
+    result = json.loads(js.read_text())
+    assert result["peak_gflops"] == max(result["matmul_gflops"].values())
+    assert set(result["percent_of_peak"]) == {"layer/gnnkit", "layer/pyg", "model/gnnkit", "model/pyg"}
+
+
+def test_gnnkit_work_is_the_cost_model(load_recipe):
+    bench = load_recipe("bench_layers")
+    cfg = bench.Config(molecules=3, min_atoms=3, max_atoms=5, channels=8, edge_hidden=8)
+    batch = bench.make_batch(cfg)
+    modules = {}
+    steps = bench._steps(cfg, batch, modules)
+    work, source = bench.work_gflop("model/gnnkit", modules["model/gnnkit"], steps["model/gnnkit"], batch)
+    n, e, g = batch.num_nodes, batch.edge_index.size(1), batch.num_graphs
+    assert source == "cost model" and work == modules["model/gnnkit"].flops(n, e, g, backward=True) / 1e9
+    work, source = bench.work_gflop("layer/pyg", modules["layer/pyg"], steps["layer/pyg"], batch)
+    assert source == "counted" and work > 0
+    assert all(p.grad is None for p in modules["layer/pyg"].parameters())  # counting leaves no gradients behind
 
 
 def test_peak_tensor_bytes_sees_an_allocation(load_recipe):

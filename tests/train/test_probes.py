@@ -6,7 +6,16 @@ import time
 import pytest
 import torch
 
-from gnnkit.train.probes import LoadSample, MachineLoad, PeakMemory, device_description, git_commit, warm_up
+from gnnkit.train.probes import (
+    LoadSample,
+    MachineLoad,
+    PeakMemory,
+    device_description,
+    git_commit,
+    matmul_gflops,
+    profile_summary,
+    warm_up,
+)
 
 
 def test_peak_memory_sees_an_allocation():
@@ -60,3 +69,29 @@ def test_warm_up_leaves_weights_and_batch_norm_statistics_alone():
     warm_up(model, torch.randn(8, 3), "cpu")
     assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
     assert model.training and all(p.grad is None for p in model.parameters())
+
+
+def test_matmul_gflops_is_a_positive_rate():
+    assert matmul_gflops(64, 32, 16, repeats=2) > 0
+
+
+def test_profile_summary_sorts_ops_by_kind():
+    a, b = torch.randn(64, 32), torch.randn(32, 48)
+    idx = torch.arange(64)
+
+    def fn():
+        c = a @ b
+        d = torch.bmm(c.view(4, 16, 48), torch.randn(4, 48, 8))
+        return d.index_select(0, idx[:2]).sum()
+
+    summary = profile_summary(fn)
+    assert summary.kinds["dense products (mm, addmm)"][1] >= 1
+    assert summary.kinds["batched products (bmm: outer-product aggregation)"][1] == 1
+    assert summary.kinds["gathers and scatters"][1] >= 1
+    assert abs(sum(ms for ms, _ in summary.kinds.values()) - summary.total_ms) < 1e-6
+    assert summary.calls == sum(c for _, c in summary.kinds.values()) and summary.short_calls <= summary.calls
+    ops = {p[0]: p for p in summary.products}
+    assert ops["aten::mm"][1] == "(64, 32) x (32, 48)" and ops["aten::mm"][4] > 0
+    assert "aten::bmm" in ops
+    lines = summary.table(peak_gflops=100.0)
+    assert lines[0].startswith("| kind of op |") and any("% of peak" in line for line in lines)

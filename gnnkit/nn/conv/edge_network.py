@@ -12,7 +12,7 @@ from torch import Tensor, nn
 
 from gnnkit.nn.graph import Graph
 from gnnkit.nn.message_passing import MessagePassing
-from gnnkit.ops import DegreeBuckets, outer_aggregate_unchecked, spmm_unchecked
+from gnnkit.ops import DegreeBuckets, outer_aggregate_flops, outer_aggregate_unchecked, spmm_unchecked
 from gnnkit.ops._backend import uses_triton
 
 
@@ -137,6 +137,22 @@ class EdgeNetworkConv(MessagePassing):
         if self.root is not None:
             aggregated = aggregated + self.root(x_dst)
         return aggregated + self.bias if self.bias is not None else aggregated
+
+    def flops(self, num_nodes: int, num_edges: int, backward: bool = False, edge_mlp: bool = True) -> int:
+        """Cost model of one forward (``backward=True``: forward + backward) in floating-point
+        operations, counting the products (a multiply-add is 2; element-wise work not counted).
+
+        Forward: edge MLP ``2 E e K`` (``edge_mlp=False`` leaves it out: a model that computes it
+        once for several steps counts it once), ``S`` ``2 E K d`` (:func:`gnnkit.ops.outer_aggregate_flops`),
+        the node-level product ``2 N K d d'``, the bias term ``2 E d + 2 N d d'`` and the root
+        weight ``2 N d d'``. Backward: twice each product, except the edge MLP's first layer,
+        whose input (the edge features) needs no gradient."""
+        d, d_out, k = self.channels, self.out_channels, self.hidden
+        node = 2 * num_nodes * d * d_out * (k + 1 + (self.root is not None)) + 2 * num_edges * d
+        total = outer_aggregate_flops(num_edges, k, d, backward) + (3 * node if backward else node)
+        if edge_mlp:
+            total += 2 * num_edges * self.edge_dim * k * (2 if backward else 1)
+        return total
 
     def extra_repr(self) -> str:
         return (
