@@ -19,6 +19,7 @@ stops training with :attr:`FitResult.error` saying so (the last good checkpoint 
 from __future__ import annotations
 
 import csv
+import ctypes
 import io
 import json
 import math
@@ -237,18 +238,57 @@ def flush_denormal(enabled: bool = True) -> Iterator[None]:
     quick QM9 run slowed from ~360 to ~90 molecules/s. Flushing changes only values smaller than
     1.2e-38, which no float32 sum of normal-sized terms can see, and is deterministic.
 
-    The mode is per thread: it applies to the calling thread and to threads started afterwards
-    (torch's intra-op workers inherit it when they are created).
+    The mode is per thread: it is set on the calling thread (where the CPU autograd engine runs the
+    backward too) and on each thread of torch's OpenMP intra-op pool (which would otherwise keep
+    the mode it had when it started); with another threading backend, on the calling thread and the
+    threads started afterwards only.
     """
     if not enabled:
         yield
         return
     before = denormals_flushed()
-    torch.set_flush_denormal(True)
+    _set_flush_denormal_everywhere(True)
     try:
         yield
     finally:
-        torch.set_flush_denormal(before)
+        _set_flush_denormal_everywhere(before)
+
+
+def _openmp_runtime() -> ctypes.CDLL | None:
+    """The OpenMP runtime torch's intra-op pool runs on (libgomp, or LLVM's libomp, which exports
+    the same entry point), if it is loaded in this process."""
+    if "OpenMP" not in torch.__config__.parallel_info():
+        return None
+    try:
+        with open("/proc/self/maps") as f:
+            paths = {line.split()[-1] for line in f if "/lib" in line and ("libgomp" in line or "libomp" in line)}
+    except OSError:
+        return None
+    for path in sorted(paths):
+        try:
+            lib = ctypes.CDLL(path)
+            if hasattr(lib, "GOMP_parallel"):
+                return lib
+        except OSError:
+            continue
+    return None
+
+
+_TEAM_CALLBACK = ctypes.CFUNCTYPE(None, ctypes.c_void_p)
+
+
+def _set_flush_denormal_everywhere(on: bool) -> None:
+    torch.set_flush_denormal(on)
+    lib = _openmp_runtime()
+    if lib is None or torch.get_num_threads() < 2:
+        return
+    # One OpenMP parallel region of torch's thread count: each member of the team (the pool's
+    # threads and this one) sets its own mode. ctypes releases the GIL around the call and the
+    # callback takes it, so the members run it one after another.
+    callback = _TEAM_CALLBACK(lambda _: torch.set_flush_denormal(on))
+    lib.GOMP_parallel.argtypes = [_TEAM_CALLBACK, ctypes.c_void_p, ctypes.c_uint, ctypes.c_uint]
+    lib.GOMP_parallel.restype = None
+    lib.GOMP_parallel(callback, None, torch.get_num_threads(), 0)
 
 
 def _all_reduce(t: Tensor) -> Tensor:

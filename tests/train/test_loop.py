@@ -119,6 +119,22 @@ def test_flush_denormal_flushes_and_restores():
     assert not denormals_flushed()
 
 
+def test_flush_denormal_reaches_intra_op_threads_started_before():
+    """A parallel element-wise op splits its output between torch's threads: every part must be
+    flushed, also on pool threads that started before the mode was set."""
+    threads = torch.get_num_threads()
+    tiny = torch.finfo(torch.float32).tiny
+    x = torch.full((1 << 20,), tiny)
+    try:
+        torch.set_num_threads(2)
+        assert bool(((x * 0.5) != 0).all())  # the pool now runs, without flushing
+        with flush_denormal():
+            assert int(((x * 0.5) != 0).sum()) == 0
+        assert bool(((x * 0.5) != 0).all())  # restored on every thread
+    finally:
+        torch.set_num_threads(threads)
+
+
 class FlushRecordingNet(TinyNet):
     """Records, at every forward, whether subnormals are flushed."""
 
