@@ -1,6 +1,13 @@
 """Layers: the graph context, the message -> aggregate -> update base, convolutions and readouts."""
 
 from gnnkit.nn.conv import (
+    ChebConv,
+    DTNNConv,
+    DuvenaudConv,
+    GaussianDistances,
+    InteractionConv,
+    WeaveConv,
+    scaled_laplacian,
     EdgeNetworkConv,
     GCNConv,
     GGNNConv,
@@ -42,6 +49,13 @@ __all__ = [
     "tree_operator",
     "NHConv",
     "homophily_channels",
+    "DuvenaudConv",
+    "InteractionConv",
+    "WeaveConv",
+    "DTNNConv",
+    "GaussianDistances",
+    "ChebConv",
+    "scaled_laplacian",
     "Readout",
     "SumReadout",
     "MeanReadout",
