@@ -20,7 +20,8 @@ def _molecule(n: int, seed: int) -> Data:
     bonded = torch.rand(ei.size(1), generator=g) < 0.3
     bond[bonded, torch.randint(0, 4, (int(bonded.sum()),), generator=g)] = 1.0
     attr = torch.cat([torch.rand(ei.size(1), 1, generator=g), bond], 1)
-    return Data(x=torch.randn(n, IN, generator=g), edge_index=ei, edge_attr=attr)
+    pos = torch.randn(n, 3, generator=g)
+    return Data(x=torch.randn(n, IN, generator=g), edge_index=ei, edge_attr=attr, pos=pos)
 
 
 def _node_graph(n: int, seed: int) -> Data:
@@ -35,6 +36,11 @@ GRAPH_CASES = {
     "mpnn-edge-type-gated": {"channels": 8, "message": "edge_type", "readout": "gated", "aggr": "mean"},
     "ggnn": {"channels": 8},
     "gcn-graph": {"hidden": 8},
+    "nfp": {"channels": 8, "fingerprint": 6},
+    "interaction": {"channels": 8, "hidden": 6},
+    "weave": {"channels": 8, "edge_channels": 6, "steps": 3},
+    "dtnn": {"channels": 8, "factors": 6, "hidden": 5},
+    "chebnet": {"channels": 8},
 }
 NODE_CASES = {
     "gcn": {"hidden": 8},

@@ -23,13 +23,13 @@ def _molecule(n: int, seed: int) -> Data:
     bond = torch.zeros(ei.size(1), 4)
     bonded = torch.rand(ei.size(1), generator=g) < 0.3
     bond[bonded, torch.randint(0, 4, (int(bonded.sum()),), generator=g)] = 1.0
-    return Data(x=torch.randn(n, IN, generator=g), edge_index=ei, edge_attr=torch.cat([dist, bond], 1))
+    return Data(x=torch.randn(n, IN, generator=g), edge_index=ei, edge_attr=torch.cat([dist, bond], 1), pos=pos)
 
 
 def _permute(data: Data, perm: torch.Tensor) -> Data:
     inv = torch.empty_like(perm)
     inv[perm] = torch.arange(perm.numel())
-    return Data(x=data.x[perm], edge_index=inv[data.edge_index], edge_attr=data.edge_attr)
+    return Data(x=data.x[perm], edge_index=inv[data.edge_index], edge_attr=data.edge_attr, pos=data.pos[perm])
 
 
 GRAPH_MODELS = [
@@ -38,6 +38,11 @@ GRAPH_MODELS = [
     ("mpnn", {"message": "edge_type"}),
     ("ggnn", {"channels": 8}),
     ("gcn-graph", {"hidden": 8}),
+    ("nfp", {"channels": 8, "fingerprint": 6, "max_degree": 3}),
+    ("interaction", {"channels": 8, "hidden": 6}),
+    ("weave", {"channels": 8, "edge_channels": 6, "steps": 3}),
+    ("dtnn", {"channels": 8, "factors": 6}),
+    ("chebnet", {"channels": 8, "K": 3}),
 ]
 
 
@@ -50,7 +55,7 @@ def _small(name, cfg):
 
 
 def _double(data):
-    return Data(x=data.x.double(), edge_index=data.edge_index, edge_attr=data.edge_attr.double())
+    return Data(x=data.x.double(), edge_index=data.edge_index, edge_attr=data.edge_attr.double(), pos=data.pos.double())
 
 
 @pytest.mark.parametrize("name,cfg", GRAPH_MODELS)

@@ -7,6 +7,11 @@ import torch
 from torch import nn
 
 from gnnkit.nn import (
+    ChebConv,
+    DTNNConv,
+    DuvenaudConv,
+    InteractionConv,
+    WeaveConv,
     EdgeNetworkConv,
     GatedReadout,
     GCNConv,
@@ -68,6 +73,12 @@ LAYERS = {
     "tree_s": lambda: (TreeConv(2), {"prep": _with_tree}),
     "tree_w": lambda: (TreeConv(2, weighted=True), {"prep": _with_tree}),
     "nh": lambda: (NHConv("L"), {"prep": lambda g: homophily_channels(g, torch.arange(g.num_nodes) % 3 > 0)}),
+    "duvenaud": lambda: (DuvenaudConv(F, 3, edge_dim=5, max_degree=3), {}),
+    "interaction": lambda: (InteractionConv(F, 5, hidden=6), {}),
+    "dtnn": lambda: (DTNNConv(F, 5, factors=6), {}),
+    "weave_nodes": lambda: (WeaveConv(F, 5, 3), {}),
+    "cheb_clenshaw": lambda: (ChebConv(F, 3, K=3), {}),
+    "cheb_forward": lambda: (ChebConv(F, 6, K=3, normalization=None), {}),
 }
 
 
@@ -81,6 +92,23 @@ def test_gru_step_compiles(compiles_like_eager):
     layer = GRUMessagePassing(F, 3)
     inputs = [((torch.randn(n, 3, requires_grad=True), torch.randn(n, F)), _graph(n, e, s)) for n, e, s in GRAPHS]
     compiles_like_eager(layer, inputs)
+
+
+class _WeaveStep(nn.Module):
+    """A weave step's node and edge updates together (the edge update outside the base's hooks)."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = WeaveConv(F, 5, 3, 4)
+
+    def forward(self, x, graph):
+        h, e = self.conv.step(x, graph, graph.edge_attr)
+        return h.sum() + e.sum()
+
+
+def test_weave_step_compiles(compiles_like_eager):
+    layer = _WeaveStep()
+    compiles_like_eager(layer, _inputs(layer.conv))
 
 
 READOUTS = {
