@@ -23,6 +23,11 @@ Models (``--models``, comma-separated):
   al. 2017), ``gcn-graph`` (the chemical graph: GCN ignores edge features and would average over
   all atoms on the complete graph), ``cnn`` (per-element voxel grids of the 3D molecule, randomly
   rotated in training), ``rnn`` (atom-level SMILES tokens, vocabulary from the training slice).
+* the rest of Gilmer et al. 2017's Section 2: ``nfp`` (Duvenaud et al. 2015; the chemical graph
+  with bond one-hot edges, since its weights are per node degree), ``interaction`` (Battaglia et
+  al. 2016), ``weave`` (Kearnes et al. 2016), ``dtnn`` (Schütt et al. 2017; distances from the
+  positions) on the complete graph, and ``chebnet`` (Defferrard et al. 2016) on the chemical
+  graph.
 * PyG references (:mod:`gnnkit.models.reference`): ``pyg-nnconv`` (PyG's
   examples/qm9_nn_conv.py: NNConv + GRU + Set2Set), ``schnet`` (PyG's SchNet, on atomic numbers
   and positions), ``dimenet++`` (PyG's DimeNet++; needs pyg-lib's ``radius`` op and
@@ -46,12 +51,22 @@ Presets (``--preset``; any option given on the command line overrides the preset
   budget); the others train 170-1,500 molecules per CPU-second, 15 (cnn) to 140 (gcn-graph)
   epochs in 45 s. 21 runs of 45 s, plus ~2 min of evaluation and featurization: about 18
   minutes on an idle 2-core CPU.
+* ``section2``: every model above except dimenet++ (mpnn, ggnn, gcn-graph, cnn, rnn, nfp,
+  interaction, weave, dtnn, chebnet, pyg-nnconv, schnet) at the quick widths on 2,000 training /
+  500 validation / 500 test molecules, 3 seeds, equal epochs = 5 (every model sees 5 epochs of
+  2,000 molecules) and equal time = 300 s of training per run, with 5 time evaluations. 300 s is
+  sized so that the slowest model, pyg-nnconv (~42 molecules per CPU-second at one thread, see
+  ``quick``), also trains its 5 epochs (10,000 molecules, ~240 CPU-s) within the time budget; the
+  others trained 150-800 molecules/s in a 320-molecule probe on a shared machine (dtnn the
+  slowest of them). 36 runs of 300 s plus evaluation and featurization: about 3.3 hours on an
+  idle 2-core CPU (an estimate).
 * ``gpu``: the whole split (110,831 / 10,000 / 10,000), 30 minutes of training per run, 10
   epochs, 6 time evaluations, 3 seeds, every model and reference at its default width, on CUDA
   with 4 DataLoader workers (collation in the main process would starve the GPU).
   A run lasts max(30 min, 10 epochs): about 10-12 hours for 7-8 models x 3 seeds.
 
     python recipes/benchmark.py                                   # quick, CPU, ~18 min
+    python recipes/benchmark.py --preset section2 --out runs/section2   # Gilmer's Section 2, CPU, ~3.3 h
     python recipes/benchmark.py --preset gpu                      # GPU, full split
     python recipes/benchmark.py --models mpnn,my_pkg.models:MyNet --seeds 5
 
@@ -107,13 +122,23 @@ MODELS: dict[str, ModelEntry] = {
     "cnn": ModelEntry("grid", {}, {"channels": (16, 32, 64), "hidden": 64}),
     "rnn": ModelEntry("tokens", {}, {"embed_dim": 32, "hidden": 64}),
     "pyg-nnconv": ModelEntry("graph", {}, {"channels": 32, "edge_hidden": 64}),
+    "nfp": ModelEntry("bonds", {}, {"channels": 32, "fingerprint": 64}),
+    "interaction": ModelEntry("graph", {}, {"channels": 32, "hidden": 32}),
+    "weave": ModelEntry("graph", {}, {"channels": 32, "edge_channels": 16}),
+    "dtnn": ModelEntry("graph", {}, {}),
+    "chebnet": ModelEntry("bonds", {}, {"channels": 32}),
     "schnet": ModelEntry("graph", {}, {"hidden_channels": 64, "num_filters": 64, "num_interactions": 3}),
     "dimenet++": ModelEntry("graph", {}, {"hidden_channels": 64, "out_emb_channels": 128, "num_blocks": 2}),
 }
+SECTION2_SECONDS = 300.0  # see the module docstring: the slowest model's 5 epochs of 2,000 molecules fit in it
 INPUT_LABELS = {"graph": "complete graph", "bonds": "chemical graph", "grid": "voxel grid", "tokens": "SMILES tokens"}
 GNNKIT = ("mpnn", "ggnn", "gcn-graph", "cnn", "rnn")
+# Gilmer et al. 2017's Section 2 models that gnnkit added beside mpnn (enn-s2s), ggnn and gcn-graph.
+SECTION2 = ("nfp", "interaction", "weave", "dtnn", "chebnet")
 PRESETS: dict[str, dict[str, Any]] = {
     "quick": {"models": (*GNNKIT, "pyg-nnconv", "schnet")},
+    "section2": {"models": (*GNNKIT, *SECTION2, "pyg-nnconv", "schnet"), "train_size": 2000, "eval_size": 500,
+                 "budget_seconds": SECTION2_SECONDS, "epochs": 5, "time_evals": 5},
     "gpu": {"models": (*GNNKIT, *REFERENCE_MODELS), "train_size": None, "eval_size": None, "budget_seconds": 1800.0,
             "epochs": 10, "time_evals": 6, "widths": "default", "device": "cuda", "loader_workers": 4},
 }  # fmt: skip
@@ -125,7 +150,8 @@ def _opt(default: Any, text: str, **meta: Any) -> Any:
 
 @dataclass
 class Config:
-    preset: str = _opt("quick", "quick (CPU, minutes: the defaults shown) or gpu (see the module docstring)",
+    preset: str = _opt("quick", "quick (CPU, minutes: the defaults shown), section2 (CPU, hours: every model, "
+                       "5 epochs of 2,000 molecules) or gpu (see the module docstring)",
                        choices=tuple(PRESETS))  # fmt: skip
     target: str = _opt("U0", "QM9 target, e.g. U0, gap, mu")
     models: tuple[str, ...] = _opt(PRESETS["quick"]["models"], "comma-separated registry names or module:Class specs",

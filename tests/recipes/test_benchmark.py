@@ -102,6 +102,9 @@ def test_presets_overrides_and_errors(load_recipe, monkeypatch):
     assert quick.models == ("mpnn", "ggnn", "gcn-graph", "cnn", "rnn", "pyg-nnconv", "schnet")
     assert quick.out == "runs/benchmark" and quick.widths == "quick" and quick.schedule == "constant"
     assert set(quick.not_run) == {"dimenet++"}  # the table says why it is not there
+    sec2 = bench.parse_args(["--preset", "section2"])
+    assert (sec2.train_size, sec2.eval_size, sec2.seeds, sec2.epochs, sec2.budget_seconds) == (2000, 500, 3, 5, 300.0)
+    assert set(sec2.models) == set(quick.models) | {"nfp", "interaction", "weave", "dtnn", "chebnet"}
     gpu = bench.parse_args(["--preset", "gpu", "--seeds", "2"])
     assert (gpu.train_size, gpu.eval_size, gpu.budget_seconds, gpu.epochs, gpu.seeds) == (None, None, 1800.0, 10, 2)
     assert gpu.widths == "default" and gpu.device == "cuda" and gpu.loader_workers == 4
@@ -128,3 +131,23 @@ def test_presets_overrides_and_errors(load_recipe, monkeypatch):
     for argv in (["--train-size", "0"], ["--preset", "tpu"], ["--schedule", "linear"]):
         with pytest.raises(SystemExit):
             bench.parse_args(argv)
+
+
+def test_section2_models_end_to_end(tmp_path, monkeypatch, one_thread, load_recipe):
+    """The Section 2 models through the section2 preset's protocol (both budgets), at tiny size."""
+    bench = load_recipe("benchmark")
+    monkeypatch.chdir(tmp_path)
+    models = ["nfp", "interaction", "weave", "dtnn", "chebnet"]
+    config = bench.parse_args(
+        ["--preset", "section2", "--models", ",".join(models), "--seeds", "1", "--train-size", "24", "--eval-size", "16",
+         "--batch-size", "8", "--budget-seconds", "0.2", "--time-evals", "2", "--epochs", "2",
+         "--data-root", str(tmp_path / "qm9"), "--out", str(tmp_path / "out"), "--device", "cpu"]
+    )  # fmt: skip
+    data = bench.main(config)
+    assert list(data["models"]) == models
+    for name, m in data["models"].items():
+        assert m["inputs"] == ("bonds" if name in ("nfp", "chebnet") else "graph")
+        for budget in ("time", "epochs"):
+            assert m[budget]["complete"] and math.isfinite(m[budget]["test_mae"]["mean"]), name
+    md = (tmp_path / "out" / "benchmark_U0.md").read_text()
+    assert all(f"| {name} |" in md for name in models)

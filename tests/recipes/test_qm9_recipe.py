@@ -2,6 +2,7 @@
 
 import csv
 import json
+import math
 import os
 import pathlib
 import subprocess
@@ -191,6 +192,26 @@ def test_model_option_names_come_from_the_registry(recipe, tmp_path, monkeypatch
     assert cfg.model_options == {"readout": "sum"} and recipe.model_options(cfg) == {"readout": "sum", "hidden": 8}
     with pytest.raises(SystemExit):
         recipe.parse_args(["--model", "gcn-graph", "--model-option", "channels=8"])  # GCNGraph's width is hidden
+
+
+SECTION2 = {  # Gilmer et al. 2017's Section 2 models, tiny, one epoch on the same slice
+    "nfp": ["--model-option", "fingerprint=8"],
+    "interaction": ["--model-option", "hidden=8"],
+    "weave": ["--model-option", "edge_channels=8"],
+    "dtnn": ["--model-option", "factors=8"],
+    "chebnet": ["--model-option", "K=2"],
+}
+
+
+@pytest.mark.parametrize("name", SECTION2)
+def test_section2_model_smoke(recipe, data_root, tmp_path, name):
+    argv = ["--train-size", "48", "--eval-size", "16", "--batch-size", "16", "--channels", "8", "--steps", "2",
+            "--epochs", "1", "--device", "cpu", "--no-progress", "--model", name, *SECTION2[name]]  # fmt: skip
+    result = recipe.main(recipe.parse_args([*argv, "--data-root", str(data_root), "--out", str(tmp_path)]))
+    saved = json.loads((tmp_path / "result.json").read_text())
+    assert saved["model"] == name and saved["status"] == "completed" and saved["epochs"] == 1
+    assert math.isfinite(saved["test_mae"]) and saved["test_mae"] > 0 and result["val_mae"] == saved["val_mae"]
+    assert (tmp_path / "best_model.pt").exists()
 
 
 @pytest.mark.parametrize("change", [["--train-size", "32"], ["--lr", "0.002"], ["--seed", "1"], ["--model-option", "edge_hidden=8"]],
