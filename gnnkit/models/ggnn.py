@@ -20,6 +20,13 @@ class GGNN(GraphModel):
     ``R = sum_v sigmoid(i([h_v^T, h_v^0])) * j(h_v^T)`` (:class:`gnnkit.nn.GatedReadout`) and an
     MLP head ``ReLU -> Linear(readout_channels, out_channels)``.
 
+    In Gilmer et al.'s (2017) terms: ``M(h_v, h_w, e_vw) = A_{e_vw} h_w`` (here Li et al.'s two
+    directions: incoming and outgoing edges each have their own matrix per type, plus the bias
+    ``b`` of Li's eq. 2), ``U = GRU(h_v, m_v)`` with Li's GRU (eq. 3-6, the reset gate on ``h``
+    before ``U``), ``R = sum_v σ(i(h_v^T, h_v^0)) ⊙ j(h_v^T)`` (Gilmer's eq. 4; ``readout_form="li"``
+    gives Li et al.'s own eq. 7, ``tanh(sum_v σ(i(h_v^T, x_v)) ⊙ tanh(j(h_v^T, x_v)))``, where
+    ``h^0`` is ``x`` zero-padded, so ``(h^T, h^0)`` carries the same as ``(h^T, x)``).
+
     Edge types come from ``data.edge_type`` if present, else from the one-hot block in the last
     ``num_bond_types`` columns of ``edge_attr`` (argmax; an all-zero block is the extra type
     ``num_bond_types``), as in :class:`gnnkit.models.MPNN`.
@@ -35,6 +42,7 @@ class GGNN(GraphModel):
         aggr: ``"sum"`` (Li et al.) or ``"mean"``.
         num_bond_types: size of the one-hot block of ``edge_attr``.
         num_edge_types: number of edge types (default ``num_bond_types + 1``).
+        readout_form: ``"gilmer"`` or ``"li"`` (see above; :class:`gnnkit.nn.GatedReadout`).
 
     Shapes:
         data.x ``[N, in_channels]``, data.edge_index ``[2, E]`` -> ``[num_graphs, out_channels]``.
@@ -51,6 +59,7 @@ class GGNN(GraphModel):
         aggr: Literal["sum", "mean"] = "sum",
         num_bond_types: int = 4,
         num_edge_types: int | None = None,
+        readout_form: Literal["gilmer", "li"] = "gilmer",
     ) -> None:
         super().__init__()
         if in_channels > channels:
@@ -66,7 +75,7 @@ class GGNN(GraphModel):
         self.num_bond_types = num_bond_types
         self.num_edge_types = num_bond_types + 1 if num_edge_types is None else num_edge_types
         self.conv = GGNNConv(channels, self.num_edge_types, aggr=aggr)
-        self.readout = GatedReadout(channels, readout_channels, init_channels=channels)
+        self.readout = GatedReadout(channels, readout_channels, init_channels=channels, form=readout_form)
         self.head = nn.Sequential(nn.ReLU(), nn.Linear(readout_channels, out_channels))
 
     def graph_from_data(self, data: Any) -> Graph:

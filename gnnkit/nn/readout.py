@@ -16,6 +16,7 @@ sum/mean/max/gated and as the zero-input LSTM state for Set2Set.
 from __future__ import annotations
 
 import math
+from typing import Literal
 
 import torch
 import torch.nn.functional as F
@@ -170,22 +171,28 @@ class GatedReadout(Readout):
     ``R = sum_v sigmoid(i([h_v^T, h_v^0])) * j(h_v^T)``
 
     with ``i`` and ``j`` linear maps. ``h^0`` (the initial node states, passed as ``x0``) enters
-    the gate only; pass ``init_channels=0`` to gate on ``h^T`` alone.
+    the gate only; pass ``init_channels=0`` to gate on ``h^T`` alone. ``form="li"`` gives Li et
+    al.'s own graph-level output (their eq. 7), where ``j`` also reads ``h^0`` and two ``tanh``
+    bound the result: ``R = tanh(sum_v sigmoid(i([h_v^T, h_v^0])) * tanh(j([h_v^T, h_v^0])))``.
 
     Args:
         channels: size of the final node states ``h^T``.
         out_channels: size of the graph vector.
         init_channels: size of ``h^0`` (0 to leave it out).
+        form: ``"gilmer"`` (eq. 4 of Gilmer et al.) or ``"li"`` (eq. 7 of Li et al.).
 
     Shapes:
         x ``[N, channels]``, x0 ``[N, init_channels]``, batch ``[N]`` -> ``[num_graphs, out_channels]``.
     """
 
-    def __init__(self, channels: int, out_channels: int, init_channels: int = 0) -> None:
+    def __init__(self, channels: int, out_channels: int, init_channels: int = 0,
+                 form: Literal["gilmer", "li"] = "gilmer") -> None:  # fmt: skip
         super().__init__()
-        self.channels, self.out_channels, self.init_channels = channels, out_channels, init_channels
+        if form not in ("gilmer", "li"):
+            raise ValueError(f"form must be 'gilmer' or 'li', got {form!r}")
+        self.channels, self.out_channels, self.init_channels, self.form = channels, out_channels, init_channels, form
         self.gate = nn.Linear(channels + init_channels, out_channels)
-        self.value = nn.Linear(channels, out_channels)
+        self.value = nn.Linear(channels + (init_channels if form == "li" else 0), out_channels)
 
     def reduce(self, x: Tensor, index: Tensor, num_graphs: int, x0: Tensor | None) -> Tensor:
         if self.init_channels:
@@ -196,7 +203,11 @@ class GatedReadout(Readout):
             gate_in = torch.cat([x, x0], dim=-1)
         else:
             gate_in = x
+        if self.form == "li":
+            gated = torch.sigmoid(self.gate(gate_in)) * torch.tanh(self.value(gate_in))
+            return torch.tanh(scatter_unchecked(gated, index, num_graphs, "sum"))
         return scatter_unchecked(torch.sigmoid(self.gate(gate_in)) * self.value(x), index, num_graphs, "sum")
 
     def extra_repr(self) -> str:
-        return f"channels={self.channels}, out_channels={self.out_channels}, init_channels={self.init_channels}"
+        return (f"channels={self.channels}, out_channels={self.out_channels}, init_channels={self.init_channels}, "
+                f"form={self.form!r}")  # fmt: skip

@@ -37,6 +37,7 @@ GRAPH_MODELS = [
     ("mpnn", {"aggr": "mean", "readout": "gated"}),
     ("mpnn", {"message": "edge_type"}),
     ("ggnn", {"channels": 8}),
+    ("ggnn", {"channels": 8, "readout_form": "li"}),
     ("gcn-graph", {"hidden": 8}),
     ("nfp", {"channels": 8, "fingerprint": 6, "max_degree": 3}),
     ("interaction", {"channels": 8, "hidden": 6}),

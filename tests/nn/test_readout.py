@@ -63,6 +63,18 @@ def test_gated_readout_matches_equation():
     torch.testing.assert_close(out, expected)
 
 
+def test_gated_readout_li_form_matches_li_et_al_eq_7():
+    x, batch = _batch(SIZES, feats=5)
+    x0 = torch.randn(x.size(0), 3)
+    ro = GatedReadout(5, 4, init_channels=3, form="li")
+    hx = torch.cat([x, x0], 1)  # (h_v^T, x_v)
+    gated = torch.sigmoid(hx @ ro.gate.weight.T + ro.gate.bias) * torch.tanh(hx @ ro.value.weight.T + ro.value.bias)
+    expected = torch.tanh(torch.zeros(len(SIZES), 4).index_add_(0, batch, gated))  # h_G = tanh(sum_v σ(i) ⊙ tanh(j))
+    torch.testing.assert_close(ro(x, batch, len(SIZES), x0=x0), expected)
+    with pytest.raises(ValueError, match="form"):
+        GatedReadout(5, 4, form="tanh")
+
+
 @pytest.mark.parametrize("idx", range(5))
 def test_readouts_are_permutation_invariant(idx):
     x, batch = _batch(SIZES)
