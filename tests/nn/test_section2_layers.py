@@ -109,6 +109,14 @@ def test_gaussian_distances_are_the_papers_grid():
     torch.testing.assert_close(expand(d), expected)
 
 
+def test_gaussian_distances_equal_pyg_gaussian_smearing_on_the_same_grid():
+    from torch_geometric.nn.models.schnet import GaussianSmearing
+
+    d = torch.rand(50) * 12
+    # 106 centres from -1 to 20 Å: PyG's spacing 0.2 Å gives its width 0.2 Å, the DTNN setting
+    torch.testing.assert_close(GaussianDistances()(d), GaussianSmearing(-1.0, 20.0, 106)(d))
+
+
 def test_dtnn_matches_dense_equations_and_unfused_path():
     ei, e, h = _random_graph()
     conv = DTNNConv(4, 3, factors=7).double()
@@ -266,3 +274,25 @@ def test_bad_arguments_raise_clear_errors():
         ChebConv(4, 3, K=2).double()((x, x.clone()), ei)
     with pytest.raises(ValueError, match="mu_max > mu_min"):
         GaussianDistances(mu_min=1.0, mu_max=0.0)
+
+
+@pytest.mark.parametrize("make", [
+    lambda: DuvenaudConv(4, 3, edge_dim=3, max_degree=2, root=False),
+    lambda: InteractionConv(4, 3, hidden=5),
+    lambda: DTNNConv(4, 3, factors=5),
+    lambda: WeaveConv(4, 3, 5),
+])  # fmt: skip
+def test_fused_paths_apply_an_explainer_mask_as_the_base_does(make):
+    """A random edge mask scales each edge's message in the fused path exactly as the base's
+    unfused message -> mask -> aggregate does."""
+    ei, e, x = _random_graph()
+    conv = make().double()
+    conv.explain, conv._apply_sigmoid = True, True
+    conv._edge_mask = torch.randn(ei.size(1), dtype=D)
+    graph = conv.prepare(Graph.from_edge_index(ei, 9, edge_attr=e))
+    edge = conv.edge_features(graph)
+    fused = conv.message_and_aggregate(x, x, edge, graph)
+    base = MessagePassing.message_and_aggregate(conv, x, x, edge, graph)
+    if isinstance(conv, DuvenaudConv):
+        base = conv.per_degree(base, graph)
+    torch.testing.assert_close(fused, base)

@@ -53,7 +53,9 @@ class DTNNConv(MessagePassing):
 
     (Schütt et al.'s ``v_ij`` and ``c_i^{t+1} = c_i^t + sum_{j != i} v_ij``), with ``e_vw`` the
     distance expanded in Gaussians (:class:`GaussianDistances`). ``W^fc`` has no bias, as in the
-    paper.
+    paper. PyG's ``SchNet`` is a different function (its continuous filter is an MLP of the
+    expansion, with shifted softplus and a cosine cutoff), so only the expansion is tested
+    against PyG (``GaussianSmearing`` on the same grid).
 
     On the base: :meth:`edge_features` is the distance factor ``W^df e_vw + b_2`` (``[E, factors]``,
     once per forward), :meth:`message_and_aggregate` applies ``W^cf`` once per node before the
