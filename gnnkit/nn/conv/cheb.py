@@ -90,7 +90,9 @@ class ChebConv(MessagePassing):
             :func:`scaled_laplacian`).
         bias: learn an additive bias.
         lambda_max: largest eigenvalue used to scale ``L`` (default: twice the largest entry of
-            ``L``, PyG's default).
+            ``L``, PyG's default: 2 for ``"sym"`` and ``"rw"`` with positive weights; for ``None``
+            it is twice the largest degree of the whole batch, so a graph's output then depends on
+            its batch, as in PyG: pass a value to avoid that).
 
     Shapes:
         x ``[N, in_channels]``, edge_index ``[2, E]``, edge_weight ``[E]`` -> ``[N, out_channels]``.
