@@ -55,7 +55,7 @@ def _inputs(layer, make_x=lambda n: torch.randn(n, F, requires_grad=True), prep=
 
 def _with_tree(g: Graph) -> Graph:
     ei = torch.stack([g.csr.col, g.csr.row])
-    return g.with_operator("tree", tree_operator(*tree_edges(ei, g.num_nodes, [1, 2], 4), g.num_nodes))
+    return g.with_operator(TreeConv.operator_key, tree_operator(*tree_edges(ei, g.num_nodes, [1, 2], 4), g.num_nodes))
 
 
 LAYERS = {
