@@ -38,6 +38,15 @@ GRAPH_MODELS = [
     ("mpnn", {"message": "edge_type"}),
     ("ggnn", {"channels": 8}),
     ("gcn-graph", {"hidden": 8}),
+    # Gilmer's Section 5 variants: graph state (master node) must not leak between molecules
+    ("mpnn", {"master_node": 5}),
+    ("mpnn", {"towers": 2}),
+    ("mpnn", {"directed": True}),
+    ("mpnn", {"virtual_edges": False}),
+    ("ggnn", {"channels": 8, "master_node": 5}),
+    ("ggnn", {"channels": 8, "towers": 4}),
+    ("ggnn", {"channels": 8, "virtual_edges": False}),
+    ("ggnn", {"channels": 8, "virtual_edges": True}),
 ]
 
 
