@@ -187,8 +187,10 @@ class Towers(MessagePassing):
     def check_input(self, x_src: Tensor, x_dst: Tensor) -> None:
         if x_src.dim() != 2 or x_src.size(1) != self.channels or x_dst.size(-1) != self.channels:
             raise ValueError(f"x must have shape [N, {self.channels}], got {tuple(x_src.shape)}")
-        for i, layer in enumerate(self.layers):
-            layer.check_input(*(t.tensor_split(self.towers, dim=1)[i] for t in (x_src, x_dst)))
+        src = x_src.chunk(self.towers, dim=1)
+        dst = src if x_dst is x_src else x_dst.chunk(self.towers, dim=1)
+        for layer, s, t in zip(self.layers, src, dst):
+            layer.check_input(s, t)
 
     def prepare(self, graph: Graph) -> Graph:
         for layer in self.layers:
@@ -202,8 +204,9 @@ class Towers(MessagePassing):
     def propagate(self, x: NodeInput, graph: Graph, edge: Any) -> Tensor:
         x_src, x_dst = x if isinstance(x, tuple) else (x, x)
         graph = self.explained(graph)
-        src, dst = x_src.chunk(self.towers, dim=1), x_dst.chunk(self.towers, dim=1)
-        out = [layer.propagate((s, t), graph, e) for layer, s, t, e in zip(self.layers, src, dst, edge)]
+        src = x_src.chunk(self.towers, dim=1)
+        dst = src if x_dst is x_src else x_dst.chunk(self.towers, dim=1)
+        out = [layer.propagate(s if s is t else (s, t), graph, e) for layer, s, t, e in zip(self.layers, src, dst, edge)]
         return self.mix(torch.cat(out, dim=1))
 
     def step(self, x: NodeInput, graph: Graph, edge: Any, u: Tensor | None = None) -> GraphState:
