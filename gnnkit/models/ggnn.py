@@ -11,7 +11,7 @@ from torch import Tensor, nn
 from gnnkit.models._base import GraphModel
 from gnnkit.models._inputs import with_edge_types, with_virtual_edges
 from gnnkit.models.mpnn import check_variants, run_steps
-from gnnkit.nn import GatedReadout, GGNNConv, Graph, MasterNode, MessagePassing, Towers
+from gnnkit.nn import GatedReadout, GGNNConv, Graph, MasterNode, MessagePassing, Set2Set, Towers
 
 
 class GGNN(GraphModel):
@@ -19,7 +19,8 @@ class GGNN(GraphModel):
     steps of one :class:`gnnkit.nn.GGNNConv` with tied weights (per-edge-type maps for incoming
     and outgoing edges, GRU update), the gated readout
     ``R = sum_v sigmoid(i([h_v^T, h_v^0])) * j(h_v^T)`` (:class:`gnnkit.nn.GatedReadout`) and an
-    MLP head ``ReLU -> Linear(readout_channels, out_channels)``.
+    MLP head ``ReLU -> Linear(readout_channels, out_channels)``; or, with ``readout="set2set"``
+    (Table 7's "+ set2set"), :class:`gnnkit.nn.Set2Set` (``2 * channels`` outputs) before the head.
 
     Edge types come from ``data.edge_type`` if present, else from the one-hot block in the last
     ``num_bond_types`` columns of ``edge_attr`` (argmax; an all-zero block is the extra type
@@ -43,6 +44,8 @@ class GGNN(GraphModel):
         channels: node state size.
         steps: propagation steps.
         readout_channels: size of the gated readout's graph vector.
+        readout: ``"gated"`` (Li et al.) or ``"set2set"``.
+        set2set_steps: Set2Set processing steps (``readout="set2set"``).
         aggr: ``"sum"`` (Li et al.) or ``"mean"``.
         num_bond_types: size of the one-hot block of ``edge_attr``.
         num_edge_types: number of edge types (default ``num_bond_types + 1``).
@@ -62,6 +65,8 @@ class GGNN(GraphModel):
         channels: int = 64,
         steps: int = 3,
         readout_channels: int = 128,
+        readout: Literal["gated", "set2set"] = "gated",
+        set2set_steps: int = 3,
         aggr: Literal["sum", "mean"] = "sum",
         num_bond_types: int = 4,
         num_edge_types: int | None = None,
@@ -89,7 +94,13 @@ class GGNN(GraphModel):
             self.conv = MasterNode(GGNNConv(channels, self.num_edge_types, aggr=aggr), channels, master_node, 2 * channels)
         else:
             self.conv = GGNNConv(channels, self.num_edge_types, aggr=aggr)
-        self.readout = GatedReadout(channels, readout_channels, init_channels=channels)
+        if readout == "gated":
+            self.readout: nn.Module = GatedReadout(channels, readout_channels, init_channels=channels)
+        elif readout == "set2set":
+            self.readout = Set2Set(channels, set2set_steps)
+            readout_channels = 2 * channels
+        else:
+            raise ValueError(f"readout must be 'gated' or 'set2set', got {readout!r}")
         self.head = nn.Sequential(nn.ReLU(), nn.Linear(readout_channels, out_channels))
 
     def graph_from_data(self, data: Any) -> Graph:
