@@ -21,7 +21,7 @@ Passing for Quantum Chemistry", ICML), Section 5, for any gnnkit layer:
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 from torch import Tensor, nn
@@ -246,10 +246,11 @@ class Bidirectional(MessagePassing):
         x ``[N, d]`` -> ``[N, d_in + d_out]`` (the two layers' output widths).
     """
 
+    operator_key: ClassVar[OperatorKey]  # REVERSED, set below the class
+
     def __init__(self, incoming: MessagePassing, outgoing: MessagePassing) -> None:
         super().__init__(_check_layer(incoming).aggr)
         self.incoming, self.outgoing = incoming, _check_layer(outgoing)
-        self.reversed_key = OperatorKey(Bidirectional, (id(self),))  # the reversed graph this layer prepared
 
     def check_input(self, x_src: Tensor, x_dst: Tensor) -> None:
         if x_src is not x_dst:
@@ -258,28 +259,32 @@ class Bidirectional(MessagePassing):
         self.outgoing.check_input(x_src, x_dst)
 
     def prepare(self, graph: Graph) -> Graph:
+        """Adds the reversed graph (shared by every Bidirectional layer of a model) with what the
+        outgoing layer precomputes on it."""
         graph = self.incoming.prepare(graph)
-        if self.reversed_key in graph.operators:
-            return graph
-        csr = graph.csr
-        rev_csr = CSR.from_trusted(csr.row, csr.col, csr.num_dst, csr.num_src)  # "edge_index" order = graph's csr order
+        rev = graph.operators.get(REVERSED)
+        if rev is None:
+            csr = graph.csr
+            rev_csr = CSR.from_trusted(csr.row, csr.col, csr.num_dst, csr.num_src)  # "edge_index" order = graph's csr order
 
-        def flip(t: Tensor | None) -> Tensor | None:
-            return None if t is None else t.index_select(0, rev_csr.perm)
+            def flip(t: Tensor | None) -> Tensor | None:
+                return None if t is None else t.index_select(0, rev_csr.perm)
 
-        rev = graph.replace(
-            csr=rev_csr, edge_attr=flip(graph.edge_attr), edge_weight=flip(graph.edge_weight), edge_type=flip(graph.edge_type),
-            edge_graph=flip(graph.edge_graph), buckets=None, operators={}, origin=rev_csr.perm,
-        )  # fmt: skip
-        return graph.with_operator(self.reversed_key, self.outgoing.prepare(rev))
+            rev = graph.replace(
+                csr=rev_csr, edge_attr=flip(graph.edge_attr), edge_weight=flip(graph.edge_weight),
+                edge_type=flip(graph.edge_type), edge_graph=flip(graph.edge_graph), buckets=None, operators={},
+                origin=rev_csr.perm,
+            )  # fmt: skip
+        prepared = self.outgoing.prepare(rev)  # cheap on a graph it prepared before
+        return graph if prepared is graph.operators.get(REVERSED) else graph.with_operator(REVERSED, prepared)
 
     def edge_features(self, graph: Graph) -> tuple[Any, Any]:
-        return self.incoming.edge_features(graph), self.outgoing.edge_features(graph.operator(self.reversed_key))
+        return self.incoming.edge_features(graph), self.outgoing.edge_features(graph.operator(REVERSED))
 
     def message_and_aggregate(self, x_src: Tensor, x_dst: Tensor, edge: Any, graph: Graph) -> Tensor:
-        rev = graph.operators[self.reversed_key]
+        rev = graph.operators[REVERSED]
         if graph.edge_mask is not None:
-            rev = rev.replace(edge_mask=operator_mask(graph.edge_mask, rev, self.reversed_key))
+            rev = rev.replace(edge_mask=operator_mask(graph.edge_mask, rev, REVERSED))
         a_in = self.incoming.update(x_dst, self.incoming.message_and_aggregate(x_src, x_dst, edge[0], graph))
         a_out = self.outgoing.update(x_dst, self.outgoing.message_and_aggregate(x_src, x_dst, edge[1], rev))
         return torch.cat([a_in, a_out], dim=-1)
@@ -288,5 +293,8 @@ class Bidirectional(MessagePassing):
         self.incoming.reset_parameters()
         self.outgoing.reset_parameters()
 
+
+REVERSED = OperatorKey(Bidirectional)  # the reversed graph, each entry's origin its edge in the graph
+Bidirectional.operator_key = REVERSED
 
 __all__ = ["GRUUpdate", "MasterNode", "Towers", "Bidirectional"]
