@@ -128,3 +128,28 @@ def test_presets_overrides_and_errors(load_recipe, monkeypatch):
     for argv in (["--train-size", "0"], ["--preset", "tpu"], ["--schedule", "linear"]):
         with pytest.raises(SystemExit):
             bench.parse_args(argv)
+
+
+def test_gilmer_preset_end_to_end(tmp_path, one_thread, load_recipe):
+    """The Table 7-8 ablation preset at a tiny size: every row runs on the same molecules, and the
+    report sets the paper's ratios beside ours with ± std."""
+    bench = load_recipe("benchmark")
+    out = tmp_path / "out"
+    config = bench.parse_args(
+        ["--preset", "gilmer", "--seeds", "2", "--train-size", "16", "--eval-size", "8", "--batch-size", "8",
+         "--budget-seconds", "0.2", "--time-evals", "1", "--epochs", "1", "--data-root", str(tmp_path / "qm9"),
+         "--out", str(out), "--device", "cpu"]
+    )  # fmt: skip
+    assert config.models == tuple(bench.GILMER_ROWS) and config.target == "U0"
+    results = bench.main(config)
+    assert list(results["models"]) == list(bench.GILMER_ROWS)
+    configs = {name: m["config"] for name, m in results["models"].items()}
+    assert configs["ggnn-chemical"]["virtual_edges"] is False and configs["ggnn+s2s+towers8"]["towers"] == 8
+    params = {name: m["parameters"] for name, m in results["models"].items()}
+    assert params["ggnn-chemical"] == params["ggnn+virtual"] < params["ggnn+virtual+master"]  # one model, two graphs
+    assert params["ggnn+s2s"] != params["ggnn+s2s+towers8"]
+    md = (out / "benchmark_U0.md").read_text()
+    section = md.split("Beside Gilmer et al. 2017")[1]
+    for name, paper in bench.PAPER_RATIOS.items():
+        row = next(line for line in section.splitlines() if line.startswith(f"| {name} |"))
+        assert f"{paper['average']:.2f}" in row and row.count("±") == 2

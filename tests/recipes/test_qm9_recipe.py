@@ -191,6 +191,12 @@ def test_model_option_names_come_from_the_registry(recipe, tmp_path, monkeypatch
     assert cfg.model_options == {"readout": "sum"} and recipe.model_options(cfg) == {"readout": "sum", "hidden": 8}
     with pytest.raises(SystemExit):
         recipe.parse_args(["--model", "gcn-graph", "--model-option", "channels=8"])  # GCNGraph's width is hidden
+    # Gilmer's Section 5 variants are model options of both molecular models
+    for model, extra, value in (("mpnn", "directed=True", {"directed": True}), ("ggnn", "readout=set2set", {"readout": "set2set"})):
+        args = ["--model", model, "--model-option", "virtual_edges=True", "--model-option", "master_node=16", "--model-option", extra]
+        assert recipe.parse_args(args).model_options == {"virtual_edges": True, "master_node": 16, **value}
+    cfg = recipe.parse_args(["--model", "ggnn", "--model-option", "towers=8"])
+    assert cfg.model_options == {"towers": 8}
 
 
 @pytest.mark.parametrize("change", [["--train-size", "32"], ["--lr", "0.002"], ["--seed", "1"], ["--model-option", "edge_hidden=8"]],
