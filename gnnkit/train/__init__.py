@@ -2,6 +2,7 @@
 
 from gnnkit.train.checkpoint import (
     DamagedFileError,
+    UnsafeFileError,
     atomic_save,
     atomic_write_text,
     load_checkpoint,
@@ -58,6 +59,7 @@ __all__ = [
     "load_or_build",
     "remove_stale_temporaries",
     "DamagedFileError",
+    "UnsafeFileError",
     "check_out_dir",
     "prepare_out_dir",
     "OutDirNotEmptyError",

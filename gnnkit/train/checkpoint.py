@@ -16,6 +16,7 @@
 from __future__ import annotations
 
 import os
+import pickle
 import random
 import re
 import sys
@@ -29,6 +30,34 @@ import torch
 
 T = TypeVar("T")
 _TEMPORARY = re.compile(r"^\.(?P<name>.+)\.tmp(?P<pid>\d+)$")
+
+
+class UnsafeFileError(ValueError):
+    """A torch file that loads only with full pickle (``weights_only=False``): it names a class
+    or function beyond tensors and plain containers, which unpickling would import and may call.
+    Nothing in it was run. ``path`` is the file, ``reason`` what it needs."""
+
+    def __init__(self, path: str | os.PathLike, reason: str) -> None:
+        super().__init__(f"{path}: {reason}")
+        self.path, self.reason = Path(path), reason
+
+
+def _unsafe_reason(error: Exception) -> str:
+    """What a refused ``weights_only`` load needed, from torch's message (the first 'GLOBAL ...')."""
+    m = re.search(r"GLOBAL ([\w.]+)", str(error))
+    needs = f"it names {m[1]}" if m else f"{type(error).__name__}: {str(error).splitlines()[0][:200]}"
+    return (f"refused: the file holds more than tensors and plain data ({needs}), and loading it would run code "
+            "from the file; nothing from it was run. gnnkit writes such files with tensors and plain types only: "
+            "delete it, or replace it with a file you trust")
+
+
+def torch_load_safe(path: str | os.PathLike, map_location: Any = "cpu") -> Any:
+    """``torch.load(path, weights_only=True)``; a file that would need full pickle raises
+    :class:`UnsafeFileError` naming it (nothing in it is run, and there is no fallback)."""
+    try:
+        return torch.load(path, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as e:
+        raise UnsafeFileError(path, _unsafe_reason(e)) from None
 
 
 class DamagedFileError(ValueError):
@@ -142,10 +171,19 @@ def verify_torch_file(path: str | os.PathLike) -> None:
 
 def load_verified(path: str | os.PathLike, weights_only: bool = True, map_location: Any = "cpu") -> Any:
     """:func:`verify_torch_file`, then ``torch.load``; a file that still fails to unpickle is
-    reported as damaged too."""
+    reported as damaged too.
+
+    Raises:
+        DamagedFileError: see :func:`verify_torch_file`, or the file does not unpickle.
+        UnsafeFileError: with ``weights_only`` (the default), the file needs full pickle.
+    """
     verify_torch_file(path)
     try:
         return torch.load(path, map_location=map_location, weights_only=weights_only)
+    except pickle.UnpicklingError as e:
+        if weights_only and "weights only load failed" in str(e).lower():
+            raise UnsafeFileError(path, _unsafe_reason(e)) from None
+        raise DamagedFileError(path, f"does not load: {type(e).__name__}: {e}") from e
     except Exception as e:  # noqa: BLE001 - any unpickling failure of a checked file means a damaged one
         raise DamagedFileError(path, f"does not load: {type(e).__name__}: {e}") from e
 
@@ -188,9 +226,13 @@ def load_checkpoint(path: str | os.PathLike, log: Callable[[str], None] | None =
     Returns:
         ``(checkpoint, the path it came from)``, or ``None`` if neither file exists.
 
+    Every file is loaded with ``weights_only=True``: a checkpoint that needs full pickle is
+    refused (it is not damage to fall back from: someone wrote more into it than gnnkit does).
+
     Raises:
         DamagedFileError: a checkpoint exists but neither it nor a previous one is good; the
             message names every file tried and what is wrong with it.
+        UnsafeFileError: a checkpoint tried needs full pickle to load.
     """
     path = Path(path)
     log = log or (lambda msg: print(msg, file=sys.stderr, flush=True))
@@ -199,7 +241,7 @@ def load_checkpoint(path: str | os.PathLike, log: Callable[[str], None] | None =
         if not candidate.exists():
             continue
         try:
-            obj = load_verified(candidate, weights_only=False)
+            obj = load_verified(candidate)
         except DamagedFileError as e:
             problems.append(e)
             continue
@@ -231,7 +273,7 @@ def load_or_build(path: str | os.PathLike, build: Callable[[], T], log: Callable
     if path.exists():
         try:
             return load_verified(path, weights_only=True)
-        except DamagedFileError as e:
+        except (DamagedFileError, UnsafeFileError) as e:
             log(f"warning: cache {e}; rebuilding it")
     value = build()
     atomic_save(value, path)
@@ -239,8 +281,16 @@ def load_or_build(path: str | os.PathLike, build: Callable[[], T], log: Callable
 
 
 def rng_state() -> dict[str, Any]:
-    """The state of every random number generator a training step may draw from."""
-    state = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
+    """The state of every random number generator a training step may draw from, as tensors
+    and plain values only (so that a checkpoint holding it loads with ``weights_only=True``)."""
+    version, words, gauss = random.getstate()
+    kind, keys, pos, has_gauss, cached = np.random.get_state()
+    state = {
+        "python": {"version": version, "state": torch.tensor(words, dtype=torch.int64), "gauss": gauss},
+        "numpy": {"kind": str(kind), "keys": torch.from_numpy(keys.astype(np.int64)), "pos": int(pos),
+                  "has_gauss": int(has_gauss), "cached_gaussian": float(cached)},  # fmt: skip
+        "torch": torch.get_rng_state(),
+    }
     if torch.cuda.is_available():
         state["cuda"] = torch.cuda.get_rng_state_all()
     return state
@@ -248,8 +298,10 @@ def rng_state() -> dict[str, Any]:
 
 def set_rng_state(state: dict[str, Any]) -> None:
     """Restores :func:`rng_state`."""
-    random.setstate(state["python"])
-    np.random.set_state(state["numpy"])
+    py, npy = state["python"], state["numpy"]
+    random.setstate((py["version"], tuple(py["state"].tolist()), py["gauss"]))
+    np.random.set_state((npy["kind"], npy["keys"].numpy().astype(np.uint32), npy["pos"], npy["has_gauss"],
+                         npy["cached_gaussian"]))  # fmt: skip
     torch.set_rng_state(state["torch"])
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])
@@ -264,6 +316,7 @@ def seed_everything(seed: int) -> None:
 
 __all__ = [
     "DamagedFileError",
+    "UnsafeFileError",
     "atomic_save",
     "atomic_write_text",
     "is_temporary",
@@ -276,5 +329,6 @@ __all__ = [
     "save_checkpoint",
     "seed_everything",
     "set_rng_state",
+    "torch_load_safe",
     "verify_torch_file",
 ]

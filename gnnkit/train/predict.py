@@ -35,7 +35,7 @@ from gnnkit.data.molecule import FeaturizerOptions, canonical_smiles
 from gnnkit.data.molecule_io import MoleculeRecord, mol_record, molecule_data, smiles_record
 from gnnkit.data.normalize import TargetNormalizer
 from gnnkit.models import MODELS, build_model
-from gnnkit.train.checkpoint import DamagedFileError, verify_torch_file
+from gnnkit.train.checkpoint import DamagedFileError, UnsafeFileError, _unsafe_reason, verify_torch_file
 from gnnkit.train.loop import BEST_MODEL_NAME, model_input, resolve_device
 
 PREDICTOR_KEY = "predictor"
@@ -259,14 +259,15 @@ def load_predictor(checkpoint: str | os.PathLike, device: str = "cpu") -> Predic
     verify_torch_file(path)
     try:
         ck = torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError:
-        raise ValueError(f"{path} holds more than weights and plain data, so it is not a {BEST_MODEL_NAME} (the training "
-                         f"checkpoint.pt holds optimizer and RNG state); pass the run folder or its "
-                         f"{BEST_MODEL_NAME}") from None  # fmt: skip
+    except pickle.UnpicklingError as e:
+        raise UnsafeFileError(path, _unsafe_reason(e)) from None
     except Exception as e:  # noqa: BLE001 - a verified file that does not load is damaged
         raise DamagedFileError(path, f"does not load: {type(e).__name__}: {e}") from e
     if not isinstance(ck, dict) or "model" not in ck:
         raise ValueError(f"{path} is not a gnnkit {BEST_MODEL_NAME} (no model weights in it)")
+    if PREDICTOR_KEY not in ck and "optimizer" in ck:
+        raise ValueError(f"{path} is not a {BEST_MODEL_NAME} (the training checkpoint.pt holds optimizer and RNG state, "
+                         f"not the predictor card); pass the run folder or its {BEST_MODEL_NAME}")  # fmt: skip
     card = ck.get(PREDICTOR_KEY)
     if card is None:
         raise ValueError(f"{path} holds only the weights and the epoch: it was written before gnnkit stored the model's "
