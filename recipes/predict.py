@@ -8,8 +8,9 @@
 (or its ``best_model.pt``), which carries the model, target(s), unit(s), normaliser and featurizer
 settings; no other flag is needed. Inputs keep their command-line order:
 
-* ``--smiles`` (one or more) and ``--smiles-file`` (one SMILES per line, optionally followed by a
-  name; ``#`` comments): for a model whose edges carry distances (QM9's default), each SMILES is
+* ``--smiles`` (one or more) and ``--smiles-file`` (one SMILES per line, optionally followed by
+  whitespace and a name; a line starting with ``#`` is a comment, a ``#`` inside a SMILES its
+  triple bond): for a model whose edges carry distances (QM9's default), each SMILES is
   embedded in 3D with RDKit's ETKDG + MMFF from a fixed seed. Those geometries are not the
   B3LYP/6-31G(2df,p) geometries QM9's targets were computed on, and the output's note says so.
 * ``--xyz``: XYZ files (one or more frames each), the coordinates as given; bonds are perceived
@@ -34,7 +35,7 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from gnnkit.data import read_sdf, read_xyz, smiles_record
+from gnnkit.data import read_sdf, read_smiles_file, read_xyz, smiles_record
 from gnnkit.data.molecule_io import MoleculeRecord
 from gnnkit.train import Prediction, load_predictor, resolve_device
 from gnnkit.train.checkpoint import atomic_write_text
@@ -102,18 +103,6 @@ def parse_args(argv: list[str] | None = None) -> Config:
         return Config(a.checkpoint, a.out, a.inputs, a.device, a.batch_size, a.overwrite)
     except ValueError as e:
         p.error(str(e))
-
-
-def read_smiles_file(path: str | Path, embed: bool) -> list[MoleculeRecord]:
-    """One record per non-empty, non-comment line: ``SMILES [name]``."""
-    records = []
-    for k, line in enumerate(Path(path).read_text().splitlines(), 1):
-        text = line.split("#", 1)[0].strip()
-        if not text:
-            continue
-        smiles, _, name = text.partition(" ")
-        records.append(smiles_record(smiles, embed=embed, name=name.strip() or f"{Path(path).name}:{k}"))
-    return records
 
 
 def gather(inputs: list[tuple[str, str]], embed: bool) -> list[MoleculeRecord]:

@@ -237,9 +237,48 @@ def mol_record(mol: Any, name: str = "mol", source: Source = "mol") -> MoleculeR
     return MoleculeRecord(name, source, mol, note=note, title=title, geometry=geometry)
 
 
+def read_smiles_file(path: str | os.PathLike, embed: bool = True, seed: int = EMBED_SEED) -> list[MoleculeRecord]:
+    """The molecules of a SMILES file: one per line, ``SMILES`` optionally followed by whitespace
+    and a name (RDKit's ``SmilesMolSupplier`` convention). Blank lines and lines whose first
+    character is ``#`` are skipped: no SMILES starts with ``#``, while ``#`` inside one is a
+    triple bond (``C#N``), so nothing is cut from a line.
+
+    Raises:
+        FileNotFoundError: ``path`` does not exist.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"SMILES file {path} not found")
+    records = []
+    for k, line in enumerate(path.read_text(encoding="utf-8-sig", errors="replace").splitlines(), 1):
+        text = line.strip()
+        if not text or text.startswith("#"):
+            continue
+        smiles, *name = text.split(None, 1)
+        records.append(smiles_record(smiles, embed=embed, seed=seed, name=name[0].strip() if name else f"{path.name}:{k}"))
+    return records
+
+
+_SDF_END = re.compile(r"^\$\$\$\$[ \t]*(?:\r?\n|\Z)", re.MULTILINE)
+
+
+def sdf_blocks(text: str) -> list[str]:
+    """The records of an SDF file's text: what lies between ``$$$$`` lines (the last one may
+    lack its ``$$$$``); blank space after the last ``$$$$`` is no record."""
+    blocks = _SDF_END.split(text)
+    if blocks and not blocks[-1].strip():
+        blocks.pop()
+    return blocks
+
+
 def read_sdf(path: str | os.PathLike) -> list[MoleculeRecord]:
     """The molecules of an SDF (or MOL) file, one record per entry; an entry RDKit cannot read
     gets an error record.
+
+    The file is cut into entries at its ``$$$$`` lines here, and each entry parsed on its own, so
+    that a truncated or malformed entry is that entry's error and never swallows the next one,
+    and a last entry without ``$$$$`` is read too (RDKit's ``SDMolSupplier`` resynchronises on
+    the stream and can lose either).
 
     Raises:
         FileNotFoundError: ``path`` does not exist.
@@ -253,8 +292,16 @@ def read_sdf(path: str | os.PathLike) -> list[MoleculeRecord]:
     if not path.is_file():
         raise FileNotFoundError(f"SDF file {path} not found")
     records = []
-    for k, mol in enumerate(Chem.SDMolSupplier(str(path), removeHs=False, sanitize=True), 1):
+    for k, block in enumerate(sdf_blocks(path.read_text(errors="replace")), 1):
         name = f"{path.name}:{k}"
+        if "M  END" not in block:
+            records.append(MoleculeRecord(name, "sdf", error=f"entry {k} could not be read: it is truncated (no "
+                                          "'M  END' line before its '$$$$' or the end of the file)"))  # fmt: skip
+            continue
+        try:
+            mol = Chem.MolFromMolBlock(block, sanitize=True, removeHs=False)
+        except Exception:  # noqa: BLE001 - RDKit raises on some malformed blocks instead of returning None
+            mol = None
         if mol is None:
             records.append(MoleculeRecord(name, "sdf", error=f"entry {k} could not be read by RDKit (malformed "
                                           "block or a valence RDKit refuses)"))  # fmt: skip
@@ -308,6 +355,8 @@ __all__ = [
     "parse_xyz_atoms",
     "parse_xyz_block",
     "read_sdf",
+    "read_smiles_file",
+    "sdf_blocks",
     "read_xyz",
     "smiles_record",
     "xyz_record",

@@ -138,7 +138,7 @@ def test_cli_xyz_sdf_smiles_and_bad_rows(recipe, run, test_molecules, tmp_path, 
 
 def test_smiles_file_and_overwrite(recipe, run, tmp_path):
     smi = tmp_path / "c.smi"
-    smi.write_text("# candidates\nCCO ethanol\n\nc1ccccc1  benzene # aromatic\nXX\n")
+    smi.write_text("# candidates\nCCO ethanol\n\nc1ccccc1  benzene\nXX\n")
     dest = tmp_path / "p.csv"
     recipe.main(recipe.parse_args(["--checkpoint", str(run[0] / "best_model.pt"), "--smiles-file", str(smi), "--out", str(dest)]))
     rows = read_rows(dest)
