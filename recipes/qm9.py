@@ -84,7 +84,7 @@ from gnnkit.train import (
 from gnnkit.train.checkpoint import atomic_write_text
 from gnnkit.train.loop import OUTPUTS
 from gnnkit.train.options import key_values, size_or_all
-from gnnkit.train.outdir import check_out_dir, prepare_out_dir
+from gnnkit.train.outdir import check_out_dir, prepare_out_dir, releases_out_dirs
 
 QUICK_TRAIN_SIZE, QUICK_EVAL_SIZE = 5_000, 1_000
 # The registry's graph-level models on molecular graphs; GCNGraph names its width and depth
@@ -444,6 +444,7 @@ def target_table(results: list[dict], cfg: Config) -> tuple[dict, str]:
     return table, "\n".join(lines) + "\n"
 
 
+@releases_out_dirs
 def main(cfg: Config) -> dict:
     """Trains ``cfg.target`` (or every target, with ``--target all``); returns the result (the
     table for ``all``)."""
@@ -486,5 +487,10 @@ def main(cfg: Config) -> dict:
 
 
 if __name__ == "__main__":
-    outcome = main(parse_args(sys.argv[1:]))
+    config = parse_args(sys.argv[1:])
+    try:
+        outcome = main(config)
+    except ValueError as e:  # e.g. --out taken by another run, or a checkpoint that cannot be resumed: say why
+        print(f"qm9.py: error: {e}", file=sys.stderr)
+        sys.exit(2)
     sys.exit(1 if outcome["status"] == "diverged" else 0)

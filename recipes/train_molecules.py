@@ -52,7 +52,7 @@ from gnnkit.train import resolve_device
 from gnnkit.train.checkpoint import atomic_write_text
 from gnnkit.train.loop import OUTPUTS
 from gnnkit.train.options import add_options, comma_list, given_options, key_values
-from gnnkit.train.outdir import check_out_dir, prepare_out_dir
+from gnnkit.train.outdir import check_out_dir, prepare_out_dir, releases_out_dirs
 
 GRAPH_MODELS = tuple(n for n, spec in MODELS.items() if spec.task == "graph" and spec.inputs == "graph")
 WIDTH_DEPTH = {"gcn-graph": ("hidden", "num_layers")}
@@ -183,6 +183,7 @@ def _table(header: list[str], rows: list[list]) -> str:
     return buf.getvalue()
 
 
+@releases_out_dirs
 def main(cfg: Config) -> dict:
     t_start = time.perf_counter()
     device = resolve_device(cfg.device)
