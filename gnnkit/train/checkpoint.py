@@ -18,7 +18,6 @@ from __future__ import annotations
 import os
 import pickle
 import random
-import re
 import sys
 import zipfile
 from collections.abc import Callable
@@ -28,36 +27,18 @@ from typing import Any, TypeVar
 import numpy as np
 import torch
 
+from gnnkit.data.files import (
+    FileWriteError,
+    UnsafeFileError,
+    atomic_write,
+    is_temporary,
+    remove_stale_temporaries,
+    temporary_path,
+    torch_load_safe,
+    unsafe_reason,
+)
+
 T = TypeVar("T")
-_TEMPORARY = re.compile(r"^\.(?P<name>.+)\.tmp(?P<pid>\d+)$")
-
-
-class UnsafeFileError(ValueError):
-    """A torch file that loads only with full pickle (``weights_only=False``): it names a class
-    or function beyond tensors and plain containers, which unpickling would import and may call.
-    Nothing in it was run. ``path`` is the file, ``reason`` what it needs."""
-
-    def __init__(self, path: str | os.PathLike, reason: str) -> None:
-        super().__init__(f"{path}: {reason}")
-        self.path, self.reason = Path(path), reason
-
-
-def _unsafe_reason(error: Exception) -> str:
-    """What a refused ``weights_only`` load needed, from torch's message (the first 'GLOBAL ...')."""
-    m = re.search(r"GLOBAL ([\w.]+)", str(error))
-    needs = f"it names {m[1]}" if m else f"{type(error).__name__}: {str(error).splitlines()[0][:200]}"
-    return (f"refused: the file holds more than tensors and plain data ({needs}), and loading it would run code "
-            "from the file; nothing from it was run. gnnkit writes such files with tensors and plain types only: "
-            "delete it, or replace it with a file you trust")
-
-
-def torch_load_safe(path: str | os.PathLike, map_location: Any = "cpu") -> Any:
-    """``torch.load(path, weights_only=True)``; a file that would need full pickle raises
-    :class:`UnsafeFileError` naming it (nothing in it is run, and there is no fallback)."""
-    try:
-        return torch.load(path, map_location=map_location, weights_only=True)
-    except pickle.UnpicklingError as e:
-        raise UnsafeFileError(path, _unsafe_reason(e)) from None
 
 
 class DamagedFileError(ValueError):
@@ -69,77 +50,20 @@ class DamagedFileError(ValueError):
         self.path, self.reason = Path(path), reason
 
 
-def _temporary(path: Path) -> Path:
-    return path.with_name(f".{path.name}.tmp{os.getpid()}")
-
-
-def _pid_alive(pid: int) -> bool:
-    if pid == os.getpid():
-        return False  # a file named with our own pid before we wrote it is left by an earlier process
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True  # another user's live process
-    return True
-
-
-def remove_stale_temporaries(folder: str | os.PathLike, name: str | None = None) -> list[Path]:
-    """Removes the temporary files (``.NAME.tmpPID``) that writers killed mid-write left in
-    ``folder``: those whose process is no longer running. A live writer's file is kept.
-
-    Args:
-        folder: where to look (nothing happens if it does not exist).
-        name: only temporaries of this destination file name (default: all).
-
-    Returns:
-        the removed paths.
-    """
-    folder = Path(folder)
-    if not folder.is_dir():
-        return []
-    removed = []
-    for entry in folder.iterdir():
-        m = _TEMPORARY.match(entry.name)
-        if m is None or (name is not None and m["name"] != name) or not entry.is_file():
-            continue
-        if not _pid_alive(int(m["pid"])):
-            entry.unlink(missing_ok=True)
-            removed.append(entry)
-    return removed
-
-
-def is_temporary(name: str) -> bool:
-    """Whether ``name`` is a temporary file name of the atomic writers in this module."""
-    return _TEMPORARY.match(name) is not None
-
-
-def _atomic_write(path: str | os.PathLike, write: Callable[[Any], None], mode: str) -> Path:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = _temporary(path)
-    try:
-        with open(tmp, mode) as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    return path
+_temporary = temporary_path
 
 
 def atomic_save(obj: Any, path: str | os.PathLike) -> None:
     """``torch.save`` to a temporary file in the same folder, fsync, then rename over ``path``:
-    a crash leaves either the old file or the new one, never a partial file."""
-    _atomic_write(path, lambda f: torch.save(obj, f), "wb")
+    a crash leaves either the old file or the new one, never a partial file; a failed write
+    (e.g. a full disk) raises :class:`gnnkit.data.files.FileWriteError` naming ``path`` and
+    leaves no temporary."""
+    atomic_write(path, lambda f: torch.save(obj, f), "wb")
 
 
 def atomic_write_text(text: str, path: str | os.PathLike) -> None:
     """Writes a text file atomically (see :func:`atomic_save`)."""
-    _atomic_write(path, lambda f: f.write(text), "w")
+    atomic_write(path, lambda f: f.write(text), "w")
 
 
 def verify_torch_file(path: str | os.PathLike) -> None:
@@ -182,7 +106,7 @@ def load_verified(path: str | os.PathLike, weights_only: bool = True, map_locati
         return torch.load(path, map_location=map_location, weights_only=weights_only)
     except pickle.UnpicklingError as e:
         if weights_only and "weights only load failed" in str(e).lower():
-            raise UnsafeFileError(path, _unsafe_reason(e)) from None
+            raise UnsafeFileError(path, unsafe_reason(e)) from None
         raise DamagedFileError(path, f"does not load: {type(e).__name__}: {e}") from e
     except Exception as e:  # noqa: BLE001 - any unpickling failure of a checked file means a damaged one
         raise DamagedFileError(path, f"does not load: {type(e).__name__}: {e}") from e
@@ -198,21 +122,15 @@ def previous_checkpoint(path: str | os.PathLike) -> Path:
 def save_checkpoint(obj: Any, path: str | os.PathLike) -> None:
     """Saves ``obj`` atomically at ``path`` and keeps the checkpoint it replaces as
     :func:`previous_checkpoint`. A kill at any point leaves a loadable checkpoint at ``path``
-    or at the previous one (see :func:`load_checkpoint`)."""
+    or at the previous one (see :func:`load_checkpoint`); a failed write (e.g. a full disk)
+    raises :class:`gnnkit.data.files.FileWriteError` naming ``path``, with both kept."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = _temporary(path)
-    try:
-        with open(tmp, "wb") as f:
-            torch.save(obj, f)
-            f.flush()
-            os.fsync(f.fileno())
+
+    def keep_previous() -> None:
         if path.exists():
             os.replace(path, previous_checkpoint(path))
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+
+    atomic_write(path, lambda f: torch.save(obj, f), "wb", before_replace=keep_previous)
 
 
 def load_checkpoint(path: str | os.PathLike, log: Callable[[str], None] | None = None) -> tuple[Any, Path] | None:
@@ -316,6 +234,7 @@ def seed_everything(seed: int) -> None:
 
 __all__ = [
     "DamagedFileError",
+    "FileWriteError",
     "UnsafeFileError",
     "atomic_save",
     "atomic_write_text",

@@ -23,7 +23,6 @@ import io
 import json
 import math
 import numbers
-import os
 import sys
 import time
 from collections.abc import Iterable, Sequence
@@ -37,6 +36,7 @@ import torch.distributed as dist
 from torch import Tensor, nn
 from torch.nn.parallel import DistributedDataParallel
 
+from gnnkit.data.files import atomic_write
 from gnnkit.train.checkpoint import (
     atomic_save,
     atomic_write_text,
@@ -305,11 +305,10 @@ def plot_learning_curve(history: list[dict[str, float]], path: str | Path, title
     if title:
         fig.suptitle(title)
     fig.tight_layout()
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")  # removed by remove_stale_temporaries if killed
-    fig.savefig(tmp, dpi=100, format="png")
-    plt.close(fig)
-    os.replace(tmp, path)
+    try:
+        atomic_write(path, lambda f: fig.savefig(f, dpi=100, format="png"), "wb")
+    finally:
+        plt.close(fig)
 
 
 def fit(

@@ -129,7 +129,7 @@ def _try_lock(lock_path: Path) -> int | None:
 
 
 def _try_lock_excl(lock_path: Path) -> int | None:  # pragma: no cover - only without fcntl
-    from gnnkit.train.checkpoint import _pid_alive
+    from gnnkit.data.files import pid_alive
 
     for _ in range(2):
         try:
@@ -137,7 +137,7 @@ def _try_lock_excl(lock_path: Path) -> int | None:  # pragma: no cover - only wi
         except FileExistsError:
             fields = dict(line.split("=", 1) for line in lock_path.read_text().splitlines() if "=" in line)
             pid = int(fields.get("pid", "0") or 0)
-            if fields.get("host") == socket.gethostname() and pid and not _pid_alive(pid):
+            if fields.get("host") == socket.gethostname() and pid and not pid_alive(pid):
                 lock_path.unlink(missing_ok=True)  # stale: its process is gone
                 continue
             return None

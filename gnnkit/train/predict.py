@@ -35,7 +35,8 @@ from gnnkit.data.molecule import FeaturizerOptions, canonical_smiles
 from gnnkit.data.molecule_io import MoleculeRecord, mol_record, molecule_data, smiles_record
 from gnnkit.data.normalize import TargetNormalizer
 from gnnkit.models import MODELS, build_model
-from gnnkit.train.checkpoint import DamagedFileError, UnsafeFileError, _unsafe_reason, verify_torch_file
+from gnnkit.data.files import UnsafeFileError, unsafe_reason
+from gnnkit.train.checkpoint import DamagedFileError, verify_torch_file
 from gnnkit.train.loop import BEST_MODEL_NAME, model_input, resolve_device
 
 PREDICTOR_KEY = "predictor"
@@ -260,7 +261,7 @@ def load_predictor(checkpoint: str | os.PathLike, device: str = "cpu") -> Predic
     try:
         ck = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:
-        raise UnsafeFileError(path, _unsafe_reason(e)) from None
+        raise UnsafeFileError(path, unsafe_reason(e)) from None
     except Exception as e:  # noqa: BLE001 - a verified file that does not load is damaged
         raise DamagedFileError(path, f"does not load: {type(e).__name__}: {e}") from e
     if not isinstance(ck, dict) or "model" not in ck:
