@@ -5,7 +5,6 @@ import hashlib
 import json
 import math
 import pathlib
-
 import re
 
 import pytest
