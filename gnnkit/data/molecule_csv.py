@@ -179,6 +179,7 @@ def load_molecule_csv(
     hydrogens: bool = True,
     elements: Sequence[str] | None = None,
     seed: int = EMBED_SEED,
+    formal_charge: bool = False,
 ) -> MoleculeCSV:
     """Reads and featurizes the molecules of a CSV file (see the module docstring).
 
@@ -194,6 +195,8 @@ def load_molecule_csv(
         elements: element one-hot set; ``None``: the elements of the usable molecules (H always),
             in order of atomic number.
         seed: ETKDG seed for ``embed``.
+        formal_charge: add each atom's formal charge as an atom feature (see
+            :class:`gnnkit.data.FeaturizerOptions`).
 
     Raises:
         FileNotFoundError: the CSV file does not exist.
@@ -211,7 +214,7 @@ def load_molecule_csv(
     if embed and xyz_column is not None:
         raise ValueError("embed and xyz_column exclude each other: coordinates are either given or embedded")
     geometry: Geometry = "given" if xyz_column is not None else "embedded" if embed else "none"
-    probe = FeaturizerOptions(edges, hydrogens)  # validates edges/hydrogens
+    probe = FeaturizerOptions(edges, hydrogens, formal_charge=formal_charge)  # validates the options
     if probe.needs_coordinates and geometry == "none":
         raise ValueError(f"edges={edges!r} carry distances: give a coordinates column or embed the SMILES "
                          "(else use edges='bonds', the chemical graph)")  # fmt: skip
@@ -256,7 +259,7 @@ def load_molecule_csv(
         table = element_symbols()
         seen = {a.GetSymbol() for _, _, r, _ in parsed for a in r.mol.GetAtoms()} | {"H"}
         elements = tuple(sorted(seen, key=table.__getitem__))
-    options = FeaturizerOptions(edges, hydrogens, tuple(elements))
+    options = FeaturizerOptions(edges, hydrogens, tuple(elements), formal_charge)
     data, smiles_out, rows = [], [], []
     for row, smiles, record, y in parsed:
         try:

@@ -225,3 +225,23 @@ def test_sdf_every_entry_gets_a_record(tmp_path, fault, record_property):
         assert len([m for m in Chem.SDMolSupplier(str(path), removeHs=False)]) < 3  # the reproduction: RDKit's reader
     else:
         assert all(r.ok for r in records)
+
+
+def test_formal_charge_is_an_opt_in_atom_feature(record_property):
+    record_property("reliability", {
+        "area": "featurizer", "case": "`[Fe+2]` and `[Fe+3]`; `[Na+].[Cl-]` and `[Na].[Cl]`",
+        "outcome": "with FeaturizerOptions(formal_charge=True) (train_molecules.py --formal-charge, recorded in the "
+                   "checkpoint) their graphs differ in a last atom-feature column; by default (QM9) the features and "
+                   "cache key are as before"})  # fmt: skip
+    elements = ("H", "Na", "Cl", "Fe")
+    plain, charged = FeaturizerOptions("bonds", elements=elements), FeaturizerOptions("bonds", elements=elements, formal_charge=True)
+    graph = lambda s, o: molecule_data(smiles_record(s, embed=False), o)  # noqa: E731
+    assert torch.equal(graph("[Fe+2]", plain).x, graph("[Fe+3]", plain).x)  # the reproduction: the same graph
+    a, b = graph("[Fe+2]", charged).x, graph("[Fe+3]", charged).x
+    assert a.shape == (1, len(elements) + 9) and a[0, -1] == 2 and b[0, -1] == 3 and torch.equal(a[:, :-1], b[:, :-1])
+    assert graph("[Na+].[Cl-]", charged).x[:, -1].tolist() == [1.0, -1.0]
+    assert graph("[Na].[Cl]", charged).x[:, -1].tolist() == [0.0, 0.0]
+    assert charged.num_atom_features == plain.num_atom_features + 1 == len(elements) + 9
+    assert FeaturizerOptions().key() == "complete_h" and FeaturizerOptions(formal_charge=True).key() == "complete_h_charge"
+    with pytest.raises(TypeError, match="formal_charge"):
+        FeaturizerOptions(formal_charge=1)
