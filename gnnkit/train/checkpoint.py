@@ -163,6 +163,12 @@ def load_checkpoint(path: str | os.PathLike, log: Callable[[str], None] | None =
         except DamagedFileError as e:
             problems.append(e)
             continue
+        except UnsafeFileError as e:
+            if "numpy" in e.reason:  # gnnkit before weights-only checkpoints kept NumPy's RNG state as an array
+                raise UnsafeFileError(candidate, f"{e.reason}. If an older gnnkit wrote it (it kept NumPy's RNG state "
+                                      "as an array), the run cannot be resumed safely: start it afresh with "
+                                      "--overwrite") from None  # fmt: skip
+            raise
         if candidate != path:
             why = f"{problems[0].path} is damaged ({problems[0].reason})" if problems else f"{path} is missing"
             log(f"warning: {why}; resuming from the previous checkpoint {candidate}")

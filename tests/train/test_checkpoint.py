@@ -237,3 +237,20 @@ class _Failing:
 
     def __exit__(self, *exc) -> None:
         self.f.close()
+
+
+def test_checkpoint_of_an_older_gnnkit_is_refused_with_what_to_do(tmp_path, record_property):
+    record_property("reliability", {
+        "area": "checkpoint", "case": "`--resume` of a checkpoint.pt written before checkpoints were weights-only "
+                                      "(NumPy's RNG state as an array)",
+        "outcome": "refused: UnsafeFileError naming the file and the NumPy global, and saying to start afresh with "
+                   "--overwrite (it is not unpickled)"})  # fmt: skip
+    import numpy as np
+
+    from gnnkit.train.checkpoint import UnsafeFileError
+
+    path = tmp_path / "checkpoint.pt"
+    torch.save({**adam_state(), "rng": {"numpy": np.random.get_state(), "torch": torch.get_rng_state()}}, path)
+    with pytest.raises(UnsafeFileError, match=r"numpy.*start it afresh with --overwrite") as err:
+        load_checkpoint(path)
+    assert err.value.path == path
