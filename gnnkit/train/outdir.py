@@ -19,6 +19,7 @@ is stale and the next run simply takes it over. The lock is held until
 from __future__ import annotations
 
 import atexit
+import errno
 import datetime
 import functools
 import os
@@ -259,15 +260,14 @@ def check_out_dir(path: str | os.PathLike, resume: bool = False, overwrite: bool
 
 
 def _probe(folder: Path) -> None:
-    """Creates and removes an empty file in ``folder`` (OSError if it cannot)."""
-    probe = folder / f".gnnkit-write-check.tmp{os.getpid()}"
-    os.close(os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600))
-    probe.unlink()
+    """OSError if this process may not create files in ``folder``: access(2) answers for the
+    permission bits, ACLs and read-only mounts (EROFS) without writing anything."""
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise PermissionError(errno.EACCES, "permission denied or a read-only file system")
 
 
 def _check_writable(path: Path) -> None:
-    """``path``, or its nearest existing parent, accepts new files (checked by creating one, as
-    permission bits say nothing of read-only mounts or ACLs)."""
+    """``path``, or its nearest existing parent, accepts new files."""
     folder = path
     while not folder.exists() and folder != folder.parent:
         folder = folder.parent
