@@ -193,13 +193,6 @@ class Config:
             raise ValueError(f"preset must be one of {tuple(PRESETS)}, got {self.preset!r}")
         if not self.models or len(set(self.models)) != len(self.models):
             raise ValueError(f"models must be a non-empty list without repeats, got {list(self.models)}")
-        for name in self.models:
-            if is_model_spec(name):
-                load_model_spec(name)  # a bad spec fails here, before any data is prepared
-            elif name not in MODELS:
-                raise ValueError(f"unknown model {name!r}: use one of {sorted(MODELS)} or a 'module:Class' spec")
-            elif name == "dimenet++" and dimenet_missing():
-                raise ValueError(f"dimenet++ cannot run here: {dimenet_missing()}")
         if self.seeds < 1 or self.epochs < 1 or self.time_evals < 1 or self.batch_size < 1:
             raise ValueError("seeds, epochs, time_evals and batch_size must be >= 1")
         if not self.budget_seconds > 0:
@@ -210,6 +203,14 @@ class Config:
             raise ValueError(f"widths must be quick/default and schedule constant/plateau, got {self.widths!r}, {self.schedule!r}")
         if self.threads is not None and self.threads < 1:
             raise ValueError(f"threads must be >= 1, got {self.threads}")
+        # Last: a user's module:Class spec is imported (its code runs) only once every other value is good.
+        for name in self.models:
+            if is_model_spec(name):
+                load_model_spec(name)  # a bad spec fails here, before any data is prepared
+            elif name not in MODELS:
+                raise ValueError(f"unknown model {name!r}: use one of {sorted(MODELS)} or a 'module:Class' spec")
+            elif name == "dimenet++" and dimenet_missing():
+                raise ValueError(f"dimenet++ cannot run here: {dimenet_missing()}")
 
 
 def model_config(name: str, widths: str) -> dict[str, Any]:
@@ -584,7 +585,10 @@ def parse_args(argv: list[str] | None = None) -> Config:
             not_run["dimenet++"] = reason
         elif "dimenet++" not in values["models"]:
             not_run["dimenet++"] = f"not in the {preset} preset; add it with --models"
-    return Config(**values, command=shlex.join(["python", "recipes/benchmark.py", *argv]), not_run=not_run)
+    try:
+        return Config(**values, command=shlex.join(["python", "recipes/benchmark.py", *argv]), not_run=not_run)
+    except ValueError as e:  # a usage error (exit 2), not a traceback
+        p.error(str(e))
 
 
 if __name__ == "__main__":
