@@ -9,47 +9,91 @@ A subclass overrides plain methods with fixed signatures; nothing is inferred fr
 
 * ``check_input(x_src, x_dst)``: shape checks of the node features (``forward`` only).
 * ``prepare(graph)``: what the layer precomputes once per graph (normalised weights, degree
-  buckets, ...), returned as a new :class:`Graph`; it also checks the graph suits the layer.
+  buckets, ...), returned as a new :class:`Graph` (operators under the layer's
+  :class:`~gnnkit.nn.graph.OperatorKey`); it also checks the graph suits the layer.
 * ``edge_features(graph)``: the per-edge input of ``message`` (default: the graph's tensor named by
   :attr:`edge_input`), computed once per forward.
 * ``message(x_src, x_dst, edge)``: per-edge messages from the gathered endpoint rows.
 * ``aggregate(messages, graph)``: reduction into the targets (a sorted segment reduction).
 * ``message_and_aggregate(x_src, x_dst, edge, graph)``: the two above fused; override it with a
-  kernel (e.g. :func:`gnnkit.ops.spmm_unchecked`) that never builds the ``E x F`` messages.
+  kernel that never builds the ``E x F`` messages, through the base's primitives
+  :meth:`~MessagePassing.spmm` and :meth:`~MessagePassing.outer_aggregate`.
 * ``update(x_dst, aggregated)``: the new node states.
+
+**Edge and graph state: the graph-network step.** :meth:`MessagePassing.step` is one step of a
+graph network (Battaglia et al. 2018; jraph's ``GraphNetwork``): node states ``x``, edge states
+``edge`` and graph states ``u`` (``[num_graphs, d_u]``) in, the same three out, through three more
+hooks with plain signatures::
+
+    edge' = edge_update(edge, x_src[src], x_dst[dst], u[edge's graph])    (default: edge)
+    m     = message_and_aggregate(x_src, x_dst, edge', graph)             (as above)
+    x'    = node_update(x_dst, m, u[node's graph])                         (default: update(x_dst, m))
+    u'    = graph_update(u, pool(x_dst), pool(edge') or None)              (default: u)
+
+The step is synchronous (every element reads the states of step ``t``), so a graph-level state
+updated from the pooled node states is exactly one more node joined to every node (Gilmer's
+master node, see :class:`gnnkit.nn.MasterNode`); jraph pools the already updated nodes instead.
+Broadcasting and pooling are index operations with the sizes the :class:`Graph` carries (nothing
+syncs). Only the hooks a layer overrides cost anything: without an ``edge_update`` no endpoint row
+is gathered, without a ``graph_update`` nothing is pooled.
+
+:meth:`MessagePassing.propagate` is the node-only fast path: ``update(x_dst,
+message_and_aggregate(...))`` with the edge features fixed for the whole forward. It is what
+``forward`` runs and what a model repeats for tied steps whose edges carry no changing state;
+there, a fused kernel (e.g. the outer-product aggregation of :class:`gnnkit.nn.EdgeNetworkConv`,
+whose edge MLP's hidden layer is computed once per forward) is valid because the edge features
+do not change between steps. A layer whose edges carry a state updated every step runs
+:meth:`step`, and its message sees the new edge state.
 
 ``forward`` is never overridden. It accepts PyG's inputs (``x``, ``edge_index`` with row 0 =
 source, and the layer's per-edge input: a third positional argument is the tensor named by the
 class attribute :attr:`edge_input`, as PyG's ``GCNConv`` takes ``edge_weight`` there and ``NNConv``
 ``edge_attr``), builds and validates the :class:`Graph`, and runs one step. A model that runs
 several steps builds the graph once, calls :meth:`prepare` and :meth:`edge_features` once, and
-repeats :meth:`propagate`: the unchecked step, the same code ``forward`` runs.
+repeats :meth:`propagate` (or :meth:`step`): the unchecked step, the same code ``forward`` runs.
+
+**The explainer contract.** An explainer's edge mask (``explain=True``, ``_edge_mask`` in the
+order of the ``edge_index`` the layer is called with, as PyG's ``torch_geometric.explain`` sets
+it) scales each edge's message, in every layer, once: :meth:`propagate` and :meth:`step` put it on
+the graph (:attr:`Graph.edge_mask`, csr order, sigmoid applied as in PyG), and the base's
+primitives (:meth:`aggregate`, :meth:`spmm`, :meth:`outer_aggregate`) apply it, to fused kernels
+as an edge weight and to precomputed operators through their :attr:`Graph.origin` (an added
+self-loop is not masked, as in PyG). A layer written on these primitives cannot forget it; a layer
+over an operator with no edge correspondence (TDGNN's multi-hop tree) raises one clear error.
 
 PyG interoperation. The class is registered as a ``torch_geometric.nn.MessagePassing`` subclass so
 that PyG's tooling recognises gnnkit layers (``to_hetero`` sums their outputs per destination node
 type; ``torch_geometric.explain`` sets its edge masks on them), but none of PyG's machinery runs:
-``__init__`` is ``nn.Module``'s, and every method PyG's tools call is defined here. An explainer's
-edge mask (``explain=True``, ``_edge_mask`` in the order of the ``edge_index`` the layer is
-called with) scales each edge's message, as in PyG; :meth:`explain_weights` gives it in CSR order.
-Under ``torch.fx`` tracing (``torch.fx.symbolic_trace``, PyG's ``to_hetero``) a layer is recorded
-as one ``call_module`` node, so models built from gnnkit layers trace.
+``__init__`` is ``nn.Module``'s, and every method PyG's tools call is defined here. Under
+``torch.fx`` tracing (``torch.fx.symbolic_trace``, PyG's ``to_hetero``) a layer is recorded as one
+``call_module`` node, so models built from gnnkit layers trace.
 """
 
 from __future__ import annotations
 
-from typing import Any, ClassVar, Literal
+from typing import Any, ClassVar, Literal, NamedTuple
 
 import torch
 from torch import Tensor, nn
 from torch_geometric.nn import MessagePassing as PygMessagePassing
 
-from gnnkit.nn.graph import Graph, adjacency_edges, is_adjacency
-from gnnkit.ops import CSR, segment_unchecked
+from gnnkit.nn.graph import Graph, OperatorKey, adjacency_edges, is_adjacency
+from gnnkit.ops import CSR, outer_aggregate_unchecked, segment_unchecked, spmm_unchecked
 
 Aggr = Literal["sum", "mean", "max", "min"]
 EdgeInput = Literal["edge_attr", "edge_weight", "edge_type"]
 _AGGRS: tuple[str, ...] = ("sum", "mean", "max", "min")
 NodeInput = Tensor | tuple[Tensor, Tensor]
+
+
+class GraphState(NamedTuple):
+    """What :meth:`MessagePassing.step` returns: node states ``x`` ``[N, F]``, edge states
+    ``edge`` (``[E, *]`` in csr order, or ``None``) and graph states ``u`` (``[num_graphs, d_u]``,
+    or ``None``)."""
+
+    x: Tensor
+    edge: Tensor | None
+    u: Tensor | None
 
 
 def fx_proxy(*values: Any) -> torch.fx.Proxy | None:
@@ -123,9 +167,55 @@ class MessagePassing(PygMessagePassing):
         return self.propagate((x_src, x_dst), graph, self.edge_features(graph))
 
     def propagate(self, x: NodeInput, graph: Graph, edge: Tensor | None) -> Tensor:
-        """One step on a prepared graph with precomputed ``edge`` features (no checks)."""
+        """One node-only step on a prepared graph with precomputed ``edge`` features (no checks):
+        the fast path (see the module docstring)."""
         x_src, x_dst = x if isinstance(x, tuple) else (x, x)
-        return self.update(x_dst, self.message_and_aggregate(x_src, x_dst, edge, graph))
+        return self.update(x_dst, self.message_and_aggregate(x_src, x_dst, edge, self.explained(graph)))
+
+    def step(self, x: NodeInput, graph: Graph, edge: Tensor | None, u: Tensor | None = None) -> GraphState:
+        """One graph-network step with node, edge and graph states (see the module docstring).
+
+        Args:
+            x: ``[N, F]`` node states, or a ``(x_src, x_dst)`` pair.
+            graph: a prepared :class:`Graph` (its ``batch``/``edge_graph`` place every node and
+                edge in its graph).
+            edge: ``[E, *]`` edge states in csr order (or the layer's edge features), or ``None``.
+            u: ``[num_graphs, d_u]`` graph states, or ``None``.
+
+        Returns:
+            :class:`GraphState` ``(x', edge', u')``.
+        """
+        x_src, x_dst = x if isinstance(x, tuple) else (x, x)
+        graph = self.explained(graph)
+        cls = type(self)
+        if cls.edge_update is not MessagePassing.edge_update:
+            csr = graph.csr
+            u_edge = graph.broadcast_edges(u) if u is not None else None
+            edge = self.edge_update(edge, x_src.index_select(0, csr.col), x_dst.index_select(0, csr.row), u_edge)
+        aggregated = self.message_and_aggregate(x_src, x_dst, edge, graph)
+        x_new = self.node_update(x_dst, aggregated, graph.broadcast_nodes(u) if u is not None else None)
+        if u is not None and cls.graph_update is not MessagePassing.graph_update:
+            pooled_edges = graph.pool_edges(edge, self.graph_pool) if self.graph_reads_edges and edge is not None else None
+            u = self.graph_update(u, graph.pool_nodes(x_dst, self.graph_pool), pooled_edges)
+        return GraphState(x_new, edge, u)
+
+    # The graph-network hooks; the defaults leave edges and graph states unchanged.
+    graph_pool: ClassVar[Literal["sum", "mean", "max"]] = "sum"  # how graph_update's inputs are pooled
+    graph_reads_edges: ClassVar[bool] = False  # pool the edge states for graph_update (costs E x F)
+
+    def edge_update(self, edge: Tensor | None, x_src: Tensor, x_dst: Tensor, u: Tensor | None) -> Tensor | None:
+        """New edge states ``[E, *]`` (csr order) from the old ones, the gathered endpoint rows and
+        the graph state of each edge's graph (``None`` without graph state)."""
+        return edge
+
+    def node_update(self, x_dst: Tensor, aggregated: Tensor, u: Tensor | None) -> Tensor:
+        """New node states; ``u`` is each node's graph state (``[N, d_u]``) or ``None``."""
+        return self.update(x_dst, aggregated)
+
+    def graph_update(self, u: Tensor, nodes: Tensor, edges: Tensor | None) -> Tensor:
+        """New graph states ``[num_graphs, d_u]`` from the old ones and this step's input node
+        states (and edge states, if :attr:`graph_reads_edges`) pooled per graph."""
+        return u
 
     def check_input(self, x_src: Tensor, x_dst: Tensor) -> None:
         """Raises ``ValueError`` for node features of the wrong shape (default: no check)."""
@@ -143,23 +233,45 @@ class MessagePassing(PygMessagePassing):
         """Per-edge messages ``[E, F]`` from gathered source and target rows (sorted order)."""
         return x_src
 
-    def aggregate(self, messages: Tensor, graph: Graph) -> Tensor:
-        """Reduces the ``[E, F]`` sorted messages into ``[num_dst, F]``."""
-        return segment_unchecked(messages, graph.csr.rowptr, self.aggr)
+    def aggregate(self, messages: Tensor, graph: Graph, reverse: bool = False) -> Tensor:
+        """Reduces the ``[E, F]`` sorted messages into ``[num_dst, F]`` (scaled by the explainer's
+        mask, if any). ``reverse=True``: the messages run against the edges, in the transpose's
+        order (``csr.t_*``), and are reduced into the sources."""
+        csr, mask = graph.csr, graph.edge_mask
+        if mask is not None:
+            mask = mask.index_select(0, csr.t_perm) if reverse else mask
+            messages = messages * mask.to(messages.dtype).view(-1, *([1] * (messages.dim() - 1)))
+        return segment_unchecked(messages, csr.t_rowptr if reverse else csr.rowptr, self.aggr)
 
     def message_and_aggregate(self, x_src: Tensor, x_dst: Tensor, edge: Tensor | None, graph: Graph) -> Tensor:
         """Gathers endpoint features, builds messages and aggregates them. Override with a fused
         kernel where the messages need not exist as an ``E x F`` tensor."""
         csr = graph.csr
         messages = self.message(x_src.index_select(0, csr.col), x_dst.index_select(0, csr.row), edge)
-        return self.aggregate(self.masked(messages, graph), graph)
+        return self.aggregate(messages, graph)
 
-    def masked(self, messages: Tensor, graph: Graph) -> Tensor:
-        """``messages`` (``[E, *]``, CSR order) scaled by the explainer's edge mask, if any."""
-        mask = self.explain_weights(graph)
-        if mask is None:
-            return messages
-        return messages * mask.to(messages.dtype).view(-1, *([1] * (messages.dim() - 1)))
+    def spmm(
+        self, x: Tensor, graph: Graph, weight: Tensor | None = None, key: OperatorKey | None = None,
+        reduce: Literal["sum", "mean", "max"] = "sum",
+    ) -> Tensor:  # fmt: skip
+        """``out[v] = reduce_u w_uv x[u]`` over ``graph`` or its operator ``key`` (weights in that
+        graph's csr order), the explainer's mask folded into the weights: the fused form of
+        messages ``w_uv x_u``. Nothing of size ``E x F`` is built."""
+        op = graph if key is None else graph.operators[key]
+        mask = graph.edge_mask
+        if mask is not None:
+            if key is not None:
+                mask = operator_mask(mask, op, key)
+            mask = mask.to(x.dtype)
+            weight = mask if weight is None else weight * mask
+        return spmm_unchecked(op.csr, x, weight, reduce)
+
+    def outer_aggregate(self, z: Tensor, x_src: Tensor, graph: Graph) -> Tensor:
+        """``S[v] = sum_{e = (w -> v)} z_e ⊗ x_w`` (``[num_dst, K, d]``, :func:`gnnkit.ops.outer_aggregate`)
+        with the explainer's mask folded into ``z``: the fused form of messages linear in ``z_e``."""
+        if graph.edge_mask is not None:
+            z = z * graph.edge_mask.to(z.dtype).unsqueeze(1)
+        return outer_aggregate_unchecked(graph.csr, z, x_src, graph.buckets)
 
     def update(self, x_dst: Tensor, aggregated: Tensor) -> Tensor:
         """New node states from the old target features and the aggregated messages."""
@@ -178,6 +290,13 @@ class MessagePassing(PygMessagePassing):
         if self._apply_sigmoid:
             mask = mask.sigmoid()
         return mask.index_select(0, graph.csr.perm)
+
+    def explained(self, graph: Graph) -> Graph:
+        """``graph`` carrying this layer's explainer mask (:attr:`Graph.edge_mask`) when it is being
+        explained and the graph has none yet (a wrapper's mask reaches the layers inside it)."""
+        if self._explain is not True or graph.edge_mask is not None:
+            return graph
+        return graph.replace(edge_mask=self.explain_weights(graph))
 
     # PyG's base class supplies these with its own machinery; gnnkit layers use nn.Module's.
     @property
@@ -199,6 +318,17 @@ class MessagePassing(PygMessagePassing):
 
     def extra_repr(self) -> str:
         return f"aggr={self.aggr!r}"
+
+
+def operator_mask(mask: Tensor, op: Graph, key: OperatorKey) -> Tensor:
+    """The edge mask (csr order of the graph) in the order of its operator ``op``: each entry takes
+    the mask of the edge it stands for (:attr:`Graph.origin`), an added entry 1."""
+    if op.origin is None:
+        raise ValueError(
+            f"the {key!r} operator's entries are not the graph's edges (they have no origin), so an "
+            "explainer's edge mask has no meaning for a layer that propagates over it"
+        )
+    return torch.where(op.origin >= 0, mask.index_select(0, op.origin.clamp(min=0)), mask.new_ones(()))
 
 
 def as_graph(

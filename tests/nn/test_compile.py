@@ -7,11 +7,10 @@ import torch
 from torch import nn
 
 from gnnkit.nn import (
+    Bidirectional,
     ChebConv,
     DTNNConv,
     DuvenaudConv,
-    InteractionConv,
-    WeaveConv,
     EdgeNetworkConv,
     GatedReadout,
     GCNConv,
@@ -19,16 +18,20 @@ from gnnkit.nn import (
     GINConv,
     Graph,
     GRUMessagePassing,
+    GRUUpdate,
+    homophily_channels,
+    InteractionConv,
     MaxReadout,
     MeanReadout,
     NHConv,
     RelationalConv,
     Set2Set,
     SumReadout,
-    TreeConv,
-    homophily_channels,
+    Towers,
     tree_edges,
     tree_operator,
+    TreeConv,
+    WeaveConv,
 )
 from gnnkit.ops import outer_aggregate_unchecked, scatter_unchecked, segment_unchecked, spmm_unchecked
 
@@ -60,7 +63,7 @@ def _inputs(layer, make_x=lambda n: torch.randn(n, F, requires_grad=True), prep=
 
 def _with_tree(g: Graph) -> Graph:
     ei = torch.stack([g.csr.col, g.csr.row])
-    return g.with_operator("tree", tree_operator(*tree_edges(ei, g.num_nodes, [1, 2], 4), g.num_nodes))
+    return g.with_operator(TreeConv.operator_key, tree_operator(*tree_edges(ei, g.num_nodes, [1, 2], 4), g.num_nodes))
 
 
 LAYERS = {
@@ -79,6 +82,9 @@ LAYERS = {
     "weave_nodes": lambda: (WeaveConv(F, 5, 3), {}),
     "cheb_clenshaw": lambda: (ChebConv(F, 3, K=3), {}),
     "cheb_forward": lambda: (ChebConv(F, 6, K=3, normalization=None), {}),
+    "gru_update": lambda: (GRUUpdate(EdgeNetworkConv(F, 5, hidden=6), F), {}),
+    "towers": lambda: (Towers(lambda c: GGNNConv(c, TYPES), 2, F), {}),
+    "bidirectional": lambda: (Bidirectional(EdgeNetworkConv(F, 5, hidden=6), RelationalConv(F, 3, TYPES)), {}),
 }
 
 

@@ -8,9 +8,9 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch_geometric.nn import Linear
 
-from gnnkit.nn.graph import Graph
+from gnnkit.nn.graph import Graph, OperatorKey
 from gnnkit.nn.message_passing import MessagePassing
-from gnnkit.ops import CSR, spmm_unchecked
+from gnnkit.ops import CSR
 
 
 def with_self_loops(graph: Graph, loop_weight: Tensor, weight: Tensor | None = None) -> tuple[CSR, Tensor, Tensor]:
@@ -70,14 +70,18 @@ def gcn_operator(graph: Graph, add_self_loops: bool = True, normalize: bool = Tr
         dtype = graph.x.dtype
     else:
         dtype = torch.get_default_dtype()
+    origin = torch.arange(csr.num_edges, device=csr.device)  # entry i is the graph's csr edge i
     if add_self_loops:
         ones = torch.ones(csr.num_dst, dtype=dtype, device=csr.device)
-        csr, w, _ = with_self_loops(graph, ones, w)
+        new, w, _ = with_self_loops(graph, ones, w)
+        # with_self_loops lists the graph's edges (csr order) then one loop per node (origin -1).
+        origin = torch.cat([origin, origin.new_full((csr.num_dst,), -1)]).index_select(0, new.perm)
+        csr = new
     elif w is None:
         w = torch.ones(csr.num_edges, dtype=dtype, device=csr.device)
     if normalize:
         w = symmetric_norm(csr, w)
-    return Graph(csr, edge_weight=w)
+    return Graph(csr, edge_weight=w, origin=origin)
 
 
 class GCNConv(MessagePassing):
@@ -124,11 +128,10 @@ class GCNConv(MessagePassing):
         self.reset_parameters()
 
     @property
-    def operator_name(self) -> str:
-        """The key of this layer's normalised graph in :attr:`Graph.operators`."""
-        if self.add_self_loops and self.normalize:
-            return "gcn"
-        return f"gcn(add_self_loops={self.add_self_loops}, normalize={self.normalize})"
+    def operator_key(self) -> OperatorKey:
+        """The key of this layer's normalised graph in :attr:`Graph.operators` (layers with the
+        same settings share one)."""
+        return OperatorKey(GCNConv, (self.add_self_loops, self.normalize))
 
     def reset_parameters(self) -> None:
         self.lin.reset_parameters()  # glorot, as PyG (nothing yet for a lazy in_channels=-1)
@@ -150,7 +153,7 @@ class GCNConv(MessagePassing):
             raise ValueError(f"x must have shape [N, {width if width > 0 else 'F'}], got {tuple(x_src.shape)}")
 
     def prepare(self, graph: Graph) -> Graph:
-        name = self.operator_name
+        name = self.operator_key
         if name in graph.operators:
             return graph
         if self.cached and self._cache is not None:
@@ -166,7 +169,8 @@ class GCNConv(MessagePassing):
         return graph.with_operator(name, op)
 
     def message_and_aggregate(self, x_src: Tensor, x_dst: Tensor, edge: Tensor | None, graph: Graph) -> Tensor:
-        op = graph.operators[self.operator_name]
+        key = self.operator_key
+        op = graph.operators[key]
         # sparse node features (bag-of-words graphs are ~1 % non-zero) take a sparse product
         if x_src.is_sparse:
             if hasattr(self.lin, "_hook"):  # a lazy weight not created yet: create it from x's width
@@ -174,13 +178,8 @@ class GCNConv(MessagePassing):
             h = torch.sparse.mm(x_src, self.lin.weight.t())
         else:
             h = self.lin(x_src)
-        w = op.edge_weight.to(h.dtype)
-        mask = self.explain_weights(graph)
-        if mask is not None:  # as PyG: the normalised message of each edge times its mask, loops unmasked
-            if self.add_self_loops:
-                mask = torch.cat([mask, mask.new_ones(graph.num_nodes)]).index_select(0, op.csr.perm)
-            w = w * mask.to(w.dtype)
-        return spmm_unchecked(op.csr, h, w, "sum")
+        # An explainer's mask scales each edge's normalised message, appended loops unmasked (PyG).
+        return self.spmm(h, graph, op.edge_weight.to(h.dtype), key=key)
 
     def update(self, x_dst: Tensor, aggregated: Tensor) -> Tensor:
         return aggregated + self.bias if self.bias is not None else aggregated

@@ -11,7 +11,6 @@ from torch_geometric.nn.inits import reset
 
 from gnnkit.nn.graph import Graph
 from gnnkit.nn.message_passing import MessagePassing
-from gnnkit.ops import spmm_unchecked
 
 
 class GINConv(MessagePassing):
@@ -31,7 +30,7 @@ class GINConv(MessagePassing):
             self.register_buffer("eps", eps_t)
 
     def message_and_aggregate(self, x_src: Tensor, x_dst: Tensor, edge: Tensor | None, graph: Graph) -> Tensor:
-        return spmm_unchecked(graph.csr, x_src, self.explain_weights(graph))  # neighbours summed, no E x F tensor
+        return self.spmm(x_src, graph)  # neighbours summed, no E x F tensor
 
     def update(self, x_dst: Tensor, aggregated: Tensor) -> Tensor:
         return self.nn((1 + self.eps) * x_dst + aggregated)

@@ -112,7 +112,7 @@ class RelationalConv(MessagePassing):
         r, out = self.num_relations, self.out_channels
         h = (x_src @ self.weight.permute(1, 0, 2).reshape(self.in_channels, r * out)).view(-1, out)
         messages = h.index_select(0, graph.csr.col * r + edge)
-        return self.aggregate(self.masked(messages, graph), graph)
+        return self.aggregate(messages, graph)
 
     def update(self, x_dst: Tensor, aggregated: Tensor) -> Tensor:
         if self.root is not None:
