@@ -241,8 +241,9 @@ class Weave(GraphModel):
 
         M_t = e_vw^t;   U_t = α(W_1 (α(W_0 h_v), m_v));   e_vw^{t+1} = α(W_4 (α(W_2 e_vw^t), α(W_3 (h_v, h_w))))
 
-    ``steps`` :class:`gnnkit.nn.WeaveConv` steps with their own weights, each updating the node
-    and edge states (``h^0 = x``, ``e^0 = edge_attr``; the last step updates nodes only), then
+    ``steps`` :class:`gnnkit.nn.WeaveConv` steps with their own weights, each the base's
+    graph-network step (:meth:`gnnkit.nn.MessagePassing.step`) updating the node and edge states
+    (``h^0 = x``, ``e^0 = edge_attr``; the last step updates nodes only), then
     ``R = f(sum_v h_v^T)`` with ``f = Linear -> ReLU -> Linear`` (Kearnes et al. read out with a
     Gaussian-membership histogram of the atom features instead; Gilmer gives no ``R``).
 
@@ -280,8 +281,8 @@ class Weave(GraphModel):
     def forward(self, data: Any) -> Tensor:
         graph = self.prepare(data)
         h, e = self.node_input(graph), self.convs[0].edge_features(graph)
-        for conv in self.convs:
-            h, e = conv.step(h, graph, e)
+        for conv in self.convs:  # the base's graph-network step: node and edge states from step t
+            h, e, _ = conv.step(h, graph, e)
         return self.head(self.readout(h, graph))
 
 

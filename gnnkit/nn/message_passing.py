@@ -17,7 +17,8 @@ A subclass overrides plain methods with fixed signatures; nothing is inferred fr
 * ``aggregate(messages, graph)``: reduction into the targets (a sorted segment reduction).
 * ``message_and_aggregate(x_src, x_dst, edge, graph)``: the two above fused; override it with a
   kernel that never builds the ``E x F`` messages, through the base's primitives
-  :meth:`~MessagePassing.spmm` and :meth:`~MessagePassing.outer_aggregate`.
+  :meth:`~MessagePassing.spmm`, :meth:`~MessagePassing.outer_aggregate` and
+  :meth:`~MessagePassing.message_count` (or :meth:`~MessagePassing.aggregate` on per-edge terms).
 * ``update(x_dst, aggregated)``: the new node states.
 
 **Edge and graph state: the graph-network step.** :meth:`MessagePassing.step` is one step of a
@@ -30,12 +31,16 @@ hooks with plain signatures::
     x'    = node_update(x_dst, m, u[node's graph])                         (default: update(x_dst, m))
     u'    = graph_update(u, pool(x_dst), pool(edge') or None)              (default: u)
 
-The step is synchronous (every element reads the states of step ``t``), so a graph-level state
-updated from the pooled node states is exactly one more node joined to every node (Gilmer's
-master node, see :class:`gnnkit.nn.MasterNode`); jraph pools the already updated nodes instead.
-Broadcasting and pooling are index operations with the sizes the :class:`Graph` carries (nothing
-syncs). Only the hooks a layer overrides cost anything: without an ``edge_update`` no endpoint row
-is gathered, without a ``graph_update`` nothing is pooled.
+Nodes and graph states are updated synchronously (both read the states of step ``t``), so a
+graph-level state updated from the pooled node states is exactly one more node joined to every
+node (Gilmer's master node, see :class:`gnnkit.nn.MasterNode`); jraph pools the already updated
+nodes instead. The messages read the updated edge states ``edge'``, as in Battaglia et al. 2018's
+GN block and jraph; a layer whose messages read the step's input edge states instead (Kearnes et
+al.'s weave, where every state of step ``t + 1`` is a function of those of step ``t``) sets the
+class attribute :attr:`messages_read_old_edges`. Broadcasting and pooling are index operations
+with the sizes the :class:`Graph` carries (nothing syncs). Only the hooks a layer uses cost
+anything: without an edge update (:attr:`updates_edges`) no endpoint row is gathered, without a
+``graph_update`` nothing is pooled.
 
 :meth:`MessagePassing.propagate` is the node-only fast path: ``update(x_dst,
 message_and_aggregate(...))`` with the edge features fixed for the whole forward. It is what
@@ -56,10 +61,13 @@ repeats :meth:`propagate` (or :meth:`step`): the unchecked step, the same code `
 order of the ``edge_index`` the layer is called with, as PyG's ``torch_geometric.explain`` sets
 it) scales each edge's message, in every layer, once: :meth:`propagate` and :meth:`step` put it on
 the graph (:attr:`Graph.edge_mask`, csr order, sigmoid applied as in PyG), and the base's
-primitives (:meth:`aggregate`, :meth:`spmm`, :meth:`outer_aggregate`) apply it, to fused kernels
-as an edge weight and to precomputed operators through their :attr:`Graph.origin` (an added
-self-loop is not masked, as in PyG). A layer written on these primitives cannot forget it; a layer
-over an operator with no edge correspondence (TDGNN's multi-hop tree) raises one clear error.
+primitives (:meth:`aggregate`, :meth:`spmm`, :meth:`outer_aggregate`, :meth:`message_count`)
+apply it, to fused kernels as an edge weight and to precomputed operators through their
+:attr:`Graph.origin` (an added self-loop is not masked, as in PyG). A layer written on these
+primitives cannot forget it; a layer over an operator with no edge correspondence (TDGNN's
+multi-hop tree) raises one clear error. A filter that applies an operator several times
+(:class:`gnnkit.nn.ChebConv`'s ``T_k(L~)``) is masked at every application, as PyG masks every
+``propagate`` call.
 
 PyG interoperation. The class is registered as a ``torch_geometric.nn.MessagePassing`` subclass so
 that PyG's tooling recognises gnnkit layers (``to_hetero`` sums their outputs per destination node
@@ -188,11 +196,14 @@ class MessagePassing(PygMessagePassing):
         x_src, x_dst = x if isinstance(x, tuple) else (x, x)
         graph = self.explained(graph)
         cls = type(self)
-        if cls.edge_update is not MessagePassing.edge_update:
+        message_edge = edge
+        if self.updates_edges:
             csr = graph.csr
             u_edge = graph.broadcast_edges(u) if u is not None else None
             edge = self.edge_update(edge, x_src.index_select(0, csr.col), x_dst.index_select(0, csr.row), u_edge)
-        aggregated = self.message_and_aggregate(x_src, x_dst, edge, graph)
+            if not self.messages_read_old_edges:
+                message_edge = edge
+        aggregated = self.message_and_aggregate(x_src, x_dst, message_edge, graph)
         x_new = self.node_update(x_dst, aggregated, graph.broadcast_nodes(u) if u is not None else None)
         if u is not None and cls.graph_update is not MessagePassing.graph_update:
             pooled_edges = graph.pool_edges(edge, self.graph_pool) if self.graph_reads_edges and edge is not None else None
@@ -202,6 +213,14 @@ class MessagePassing(PygMessagePassing):
     # The graph-network hooks; the defaults leave edges and graph states unchanged.
     graph_pool: ClassVar[Literal["sum", "mean", "max"]] = "sum"  # how graph_update's inputs are pooled
     graph_reads_edges: ClassVar[bool] = False  # pool the edge states for graph_update (costs E x F)
+    messages_read_old_edges: ClassVar[bool] = False  # message_and_aggregate gets the step's input edge states
+
+    @property
+    def updates_edges(self) -> bool:
+        """Whether :meth:`step` runs :meth:`edge_update` (default: whether the class overrides
+        it). A layer whose edge update is optional per instance (a last step whose edge states
+        nobody reads) returns ``False`` there, and the step gathers no endpoint rows."""
+        return type(self).edge_update is not MessagePassing.edge_update
 
     def edge_update(self, edge: Tensor | None, x_src: Tensor, x_dst: Tensor, u: Tensor | None) -> Tensor | None:
         """New edge states ``[E, *]`` (csr order) from the old ones, the gathered endpoint rows and
@@ -265,6 +284,16 @@ class MessagePassing(PygMessagePassing):
             mask = mask.to(x.dtype)
             weight = mask if weight is None else weight * mask
         return spmm_unchecked(op.csr, x, weight, reduce)
+
+    def message_count(self, graph: Graph, dtype: torch.dtype) -> Tensor:
+        """``[num_dst]``: the messages each target receives, each counted with the explainer's
+        mask (the in-degree when there is none). A fused kernel needs it where every message
+        carries the same constant term, summed without building the messages:
+        ``sum_w mask_vw (W z_vw + b) = W (sum_w mask_vw z_vw) + message_count(v) b``."""
+        csr, mask = graph.csr, graph.edge_mask
+        if mask is None:
+            return csr.degree(dtype)
+        return segment_unchecked(mask.to(dtype).unsqueeze(1), csr.rowptr, "sum").squeeze(1)
 
     def outer_aggregate(self, z: Tensor, x_src: Tensor, graph: Graph) -> Tensor:
         """``S[v] = sum_{e = (w -> v)} z_e ⊗ x_w`` (``[num_dst, K, d]``, :func:`gnnkit.ops.outer_aggregate`)

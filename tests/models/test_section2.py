@@ -51,7 +51,7 @@ def test_weave_updates_node_and_edge_states_every_step():
     for conv in model.convs:
         h_next = conv(h, data.edge_index, e)
         if conv.update_edges:  # e_vw^{t+1} from e^t, h_v^t, h_w^t, in edge_index order here
-            e = conv.edge_update(e, h[src], h[dst])
+            e = conv.edge_update(e, h[src], h[dst], None)
         h = h_next
     torch.testing.assert_close(model(data), model.head(h.sum(0))[None])
     assert [c.update_edges for c in model.convs] == [True, True, False]

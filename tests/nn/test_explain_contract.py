@@ -11,6 +11,9 @@ from torch import nn
 
 from gnnkit.nn import (
     Bidirectional,
+    ChebConv,
+    DTNNConv,
+    DuvenaudConv,
     EdgeNetworkConv,
     GCNConv,
     GGNNConv,
@@ -18,11 +21,13 @@ from gnnkit.nn import (
     Graph,
     GRUMessagePassing,
     GRUUpdate,
+    InteractionConv,
     MasterNode,
     NHConv,
     RelationalConv,
     Towers,
     TreeConv,
+    WeaveConv,
     homophily_channels,
     tree_edges,
     tree_operator,
@@ -63,6 +68,14 @@ LAYERS = {
     "bidirectional": lambda: (Bidirectional(EdgeNetworkConv(F, 5, hidden=6), RelationalConv(F, 3, TYPES)), None),
     "master_node": lambda: (MasterNode(GGNNConv(F, TYPES), F, 3, 2 * F), None),
     "towers": lambda: (Towers(lambda c: GGNNConv(c, TYPES), 2, F), None),
+    # Gilmer's Section 2 layers
+    "duvenaud": lambda: (DuvenaudConv(F, 3, edge_dim=5, max_degree=2), None),
+    "interaction": lambda: (InteractionConv(F, 5, hidden=6), None),
+    "dtnn": lambda: (DTNNConv(F, 5, factors=6), None),
+    "weave": lambda: (WeaveConv(F, 5, 3), None),
+    # one product with L~ (K = 2): affine in the mask; K > 2 multiplies masked products (every
+    # product masked, as PyG masks every propagate: tests/nn/test_section2_layers.py)
+    "cheb": lambda: (ChebConv(F, 3, K=2), None),
 }
 
 
@@ -102,10 +115,11 @@ def test_the_mask_scales_every_layers_messages(name):
         expect = base + sum(m * d for m, d in zip(mask, per_edge))
         torch.testing.assert_close(_aggregated(layer, graph, x, mask), expect)
         # every edge's message moves something, except where the operator gives it weight 0: GCN's
-        # and NHGCN's own self-loops (replaced by the appended, unmasked loop), NHGCN's other channel
+        # and NHGCN's own self-loops (replaced by the appended, unmasked loop), NHGCN's other
+        # channel, the self-loops ChebConv's Laplacian leaves out (as PyG's get_laplacian)
         changed = [bool(d.abs().sum() > 0) for d in per_edge]
         own_loop = (graph.csr.row == graph.csr.col).tolist()
-        if name in ("gcn", "nh"):
+        if name in ("gcn", "nh", "cheb"):
             assert not any(c for c, loop in zip(changed, own_loop) if loop) and any(changed)
         else:
             assert all(changed)

@@ -146,12 +146,18 @@ def test_weave_step_matches_dense_equations():
     h_new = relu(torch.cat([relu(h @ conv.lin0.weight.t() + conv.lin0.bias), m], 1) @ conv.lin1.weight.t() + conv.lin1.bias)
     torch.testing.assert_close(conv(h, ei, e), h_new)
     graph = conv.prepare(Graph.from_edge_index(ei, 9, edge_attr=e))
-    h_step, e_step = conv.step(h, graph, graph.edge_attr)
-    torch.testing.assert_close(h_step, h_new)
+    h_step, e_step, u_step = conv.step(h, graph, graph.edge_attr)  # the base's graph-network step
+    torch.testing.assert_close(h_step, h_new)  # the node update read e^t, not e^{t+1}
     torch.testing.assert_close(e_step, torch.stack(e_new).index_select(0, graph.csr.perm))  # CSR order
+    assert u_step is None
     torch.testing.assert_close(_unfused(conv, h, graph, graph.edge_attr), h_new)
     last = WeaveConv(4, 3, 5, update_edges=False).double()
-    assert last.step(h, graph, graph.edge_attr)[1] is None and not hasattr(last, "lin4")
+    assert not last.updates_edges and not hasattr(last, "lin4")
+    h_last, e_last, _ = last.step(h, graph, graph.edge_attr)  # no edge update: the edges pass through
+    torch.testing.assert_close(h_last, last(h, ei, e))
+    assert e_last is graph.edge_attr
+    with pytest.raises(RuntimeError, match="update_edges=False"):
+        last.edge_update(graph.edge_attr, h, h, None)
 
 
 # --- Defferrard et al. 2016 (Chebyshev) ---------------------------------------------------------
@@ -217,6 +223,29 @@ def test_cheb_explainer_mask_scales_the_edges_entries_and_leaves_the_diagonal():
     conv._edge_mask = torch.zeros(ei.size(1), dtype=D)
     lin = [m.weight for m in conv.lins]
     torch.testing.assert_close(conv(x, ei), x @ (lin[0] - lin[2]).t() + conv.bias)
+
+
+def test_cheb_explainer_mask_scales_every_laplacian_product():
+    """K = 4: the mask scales the edges' entries of L~ in each of the K - 1 products (PyG masks
+    every propagate call), so the output is the dense filter on the masked L~, the degrees (and
+    the diagonal) those of the unmasked graph."""
+    ei, _, x = _random_graph(seed=4)
+    ei = ei[:, ei[0] != ei[1]]
+    w = torch.rand(ei.size(1), dtype=D) + 0.1
+    mask = torch.rand(ei.size(1), dtype=D)
+    conv = ChebConv(4, 3, K=4).double()
+    conv.explain, conv._apply_sigmoid, conv._edge_mask = True, False, mask
+    n = x.size(0)
+    a = torch.zeros(n, n, dtype=D).index_put_((ei[0], ei[1]), w, accumulate=True)
+    a_masked = torch.zeros(n, n, dtype=D).index_put_((ei[0], ei[1]), w * mask, accumulate=True)
+    d = a.sum(1)
+    dis = torch.where(d > 0, d.pow(-0.5), torch.zeros_like(d))
+    lap_t = -(dis[:, None] * a_masked * dis[None, :]).t()  # 2 L / 2 - I, L = I - D^-1/2 A D^-1/2, row = target
+    t_prev, t, out = x, lap_t @ x, x @ conv.lins[0].weight.t()
+    for k in range(1, 4):
+        out = out + t @ conv.lins[k].weight.t()
+        t_prev, t = t, 2 * lap_t @ t - t_prev
+    torch.testing.assert_close(conv(x, ei, w), out + conv.bias)
 
 
 def test_layers_gradcheck_in_float64():
@@ -289,10 +318,13 @@ def test_fused_paths_apply_an_explainer_mask_as_the_base_does(make):
     conv = make().double()
     conv.explain, conv._apply_sigmoid = True, True
     conv._edge_mask = torch.randn(ei.size(1), dtype=D)
-    graph = conv.prepare(Graph.from_edge_index(ei, 9, edge_attr=e))
+    graph = conv.explained(conv.prepare(Graph.from_edge_index(ei, 9, edge_attr=e)))  # what propagate passes down
+    assert graph.edge_mask is not None
     edge = conv.edge_features(graph)
     fused = conv.message_and_aggregate(x, x, edge, graph)
     base = MessagePassing.message_and_aggregate(conv, x, x, edge, graph)
     if isinstance(conv, DuvenaudConv):
         base = conv.per_degree(base, graph)
     torch.testing.assert_close(fused, base)
+    plain = graph.replace(edge_mask=None)
+    assert not torch.allclose(fused, conv.message_and_aggregate(x, x, conv.edge_features(plain), plain))

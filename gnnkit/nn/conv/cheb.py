@@ -10,9 +10,9 @@ import torch
 from torch import Tensor, nn
 from torch_geometric.nn import Linear
 
-from gnnkit.nn.graph import Graph
+from gnnkit.nn.graph import Graph, OperatorKey
 from gnnkit.nn.message_passing import MessagePassing
-from gnnkit.ops import CSR, spmm_unchecked
+from gnnkit.ops import CSR
 
 Normalization = Literal["sym", "rw"] | None
 
@@ -30,7 +30,9 @@ def scaled_laplacian(graph: Graph, normalization: Normalization = "sym", lambda_
 
     Returns:
         A :class:`Graph` over ``E + N`` entries; the first ``E`` (in ``graph.csr`` order, before
-        the operator's own sort) are the edges, the last ``N`` the diagonal.
+        the operator's own sort) are the edges, the last ``N`` the diagonal. Its
+        :attr:`Graph.origin` maps each entry to its edge (-1 for the diagonal), so an explainer's
+        mask scales an edge's entry and leaves the diagonal.
     """
     csr, n, e = graph.csr, graph.csr.num_dst, graph.csr.num_edges
     if normalization not in ("sym", "rw", None):
@@ -59,7 +61,8 @@ def scaled_laplacian(graph: Graph, normalization: Normalization = "sym", lambda_
     entries = entries.masked_fill(entries.isinf(), 0.0) - torch.cat([torch.zeros_like(off), torch.ones_like(diag)])
     nodes = torch.arange(n, device=csr.device)
     op = CSR.from_trusted(torch.cat([csr.col, nodes]), torch.cat([csr.row, nodes]), n, n)
-    return Graph(op, edge_weight=entries.index_select(0, op.perm))
+    origin = torch.cat([torch.arange(e, device=csr.device), nodes.new_full((n,), -1)])
+    return Graph(op, edge_weight=entries.index_select(0, op.perm), origin=origin.index_select(0, op.perm))
 
 
 class ChebConv(MessagePassing):
@@ -76,9 +79,12 @@ class ChebConv(MessagePassing):
     ``lambda_max`` is a constructor argument (one value for every graph) rather than a forward
     argument.
 
-    On the base: :meth:`prepare` stores ``L~`` in the :class:`Graph` (:func:`scaled_laplacian`,
-    shared by every layer of a model); :meth:`message_and_aggregate` runs the recursion with
-    :func:`gnnkit.ops.spmm_unchecked`. When ``out_channels < in_channels`` it maps first and
+    On the base: :meth:`prepare` stores ``L~`` in the :class:`Graph` under :attr:`operator_key`
+    (:func:`scaled_laplacian`, shared by every layer of a model with the same settings);
+    :meth:`message_and_aggregate` runs the recursion with the base's
+    :meth:`~MessagePassing.spmm` over that operator, which applies an explainer's mask to the
+    edges' entries of ``L~`` at every product (the diagonal unmasked), as PyG masks each of its
+    ``propagate`` calls. When ``out_channels < in_channels`` it maps first and
     sums with Clenshaw's recurrence (``b_k = x Θ_k + 2 L~ b_{k+1} - b_{k+2}``, result
     ``x Θ_0 + L~ b_1 - b_2``), so the ``K - 1`` products run on ``out_channels`` columns.
 
@@ -116,9 +122,10 @@ class ChebConv(MessagePassing):
         self.reset_parameters()
 
     @property
-    def operator_name(self) -> str:
-        """The key of ``L~`` in :attr:`Graph.operators`."""
-        return f"cheb(normalization={self.normalization}, lambda_max={self.lambda_max})"
+    def operator_key(self) -> OperatorKey:
+        """The key of ``L~`` in :attr:`Graph.operators` (layers with the same normalisation and
+        ``lambda_max`` share one)."""
+        return OperatorKey(ChebConv, (self.normalization, self.lambda_max))
 
     def reset_parameters(self) -> None:
         for lin in self.lins:
@@ -133,19 +140,17 @@ class ChebConv(MessagePassing):
             raise ValueError(f"x must have shape [N, {self.in_channels}], got {tuple(x_src.shape)}")
 
     def prepare(self, graph: Graph) -> Graph:
-        if self.operator_name in graph.operators:
+        key = self.operator_key
+        if key in graph.operators:
             return graph
-        return graph.with_operator(self.operator_name, scaled_laplacian(graph, self.normalization, self.lambda_max))
+        return graph.with_operator(key, scaled_laplacian(graph, self.normalization, self.lambda_max))
 
     def message_and_aggregate(self, x_src: Tensor, x_dst: Tensor, edge: Tensor | None, graph: Graph) -> Tensor:
-        op = graph.operators[self.operator_name]
-        w = op.edge_weight.to(x_src.dtype)
-        mask = self.explain_weights(graph)
-        if mask is not None:  # each edge's entries of L~ scaled by its mask, the diagonal unmasked
-            w = w * torch.cat([mask.to(w.dtype), mask.new_ones(graph.num_nodes, dtype=w.dtype)]).index_select(0, op.csr.perm)
+        key = self.operator_key
+        w = graph.operators[key].edge_weight.to(x_src.dtype)
 
         def lap(v: Tensor) -> Tensor:
-            return spmm_unchecked(op.csr, v, w, "sum")
+            return self.spmm(v, graph, w, key=key)
 
         if self.K > 1 and 0 < self.out_channels < self.in_channels:  # Clenshaw on the mapped features
             b1, b2 = self.lins[-1](x_src), None

@@ -107,7 +107,7 @@ class DTNNConv(MessagePassing):
     def message_and_aggregate(self, x_src: Tensor, x_dst: Tensor, edge: Tensor, graph: Graph) -> Tensor:
         factor = self.lin_cf(x_src).index_select(0, graph.csr.col)  # W^cf h_w + b_1, per node, then gathered
         messages = torch.tanh(self.lin_fc(factor * edge.to(factor.dtype)))
-        return self.aggregate(self.masked(messages, graph), graph)
+        return self.aggregate(messages, graph)
 
     def update(self, x_dst: Tensor, aggregated: Tensor) -> Tensor:
         return x_dst + aggregated

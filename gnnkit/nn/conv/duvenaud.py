@@ -12,7 +12,6 @@ from torch import Tensor, nn
 
 from gnnkit.nn.graph import Graph
 from gnnkit.nn.message_passing import MessagePassing
-from gnnkit.ops import segment_unchecked, spmm_unchecked
 
 _ACTIVATIONS = {"sigmoid": torch.sigmoid, "relu": F.relu, "tanh": torch.tanh}
 
@@ -33,11 +32,14 @@ class DuvenaudConv(MessagePassing):
     MFConv's self and neighbour weights of each degree are the same matrix (MFConv learns two:
     ``W_1^{deg} h_v + W_2^{deg} sum_w h_w``, with no bond features and no nonlinearity).
 
-    On the base: :meth:`message_and_aggregate` sums the neighbours' states with one sparse product
-    and the bond features with one segment sum (no ``E x F`` tensor), then applies ``H^{deg(v)}``
-    (all degrees' maps in one matmul, each node picking its row: no host sync); :meth:`update`
-    applies ``σ``. (The degree matrix sits in ``message_and_aggregate`` because ``update`` does
-    not see the graph on today's base.)
+    On the base: :meth:`message_and_aggregate` sums the neighbours' states with the base's sparse
+    product and the bond features with its segment sum (:meth:`~MessagePassing.spmm`,
+    :meth:`~MessagePassing.aggregate`: no ``E x F`` tensor, an explainer's mask applied there), then
+    applies ``H^{deg(v)}`` (all degrees' maps in one matmul, each node picking its row: no host
+    sync); :meth:`update` applies ``σ``. The degree matrix sits in ``message_and_aggregate``, not
+    in the update: the base's ``node_update(x_dst, aggregated, u)`` sees node states and the graph
+    state but not the graph, and ``deg(v)`` is the graph's (the number of edges, unmasked: an
+    explainer scales messages, it does not change which matrix a node uses).
 
     Args:
         in_channels: node state size.
@@ -106,15 +108,11 @@ class DuvenaudConv(MessagePassing):
         return x_src if edge is None else torch.cat([x_src, edge.to(x_src.dtype)], dim=-1)
 
     def message_and_aggregate(self, x_src: Tensor, x_dst: Tensor, edge: Tensor | None, graph: Graph) -> Tensor:
-        csr = graph.csr
-        mask = self.explain_weights(graph)
-        m = spmm_unchecked(csr, x_src, None if mask is None else mask.to(x_src.dtype))  # sum_w h_w
+        m = self.spmm(x_src, graph)  # sum_w h_w
         if self.root:
             m = m + x_dst
         if edge is not None:  # sum_w e_vw: the bond block of the concatenated message
-            e = edge.to(m.dtype)
-            e = e if mask is None else e * mask.to(m.dtype).unsqueeze(1)
-            m = torch.cat([m, segment_unchecked(e, csr.rowptr, "sum")], dim=-1)
+            m = torch.cat([m, self.aggregate(edge.to(m.dtype), graph)], dim=-1)
         return self.per_degree(m, graph)
 
     def per_degree(self, m: Tensor, graph: Graph) -> Tensor:

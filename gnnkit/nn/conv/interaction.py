@@ -9,7 +9,6 @@ from torch import Tensor, nn
 
 from gnnkit.nn.graph import Graph
 from gnnkit.nn.message_passing import MessagePassing
-from gnnkit.ops import segment_unchecked
 
 
 class InteractionConv(MessagePassing):
@@ -31,7 +30,9 @@ class InteractionConv(MessagePassing):
     ``W_w h`` once per node and gathers them (``E x hidden`` instead of the ``E x (2C + D)``
     concatenation and its ``E x (2C + D) x hidden`` product), and because ``NN_R``'s last layer is
     linear and the aggregation a sum it reduces the hidden activations first and applies that
-    layer once per node: ``sum_w (W_2 z_vw + b_2) = W_2 (sum_w z_vw) + deg(v) b_2``.
+    layer once per node: ``sum_w (W_2 z_vw + b_2) = W_2 (sum_w z_vw) + deg(v) b_2`` (the base's
+    :meth:`~MessagePassing.aggregate` and :meth:`~MessagePassing.message_count`, which carry an
+    explainer's mask).
     :meth:`message` is the unfused ``NN_R``.
 
     Args:
@@ -97,13 +98,9 @@ class InteractionConv(MessagePassing):
         csr, c = graph.csr, self.channels
         z = self.rel_dst(x_dst[:, :c]).index_select(0, csr.row) + self.rel_src(x_src[:, :c]).index_select(0, csr.col)
         z = F.relu(z + edge.to(z.dtype))
-        mask = self.explain_weights(graph)
-        if mask is None:
-            degree = (csr.rowptr[1:] - csr.rowptr[:-1]).to(z.dtype).unsqueeze(1)
-        else:  # sum_w mask_vw (W_2 z_vw + b_2)
-            mask = mask.to(z.dtype).unsqueeze(1)
-            z, degree = z * mask, segment_unchecked(mask, csr.rowptr, "sum")
-        return F.linear(segment_unchecked(z, csr.rowptr, "sum"), self.rel_out.weight) + degree * self.rel_out.bias
+        # sum_w (W_2 z_vw + b_2) = W_2 sum_w z_vw + count(v) b_2 (an explainer's mask in both terms)
+        count = self.message_count(graph, z.dtype).unsqueeze(1)
+        return F.linear(self.aggregate(z, graph), self.rel_out.weight) + count * self.rel_out.bias
 
     def update(self, x_dst: Tensor, aggregated: Tensor) -> Tensor:
         return self.obj(torch.cat([x_dst, aggregated], dim=-1))

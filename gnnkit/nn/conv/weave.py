@@ -24,11 +24,14 @@ class WeaveConv(MessagePassing):
     the atom-to-pair path is made order-invariant, ``α(W_3 (h_v, h_w)) + α(W_3 (h_w, h_v))``; here
     each directed edge ``w -> v`` keeps its own state.
 
-    On the base: the node step is the base's ``message -> aggregate -> update`` (the message is the
-    edge state itself, so :meth:`message_and_aggregate` is one segment sum with nothing gathered);
-    the edge step is :meth:`edge_update` ``(edge, x_src, x_dst) -> edge'`` on the gathered endpoint
-    rows, and :meth:`step` runs both. (On a base with an edge-state hook, ``edge_update`` is that
-    hook.)
+    On the base: one weave step is the base's graph-network :meth:`~MessagePassing.step`. The node
+    step is ``message -> aggregate -> update`` (the message is the edge state itself, so
+    :meth:`message_and_aggregate` is the base's segment sum with nothing gathered); the edge step
+    is the base's edge hook :meth:`edge_update` ``(edge, x_src, x_dst, u) -> edge'`` on the
+    endpoint rows the base gathers. The messages read the step's input edge states
+    (``messages_read_old_edges = True``), so both updates read step ``t``. With
+    ``update_edges=False`` the layer has no edge update (:attr:`updates_edges` is ``False``):
+    :meth:`step` gathers nothing and returns the edge states unchanged.
 
     Args:
         in_channels: node state size.
@@ -39,10 +42,12 @@ class WeaveConv(MessagePassing):
 
     Shapes:
         x ``[N, in_channels]``, edge_index ``[2, E]``, edge_attr ``[E, edge_dim]`` ->
-        ``[N, out_channels]`` (:meth:`step` also returns ``[E, edge_out_channels]``).
+        ``[N, out_channels]`` (:meth:`~MessagePassing.step` also returns the edge states
+        ``[E, edge_out_channels]``).
     """
 
     edge_input = "edge_attr"
+    messages_read_old_edges = True  # M_t = e^t: the node update reads the edge states of step t
 
     def __init__(self, in_channels: int, edge_dim: int, out_channels: int, edge_out_channels: int | None = None,
                  update_edges: bool = True) -> None:  # fmt: skip
@@ -88,27 +93,23 @@ class WeaveConv(MessagePassing):
         return edge
 
     def message_and_aggregate(self, x_src: Tensor, x_dst: Tensor, edge: Tensor, graph: Graph) -> Tensor:
-        return self.aggregate(self.masked(edge.to(x_src.dtype), graph), graph)  # the messages are the edge states
+        return self.aggregate(edge.to(x_src.dtype), graph)  # the messages are the edge states
 
     def update(self, x_dst: Tensor, aggregated: Tensor) -> Tensor:
         return F.relu(self.lin1(torch.cat([F.relu(self.lin0(x_dst)), aggregated], dim=-1)))
 
-    def edge_update(self, edge: Tensor, x_src: Tensor, x_dst: Tensor) -> Tensor:
+    @property
+    def updates_edges(self) -> bool:
+        """``update_edges``: a last step (``False``) has no edge update, and its step gathers nothing."""
+        return self.update_edges
+
+    def edge_update(self, edge: Tensor, x_src: Tensor, x_dst: Tensor, u: Tensor | None) -> Tensor:
         """``e_vw^{t+1}`` from the edge states and the gathered rows ``x_src = h_w``, ``x_dst = h_v``
-        of every edge ``w -> v``."""
+        of every edge ``w -> v`` (``u``, a graph state, is not read)."""
         if not self.update_edges:
             raise RuntimeError("this WeaveConv was built with update_edges=False")
         pair = F.relu(self.lin3(torch.cat([x_dst, x_src], dim=-1)))
         return F.relu(self.lin4(torch.cat([F.relu(self.lin2(edge)), pair], dim=-1)))
-
-    def step(self, x: Tensor, graph: Graph, edge: Tensor) -> tuple[Tensor, Tensor | None]:
-        """Node and edge states after one step on a prepared graph (edge states in CSR order;
-        ``None`` for the edges when ``update_edges=False``)."""
-        h = self.propagate(x, graph, edge)
-        if not self.update_edges:
-            return h, None
-        csr = graph.csr
-        return h, self.edge_update(edge, x.index_select(0, csr.col), x.index_select(0, csr.row))
 
     def extra_repr(self) -> str:
         return (f"{self.in_channels}, {self.out_channels}, edge_dim={self.edge_dim}, "
