@@ -101,14 +101,14 @@ def test_gru_step_compiles(compiles_like_eager):
 
 
 class _WeaveStep(nn.Module):
-    """A weave step's node and edge updates together (the edge update outside the base's hooks)."""
+    """A weave step's node and edge updates together (the base's step with the edge hook)."""
 
     def __init__(self):
         super().__init__()
         self.conv = WeaveConv(F, 5, 3, 4)
 
     def forward(self, x, graph):
-        h, e = self.conv.step(x, graph, graph.edge_attr)
+        h, e, _ = self.conv.step(x, graph, graph.edge_attr)  # the base's graph-network step
         return h.sum() + e.sum()
 
 
