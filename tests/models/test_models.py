@@ -162,6 +162,10 @@ def test_registry_and_errors():
         build_model("ggnn", IN, 1, edge_dim=3)
     with pytest.raises(ValueError, match="readout"):
         build_model("gcn-graph", IN, 1, readout="set2set")
+    with pytest.raises(ValueError, match="form of the gated readout"):  # Li's eq. 7 is a gated form
+        build_model("ggnn", IN, 1, edge_dim=EDGE, readout="set2set", readout_form="li")
+    with pytest.raises(ValueError, match="form must be"):
+        build_model("ggnn", IN, 1, edge_dim=EDGE, readout_form="jraph")
     with pytest.raises(TypeError, match="PyG Data/Batch with an edge_index"):
         build_model("gcn-graph", IN, 1)(torch.randn(3, IN))
     with pytest.raises(TypeError, match=r"no option\(s\) \['depth'\]; valid options: \['channels'"):
