@@ -19,7 +19,6 @@ from gnnkit.nn import (
     Graph,
     GRUMessagePassing,
     GRUUpdate,
-    homophily_channels,
     InteractionConv,
     MaxReadout,
     MeanReadout,
@@ -28,10 +27,11 @@ from gnnkit.nn import (
     Set2Set,
     SumReadout,
     Towers,
-    tree_edges,
-    tree_operator,
     TreeConv,
     WeaveConv,
+    homophily_channels,
+    tree_edges,
+    tree_operator,
 )
 from gnnkit.ops import outer_aggregate_unchecked, scatter_unchecked, segment_unchecked, spmm_unchecked
 
