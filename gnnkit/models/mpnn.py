@@ -89,7 +89,7 @@ class MPNN(GraphModel):
         if message == "edge_network":
             if edge_dim is None:
                 raise ValueError("message='edge_network' needs edge_dim (the edge feature size)")
-            self.conv: nn.Module = EdgeNetworkConv(channels, edge_dim, hidden=edge_hidden, aggr=aggr)
+            self.conv: nn.Module = EdgeNetworkConv(channels, channels, aggr=aggr, root_weight=False, edge_dim=edge_dim, hidden=edge_hidden)
         else:
             self.num_edge_types = num_bond_types + 1 if num_edge_types is None else num_edge_types
             self.conv = RelationalConv(channels, channels, self.num_edge_types, aggr=aggr)

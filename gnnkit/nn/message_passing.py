@@ -45,11 +45,44 @@ from torch_geometric.nn import MessagePassing as PygMessagePassing
 
 from gnnkit.nn.graph import Graph, adjacency_edges, is_adjacency
 from gnnkit.ops import CSR, segment_unchecked
+from gnnkit.ops._checks import values_checked
 
-Aggr = Literal["sum", "mean", "max", "min"]
+Aggr = Literal["sum", "add", "mean", "max", "min"]
 EdgeInput = Literal["edge_attr", "edge_weight", "edge_type"]
 _AGGRS: tuple[str, ...] = ("sum", "mean", "max", "min")
+_AGGR_ALIASES = {"add": "sum"}  # PyG's name for a sum
+_FLOWS: tuple[str, ...] = ("source_to_target", "target_to_source")
 NodeInput = Tensor | tuple[Tensor, Tensor]
+Size = tuple[int | None, int | None] | list | torch.Size | None
+
+
+def canonical_aggr(aggr: str, allowed: tuple[str, ...] = _AGGRS, layer: str = "the layer") -> str:
+    """``aggr`` with PyG's ``"add"`` read as ``"sum"``; ``ValueError`` unless it is in ``allowed``."""
+    name = _AGGR_ALIASES.get(aggr, aggr) if isinstance(aggr, str) else aggr
+    if name not in allowed:
+        raise ValueError(f"{layer} supports aggr in {allowed + ('add',) if 'sum' in allowed else allowed}, got {aggr!r}")
+    return name
+
+
+class _Absent:
+    """A method of PyG's ``MessagePassing`` that gnnkit layers do not have: reading it raises
+    ``AttributeError`` (so ``hasattr`` is ``False``) with the reason and the alternative."""
+
+    def __init__(self, reason: str) -> None:
+        self.reason = reason
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self.name = name
+
+    def __get__(self, obj: Any, objtype: type | None = None) -> Any:
+        owner = (objtype or type(obj)).__name__
+        raise AttributeError(f"{owner} has no {self.name!r}: {self.reason}")
+
+
+_NO_HOOKS = (
+    "gnnkit layers fuse message and aggregation (no E x F message tensor exists for a hook to see) "
+    "and run no PyG propagate; use nn.Module's register_forward_pre_hook / register_forward_hook"
+)
 
 
 def fx_proxy(*values: Any) -> torch.fx.Proxy | None:
@@ -86,13 +119,36 @@ class MessagePassing(PygMessagePassing):
         x ``[N, F]``, edge_index ``[2, E]``, per-edge input ``[E, *]`` -> ``[N, F']``.
     """
 
-    edge_input: ClassVar[EdgeInput] = "edge_attr"
+    edge_input: ClassVar[EdgeInput | None] = "edge_attr"
+    #: whether ``forward`` takes a static-graph batch ``x [B, N, F]`` (one graph, ``B`` feature sets)
+    static_graph: ClassVar[bool] = False
 
-    def __init__(self, aggr: Aggr = "sum") -> None:
-        if aggr not in _AGGRS:
-            raise ValueError(f"aggr must be one of {_AGGRS}, got {aggr!r}")
+    def __init__(
+        self,
+        aggr: Aggr = "sum",
+        *,
+        flow: str = "source_to_target",
+        node_dim: int = -2,
+        decomposed_layers: int = 1,
+        aggr_kwargs: dict[str, Any] | None = None,
+    ) -> None:
         nn.Module.__init__(self)  # not PyG's __init__: the PyG base is only a marker (see the module docstring)
-        self.aggr = aggr
+        name = type(self).__name__
+        self.aggr = canonical_aggr(aggr, _AGGRS, name)
+        self.aggr_name = aggr  # as the user spelt it (PyG prints "add")
+        if flow not in _FLOWS:
+            raise ValueError(f"flow must be one of {_FLOWS}, got {flow!r}")
+        self.flow = flow
+        # PyG's other base options: what gnnkit cannot honour is refused, not ignored.
+        if node_dim not in (-2, 0):  # nodes are rows of x [N, F] (dim -2 of a static x [B, N, F])
+            raise ValueError(f"{name}: node_dim={node_dim} is not supported (nodes are the rows of x, node_dim=-2)")
+        if decomposed_layers != 1:
+            raise ValueError(
+                f"{name}: decomposed_layers={decomposed_layers} is not supported (gnnkit layers never build the "
+                "E x F message tensor that PyG decomposes to save memory)"
+            )
+        if aggr_kwargs:
+            raise ValueError(f"{name}: aggr_kwargs are not supported (aggr is one of {_AGGRS})")
         self._explain: bool | None = None  # the explain hooks PyG's set_masks / clear_masks write
         self._edge_mask: Tensor | None = None
         self._loop_mask: Tensor | None = None
@@ -100,9 +156,10 @@ class MessagePassing(PygMessagePassing):
 
     def forward(
         self,
-        x: NodeInput,
+        x: NodeInput | None,
         edge_index: Tensor | CSR | Graph | Any,
-        edge_input: Tensor | None = None,
+        edge_input: Tensor | Size = None,
+        size: Size = None,
         *,
         edge_attr: Tensor | None = None,
         edge_weight: Tensor | None = None,
@@ -110,17 +167,101 @@ class MessagePassing(PygMessagePassing):
     ) -> Tensor:
         proxy = fx_proxy(x, edge_index, edge_input, edge_attr, edge_weight, edge_type)
         if proxy is not None:
-            kwargs = {k: v for k, v in (("edge_attr", edge_attr), ("edge_weight", edge_weight), ("edge_type", edge_type)) if v is not None}
+            kwargs = {k: v for k, v in (("edge_attr", edge_attr), ("edge_weight", edge_weight), ("edge_type", edge_type), ("size", size)) if v is not None}
             return record_call(self, proxy, (x, edge_index) + ((edge_input,) if edge_input is not None else ()), kwargs)
-        x_src, x_dst = x if isinstance(x, tuple) else (x, x)
-        self.check_input(x_src, x_dst)
+        name = type(self).__name__
+        if isinstance(edge_input, (tuple, list)):  # PyG's forward(x, edge_index, size) of a layer without edge input
+            if size is not None:
+                raise TypeError("size given twice (positionally and by keyword)")
+            edge_input, size = None, edge_input
         edges = {"edge_attr": edge_attr, "edge_weight": edge_weight, "edge_type": edge_type}
         if edge_input is not None:
+            if self.edge_input is None:
+                raise TypeError(f"{name} takes no per-edge input, got a {type(edge_input).__name__} as third argument")
             if edges[self.edge_input] is not None:
                 raise TypeError(f"{self.edge_input} given twice (positionally and by keyword)")
             edges[self.edge_input] = edge_input
-        graph = self.prepare(as_graph(edge_index, x_src.size(0), x_dst.size(0), x=x_src, edge_input=self.edge_input, **edges))
+        for key, value in edges.items():
+            if value is not None and key != self.edge_input:  # never silently dropped
+                takes = f"takes {self.edge_input}" if self.edge_input else "takes no per-edge input"
+                raise TypeError(f"{name} does not use {key} ({takes})")
+        if isinstance(x, Tensor) and x.dim() == 3 and self.static_graph and not x.is_sparse:
+            return self._forward_static(x, edge_index, edges, size)
+        if isinstance(x, (tuple, list)):
+            if len(x) != 2:
+                raise ValueError(f"x must be a tensor or an (x_src, x_dst) pair, got {len(x)} entries")
+            x_src, x_dst = x
+            if x_src is None:
+                x_src = self.featureless_input()
+        else:
+            x_src = x_dst = self.featureless_input() if x is None else x
+        edge_index = self._apply_flow(edge_index)
+        if self.edge_input is None and is_adjacency(edge_index):
+            values = adjacency_edges(edge_index)[1]
+            if values is not None and values_checked() and not bool((values == 1).all()):
+                raise ValueError(f"adj_t carries edge values other than 1, which {name} does not use (it takes no per-edge input)")
+        num_src, num_dst = self._node_counts(x_src, x_dst, edge_index, size)
+        self.check_input(x_src, x_dst)
+        graph = self.prepare(as_graph(edge_index, num_src, num_dst, x=x_src, edge_input=self.edge_input, **edges))
         return self.propagate((x_src, x_dst), graph, self.edge_features(graph))
+
+    def featureless_input(self) -> Tensor:
+        """The source features used for ``x=None`` (a layer with learned node embeddings, like
+        :class:`gnnkit.nn.RelationalConv`, overrides it; the default refuses)."""
+        raise TypeError(f"{type(self).__name__} needs node features: x is None")
+
+    def _apply_flow(self, edge_index: Any) -> Any:
+        """``edge_index`` read in the direction of :attr:`flow` (PyG's ``"target_to_source"``: row 1
+        sends, row 0 receives)."""
+        if self.flow == "source_to_target":
+            return edge_index
+        if self.flow != "target_to_source":
+            raise ValueError(f"flow must be one of {_FLOWS}, got {self.flow!r}")
+        if not isinstance(edge_index, Tensor) or is_adjacency(edge_index):
+            raise ValueError(
+                "flow='target_to_source' needs an edge_index tensor; a sparse adjacency, CSR or Graph "
+                "already fixes the direction (as in PyG)"
+            )
+        return edge_index.flip(0)
+
+    def _node_counts(self, x_src: Tensor, x_dst: Tensor | None, edge_index: Any, size: Size) -> tuple[int, int]:
+        """``(num_src, num_dst)`` from the features, PyG's ``size`` and the graph argument,
+        which must agree."""
+        num_src, num_dst = x_src.size(0), (x_dst.size(0) if x_dst is not None else None)
+        if size is not None:
+            if len(size) != 2:
+                raise ValueError(f"size must be (num_src, num_dst), got {tuple(size)}")
+            for which, given, have in (("source", size[0], num_src), ("target", size[1], num_dst)):
+                if given is not None and have is not None and int(given) != have:
+                    raise ValueError(f"size={tuple(size)} gives {given} {which} nodes but x has {have}")
+            if num_dst is None and size[1] is not None:
+                num_dst = int(size[1])
+        if num_dst is None:
+            if is_adjacency(edge_index):
+                num_dst = adjacency_edges(edge_index)[2][1]
+            elif isinstance(edge_index, Graph):
+                num_dst = edge_index.csr.num_dst
+            elif isinstance(edge_index, CSR):
+                num_dst = edge_index.num_dst
+            else:
+                raise ValueError("x is an (x_src, None) pair: pass size=(num_src, num_dst) to give the number of targets")
+        return num_src, num_dst
+
+    def _forward_static(self, x: Tensor, edge_index: Any, edges: dict[str, Tensor | None], size: Size) -> Tensor:
+        """PyG's static-graph call ``x [B, N, F]``: ``B`` feature sets on one graph, run as one
+        batch of ``B`` disjoint copies of the graph."""
+        b, n = x.size(0), x.size(1)
+        if not isinstance(edge_index, Tensor) or is_adjacency(edge_index):
+            raise TypeError("a static-graph x [B, N, F] needs an edge_index tensor")
+        if size is not None and tuple(size) not in ((n, n), (None, None), (n, None), (None, n)):
+            raise ValueError(f"size={tuple(size)} does not match x [B, N, F] with N={n}")
+        if edge_index.dim() != 2 or edge_index.size(0) != 2:
+            raise ValueError(f"edge_index must have shape [2, E], got {tuple(edge_index.shape)}")
+        offsets = torch.arange(b, device=edge_index.device, dtype=edge_index.dtype).mul_(n).view(1, b, 1)
+        copies = (edge_index.unsqueeze(1) + offsets).reshape(2, -1)
+        repeated = {k: (v.repeat(b, *([1] * (v.dim() - 1))) if v is not None else None) for k, v in edges.items()}
+        out = self.forward(x.reshape(b * n, x.size(2)), copies, **repeated)
+        return out.view(b, n, *out.shape[1:])
 
     def propagate(self, x: NodeInput, graph: Graph, edge: Tensor | None) -> Tensor:
         """One step on a prepared graph with precomputed ``edge`` features (no checks)."""
@@ -137,7 +278,7 @@ class MessagePassing(PygMessagePassing):
 
     def edge_features(self, graph: Graph) -> Tensor | None:
         """The per-edge tensor ``message`` receives (in CSR order), once per forward."""
-        return getattr(graph, self.edge_input)
+        return getattr(graph, self.edge_input) if self.edge_input is not None else None
 
     def message(self, x_src: Tensor, x_dst: Tensor, edge: Tensor | None) -> Tensor:
         """Per-edge messages ``[E, F]`` from gathered source and target rows (sorted order)."""
@@ -151,7 +292,8 @@ class MessagePassing(PygMessagePassing):
         """Gathers endpoint features, builds messages and aggregates them. Override with a fused
         kernel where the messages need not exist as an ``E x F`` tensor."""
         csr = graph.csr
-        messages = self.message(x_src.index_select(0, csr.col), x_dst.index_select(0, csr.row), edge)
+        x_dst_e = x_dst.index_select(0, csr.row) if x_dst is not None else None
+        messages = self.message(x_src.index_select(0, csr.col), x_dst_e, edge)
         return self.aggregate(self.masked(messages, graph), graph)
 
     def masked(self, messages: Tensor, graph: Graph) -> Tensor:
@@ -195,10 +337,39 @@ class MessagePassing(PygMessagePassing):
         nn.Module.__setstate__(self, state)
 
     def __repr__(self) -> str:
+        """As PyG prints its layers: ``GCNConv(16, 32)`` for a layer with ``in_channels`` and
+        ``out_channels``, else ``nn.Module``'s form; layers whose PyG counterpart prints more
+        override it."""
+        if hasattr(self, "in_channels") and hasattr(self, "out_channels"):
+            return f"{type(self).__name__}({self.in_channels}, {self.out_channels})"
         return nn.Module.__repr__(self)
 
     def extra_repr(self) -> str:
-        return f"aggr={self.aggr!r}"
+        return f"aggr={self.aggr_name!r}"
+
+    def __getattr__(self, name: str) -> Any:
+        # only reached when normal lookup failed: give an absent PyG method's reason
+        absent = next((c.__dict__[name] for c in type(self).__mro__ if name in c.__dict__), None)
+        if isinstance(absent, _Absent):
+            raise AttributeError(f"{type(self).__name__} has no {name!r}: {absent.reason}")
+        return nn.Module.__getattr__(self, name)
+
+    # PyG's hooks and machinery that cannot apply here are absent rather than inherited stubs.
+    register_propagate_forward_pre_hook = _Absent(_NO_HOOKS)
+    register_propagate_forward_hook = _Absent(_NO_HOOKS)
+    register_message_forward_pre_hook = _Absent(_NO_HOOKS)
+    register_message_forward_hook = _Absent(_NO_HOOKS)
+    register_aggregate_forward_pre_hook = _Absent(_NO_HOOKS)
+    register_aggregate_forward_hook = _Absent(_NO_HOOKS)
+    register_message_and_aggregate_forward_pre_hook = _Absent(_NO_HOOKS)
+    register_message_and_aggregate_forward_hook = _Absent(_NO_HOOKS)
+    register_edge_update_forward_pre_hook = _Absent(_NO_HOOKS)
+    register_edge_update_forward_hook = _Absent(_NO_HOOKS)
+    edge_updater = _Absent("gnnkit layers have no separate edge update; compute edge states in the layer")
+    edge_update = _Absent("gnnkit layers have no separate edge update; compute edge states in the layer")
+    decomposed_layers = _Absent("gnnkit layers never build the E x F message tensor that PyG decomposes")
+    jittable = _Absent("gnnkit layers are compiled with torch.compile, not TorchScript")
+    explain_message = _Absent("the explainer's edge mask is applied by the layer itself (explain_weights)")
 
 
 def as_graph(

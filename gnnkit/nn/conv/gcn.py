@@ -3,13 +3,15 @@ Convolutional Networks", ICLR): ``H' = D^-1/2 (A + I) D^-1/2 H W``."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 from torch_geometric.nn import Linear
 
 from gnnkit.nn.graph import Graph
-from gnnkit.nn.message_passing import MessagePassing
+from gnnkit.nn.message_passing import MessagePassing, canonical_aggr
 from gnnkit.ops import CSR, spmm_unchecked
 
 
@@ -55,10 +57,11 @@ def symmetric_norm(csr: CSR, weight: Tensor) -> Tensor:
     return dis.index_select(0, csr.col) * weight * dis.index_select(0, csr.row)
 
 
-def gcn_operator(graph: Graph, add_self_loops: bool = True, normalize: bool = True) -> Graph:
-    """The propagation graph of :class:`GCNConv`: ``D^-1/2 (A + I) D^-1/2`` with ``graph``'s edge
-    weights (1 where it has none). Sync-free: no shape depends on the data. Computed in the dtype
-    of the edge weights, else of the graph's node features, else the default dtype.
+def gcn_operator(graph: Graph, add_self_loops: bool = True, normalize: bool = True, improved: bool = False) -> Graph:
+    """The propagation graph of :class:`GCNConv`: ``D^-1/2 (A + I) D^-1/2`` (``A + 2I`` with
+    ``improved``) with ``graph``'s edge weights (1 where it has none). Sync-free: no shape depends
+    on the data. Computed in the dtype of the edge weights, else of the graph's node features, else
+    the default dtype.
 
     Returns:
         A :class:`Graph` whose ``edge_weight`` holds the normalised weights (``csr`` order).
@@ -71,8 +74,8 @@ def gcn_operator(graph: Graph, add_self_loops: bool = True, normalize: bool = Tr
     else:
         dtype = torch.get_default_dtype()
     if add_self_loops:
-        ones = torch.ones(csr.num_dst, dtype=dtype, device=csr.device)
-        csr, w, _ = with_self_loops(graph, ones, w)
+        loops = torch.full((csr.num_dst,), 2.0 if improved else 1.0, dtype=dtype, device=csr.device)
+        csr, w, _ = with_self_loops(graph, loops, w)
     elif w is None:
         w = torch.ones(csr.num_edges, dtype=dtype, device=csr.device)
     if normalize:
@@ -84,40 +87,69 @@ class GCNConv(MessagePassing):
     """Graph convolution layer (Kipf & Welling 2017), ``x' = Â x W + b`` with
     ``Â = D^-1/2 (A + I) D^-1/2``.
 
-    Numerically equal to ``torch_geometric.nn.GCNConv`` with the same weights (``lin.weight``,
-    ``bias``): the linear map is applied first, then :func:`gnnkit.ops.spmm_unchecked` aggregates
-    over the normalised graph, which :meth:`prepare` stores in the :class:`Graph` (operator
-    ``"gcn"`` for the default settings) so that every layer of a model shares it.
+    Takes ``torch_geometric.nn.GCNConv``'s parameters in its order, with its defaults and meanings,
+    and equals it with the same weights (``lin.weight``, ``bias``): the linear map is applied first,
+    then :func:`gnnkit.ops.spmm_unchecked` aggregates over the normalised graph, which
+    :meth:`prepare` stores in the :class:`Graph` (operator ``"gcn"`` for the default settings) so
+    that every layer of a model shares it.
 
     Args:
         in_channels: input feature size, or -1 to take it from the first input (PyG's lazy
             ``Linear``; the weight is created, glorot-initialised, on the first call).
         out_channels: output feature size.
-        cached: keep the normalised graph of the first graph seen and reuse it (transductive
-            learning on one static graph, PyG's semantics). Call :meth:`reset_cache` to drop it.
-        add_self_loops: add ``I`` before normalising.
-        normalize: apply the symmetric normalisation (else use ``edge_weight`` or 1 as is).
+        improved: use ``A + 2I`` (self-loops of weight 2). One difference from PyG 2.8: there,
+            on an ``edge_index`` without ``edge_weight`` the loops get weight 1 all the same (its
+            ``add_remaining_self_loops`` drops the fill value when there are no weights); here
+            ``improved`` always means ``A + 2I``, as it does in PyG with weights or an ``adj_t``.
+        cached: normalise the first graph seen, keep that and reuse it for every later call,
+            whatever graph is passed (PyG's semantics: transductive learning on one static graph;
+            only a graph with another node count is refused; with ``normalize=False`` nothing is
+            cached, as in PyG). Settable after construction; call
+            :meth:`reset_cache` (or :meth:`reset_parameters`) to drop the cache.
+        add_self_loops: add ``I`` before normalising; ``None`` (the default) means ``normalize``,
+            as in PyG 2.8. Self-loops without normalisation are refused, as in PyG.
+        normalize: apply the symmetric normalisation (else ``edge_weight``, or 1, is used as is).
         bias: learn an additive bias.
+        **kwargs: PyG's base options: ``aggr`` (``"add"``, ``"sum"``, ``"mean"`` or ``"max"``),
+            ``flow`` (``"source_to_target"`` or ``"target_to_source"``, also settable as an
+            attribute); ``node_dim=-2``, ``decomposed_layers=1`` (other values are refused).
+
+    Call as PyG's: ``conv(x, edge_index, edge_weight=None)``, with a sparse ``adj_t`` in place of
+    ``edge_index``, or with a static-graph batch ``x [B, N, F]``. A pair of node features is refused
+    (the normalisation is defined on one node set, as in PyG).
 
     Shapes:
-        x ``[N, in_channels]`` (dense or sparse COO), edge_index ``[2, E]``, edge_weight ``[E]``
-        -> ``[N, out_channels]``.
+        x ``[N, in_channels]`` (dense or sparse COO) or ``[B, N, in_channels]``, edge_index
+        ``[2, E]``, edge_weight ``[E]`` -> ``[N, out_channels]`` (``[B, N, out_channels]``).
     """
 
     edge_input = "edge_weight"
+    static_graph = True
 
     def __init__(
         self,
         in_channels: int,
         out_channels: int,
+        improved: bool = False,
         cached: bool = False,
-        add_self_loops: bool = True,
+        add_self_loops: bool | None = None,
         normalize: bool = True,
         bias: bool = True,
+        **kwargs: Any,
     ) -> None:
-        super().__init__("sum")
+        kwargs.setdefault("aggr", "add")
+        super().__init__(**kwargs)
+        canonical_aggr(self.aggr, ("sum", "mean", "max"), "GCNConv")  # the reductions of spmm
+        if add_self_loops is None:
+            add_self_loops = normalize
+        if add_self_loops and not normalize:
+            raise ValueError(
+                "'GCNConv' does not support adding self-loops to the graph when no on-the-fly "
+                "normalization is applied (pass add_self_loops=False, or normalize=True)"
+            )
         self.in_channels, self.out_channels = in_channels, out_channels
-        self.cached, self.add_self_loops, self.normalize = cached, add_self_loops, normalize
+        self.improved, self.cached = improved, cached
+        self.add_self_loops, self.normalize = add_self_loops, normalize
         self.lin = Linear(in_channels, out_channels, bias=False, weight_initializer="glorot")
         self.bias = nn.Parameter(torch.empty(out_channels)) if bias else None
         self._cache: Graph | None = None
@@ -126,9 +158,9 @@ class GCNConv(MessagePassing):
     @property
     def operator_name(self) -> str:
         """The key of this layer's normalised graph in :attr:`Graph.operators`."""
-        if self.add_self_loops and self.normalize:
+        if self.add_self_loops and self.normalize and not self.improved:
             return "gcn"
-        return f"gcn(add_self_loops={self.add_self_loops}, normalize={self.normalize})"
+        return f"gcn(add_self_loops={self.add_self_loops}, normalize={self.normalize}, improved={self.improved})"
 
     def reset_parameters(self) -> None:
         self.lin.reset_parameters()  # glorot, as PyG (nothing yet for a lazy in_channels=-1)
@@ -153,15 +185,16 @@ class GCNConv(MessagePassing):
         name = self.operator_name
         if name in graph.operators:
             return graph
-        if self.cached and self._cache is not None:
+        caching = self.cached and self.normalize  # as PyG: without normalisation there is nothing to cache
+        if caching and self._cache is not None:
             if self._cache.num_nodes != graph.num_nodes:
                 raise ValueError(
                     f"cached=True: the cached graph has {self._cache.num_nodes} nodes but x has "
                     f"{graph.num_nodes}; call reset_cache() when the graph changes"
                 )
             return graph.with_operator(name, self._cache)
-        op = gcn_operator(graph, self.add_self_loops, self.normalize)
-        if self.cached:
+        op = gcn_operator(graph, self.add_self_loops, self.normalize, self.improved)
+        if caching:
             self._cache = op
         return graph.with_operator(name, op)
 
@@ -180,13 +213,11 @@ class GCNConv(MessagePassing):
             if self.add_self_loops:
                 mask = torch.cat([mask, mask.new_ones(graph.num_nodes)]).index_select(0, op.csr.perm)
             w = w * mask.to(w.dtype)
-        return spmm_unchecked(op.csr, h, w, "sum")
+        return spmm_unchecked(op.csr, h, w, self.aggr)
 
     def update(self, x_dst: Tensor, aggregated: Tensor) -> Tensor:
         return aggregated + self.bias if self.bias is not None else aggregated
 
-    def extra_repr(self) -> str:
-        return f"{self.in_channels}, {self.out_channels}, cached={self.cached}"
 
 
 def feature_dropout(x: Tensor, p: float, training: bool) -> Tensor:
