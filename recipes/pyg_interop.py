@@ -92,7 +92,7 @@ def _pairs() -> dict[str, tuple[Callable[[], nn.Module], Callable[[], nn.Module]
                                      lambda d: (d["x"], d["edge_index"], d["edge_attr"]), lambda d: (d["x"], d["edge_index"], d["edge_attr"])),
         "GGNNConv / GatedGraphConv": (lambda: GatedGraphConv(F, 1), lambda: GGNNConv(F, TYPES),
                                       lambda d: (d["x"], d["edge_index"]), lambda d: (d["x"], d["edge_index"], d["edge_type"])),
-        "RelationalConv / RGCNConv": (lambda: RGCNConv(F, F, TYPES, aggr="add"), lambda: RelationalConv(F, F, TYPES),
+        "RelationalConv / RGCNConv": (lambda: RGCNConv(F, F, TYPES, aggr="add"), lambda: RelationalConv(F, F, TYPES, aggr="add", root_weight=False),
                                       lambda d: (d["x"], d["edge_index"], d["edge_type"]), lambda d: (d["x"], d["edge_index"], d["edge_type"])),
         "GINConv": (lambda: PygGIN(nn.Linear(F, F)), lambda: GINConv(nn.Linear(F, F)),
                     lambda d: (d["x"], d["edge_index"]), lambda d: (d["x"], d["edge_index"])),

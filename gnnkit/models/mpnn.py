@@ -92,7 +92,7 @@ class MPNN(GraphModel):
             self.conv: nn.Module = EdgeNetworkConv(channels, channels, aggr=aggr, root_weight=False, edge_dim=edge_dim, hidden=edge_hidden)
         else:
             self.num_edge_types = num_bond_types + 1 if num_edge_types is None else num_edge_types
-            self.conv = RelationalConv(channels, channels, self.num_edge_types, aggr=aggr)
+            self.conv = RelationalConv(channels, channels, self.num_edge_types, aggr=aggr, root_weight=False, per_relation=False)
         self.gru = nn.GRUCell(channels, channels)
         if readout == "set2set":
             self.readout: nn.Module = Set2Set(channels, set2set_steps)

@@ -87,7 +87,7 @@ READOUTS = {
     "sum": lambda: SumReadout(),
     "mean": lambda: MeanReadout(),
     "max": lambda: MaxReadout(),
-    "set2set": lambda: Set2Set(F, steps=2),
+    "set2set": lambda: Set2Set(F, processing_steps=2),
 }
 
 

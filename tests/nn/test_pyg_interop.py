@@ -131,7 +131,7 @@ def test_fx_symbolic_trace_records_layers_as_calls():
     class WithReadout(nn.Module):
         def __init__(self):
             super().__init__()
-            self.conv, self.pool = gk.GCNConv(5, 4), gk.Set2Set(4, steps=2)
+            self.conv, self.pool = gk.GCNConv(5, 4), gk.Set2Set(4, processing_steps=2)
 
         def forward(self, x, edge_index, batch):
             return self.pool(self.conv(x, edge_index), batch, 2)
@@ -259,7 +259,7 @@ def test_gnnexplainer_masks_reach_the_messages_and_equal_pygs():
 
 
 @pytest.mark.parametrize("make", [lambda: gk.GINConv(nn.Linear(5, 5)), lambda: gk.EdgeNetworkConv(5, 5, root_weight=False, edge_dim=2, hidden=4),
-                                  lambda: gk.RelationalConv(5, 5, 3), lambda: gk.GGNNConv(5, 3)])  # fmt: skip
+                                  lambda: gk.RelationalConv(5, 5, 3, aggr="sum"), lambda: gk.GGNNConv(5, 3)])  # fmt: skip
 def test_edge_mask_scales_each_message(make):
     """With explain on, a mask of 0 on an edge removes exactly that edge's message."""
     x, ei, _ = _graph()
