@@ -57,11 +57,17 @@ def symmetric_norm(csr: CSR, weight: Tensor) -> Tensor:
     return dis.index_select(0, csr.col) * weight * dis.index_select(0, csr.row)
 
 
-def gcn_operator(graph: Graph, add_self_loops: bool = True, normalize: bool = True, improved: bool = False) -> Graph:
+def gcn_operator(
+    graph: Graph, add_self_loops: bool = True, normalize: bool = True, improved: bool = False, exact_edges: bool = False
+) -> Graph:
     """The propagation graph of :class:`GCNConv`: ``D^-1/2 (A + I) D^-1/2`` (``A + 2I`` with
     ``improved``) with ``graph``'s edge weights (1 where it has none). Sync-free: no shape depends
     on the data. Computed in the dtype of the edge weights, else of the graph's node features, else
     the default dtype.
+
+    ``exact_edges`` drops the self-loops that an appended loop replaced (kept as weight-0 edges
+    otherwise, so that no shape depends on the data): a mean or max over the edges must not see
+    them. It costs a host sync.
 
     Returns:
         A :class:`Graph` whose ``edge_weight`` holds the normalised weights (``csr`` order).
@@ -75,7 +81,11 @@ def gcn_operator(graph: Graph, add_self_loops: bool = True, normalize: bool = Tr
         dtype = torch.get_default_dtype()
     if add_self_loops:
         loops = torch.full((csr.num_dst,), 2.0 if improved else 1.0, dtype=dtype, device=csr.device)
-        csr, w, _ = with_self_loops(graph, loops, w)
+        csr, w, appended = with_self_loops(graph, loops, w)
+        if exact_edges:
+            keep = ~((csr.row == csr.col) & ~appended)  # sorted by target still, so w stays aligned
+            csr = CSR.from_trusted(csr.col[keep], csr.row[keep], csr.num_src, csr.num_dst)
+            w = w[keep].index_select(0, csr.perm)
     elif w is None:
         w = torch.ones(csr.num_edges, dtype=dtype, device=csr.device)
     if normalize:
@@ -158,9 +168,10 @@ class GCNConv(MessagePassing):
     @property
     def operator_name(self) -> str:
         """The key of this layer's normalised graph in :attr:`Graph.operators`."""
-        if self.add_self_loops and self.normalize and not self.improved:
+        if self.add_self_loops and self.normalize and not self.improved and self.aggr == "sum":
             return "gcn"
-        return f"gcn(add_self_loops={self.add_self_loops}, normalize={self.normalize}, improved={self.improved})"
+        exact = ", exact_edges=True" if self.aggr != "sum" else ""
+        return f"gcn(add_self_loops={self.add_self_loops}, normalize={self.normalize}, improved={self.improved}{exact})"
 
     def reset_parameters(self) -> None:
         self.lin.reset_parameters()  # glorot, as PyG (nothing yet for a lazy in_channels=-1)
@@ -193,7 +204,7 @@ class GCNConv(MessagePassing):
                     f"{graph.num_nodes}; call reset_cache() when the graph changes"
                 )
             return graph.with_operator(name, self._cache)
-        op = gcn_operator(graph, self.add_self_loops, self.normalize, self.improved)
+        op = gcn_operator(graph, self.add_self_loops, self.normalize, self.improved, exact_edges=self.aggr != "sum")
         if caching:
             self._cache = op
         return graph.with_operator(name, op)
