@@ -21,7 +21,13 @@ A subclass overrides plain methods with fixed signatures; nothing is inferred fr
 ``forward`` is never overridden. It accepts PyG's inputs (``x``, ``edge_index`` with row 0 =
 source, and the layer's per-edge input: a third positional argument is the tensor named by the
 class attribute :attr:`edge_input`, as PyG's ``GCNConv`` takes ``edge_weight`` there and ``NNConv``
-``edge_attr``), builds and validates the :class:`Graph`, and runs one step. A model that runs
+``edge_attr``; a layer without one, ``edge_input = None``, takes ``size`` there, as PyG's
+``GINConv``), builds and validates the :class:`Graph`, and runs one step. Also PyG's: ``size=``
+``(num_src, num_dst)``, ``(x_src, None)`` pairs (``x_dst=None`` reaches :meth:`update`), the
+``flow`` attribute (``"target_to_source"`` reverses ``edge_index``), a static-graph ``x [B, N, F]``
+for layers with :attr:`static_graph` (run as ``B`` disjoint copies of the graph), and ``x=None``
+for layers that define :meth:`featureless_input`. A per-edge tensor other than the layer's
+:attr:`edge_input` raises ``TypeError``: nothing passed is silently dropped. A model that runs
 several steps builds the graph once, calls :meth:`prepare` and :meth:`edge_features` once, and
 repeats :meth:`propagate`: the unchecked step, the same code ``forward`` runs.
 
@@ -140,7 +146,8 @@ class MessagePassing(PygMessagePassing):
             raise ValueError(f"flow must be one of {_FLOWS}, got {flow!r}")
         self.flow = flow
         # PyG's other base options: what gnnkit cannot honour is refused, not ignored.
-        if node_dim not in (-2, 0):  # nodes are rows of x [N, F] (dim -2 of a static x [B, N, F])
+        # nodes are the rows of x [N, F] (0 and -2 alike), and dim -2 of a static-graph x [B, N, F]
+        if node_dim != -2 and (node_dim != 0 or type(self).static_graph):
             raise ValueError(f"{name}: node_dim={node_dim} is not supported (nodes are the rows of x, node_dim=-2)")
         if decomposed_layers != 1:
             raise ValueError(
