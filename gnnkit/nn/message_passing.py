@@ -355,11 +355,15 @@ class MessagePassing(PygMessagePassing):
         return f"aggr={self.aggr_name!r}"
 
     def __getattr__(self, name: str) -> Any:
-        # only reached when normal lookup failed: give an absent PyG method's reason
-        absent = next((c.__dict__[name] for c in type(self).__mro__ if name in c.__dict__), None)
-        if isinstance(absent, _Absent):
-            raise AttributeError(f"{type(self).__name__} has no {name!r}: {absent.reason}")
-        return nn.Module.__getattr__(self, name)
+        # reached for parameters, buffers and submodules (nn.Module's lookup) and for failures:
+        # an absent PyG method then says why it is absent
+        try:
+            return nn.Module.__getattr__(self, name)
+        except AttributeError:
+            absent = next((c.__dict__[name] for c in type(self).__mro__ if name in c.__dict__), None)
+            if isinstance(absent, _Absent):
+                raise AttributeError(f"{type(self).__name__} has no {name!r}: {absent.reason}") from None
+            raise
 
     # PyG's hooks and machinery that cannot apply here are absent rather than inherited stubs.
     register_propagate_forward_pre_hook = _Absent(_NO_HOOKS)
