@@ -33,7 +33,7 @@ from gnnkit.models import build_model
 from gnnkit.models.reference import PygQM9NNConv
 from gnnkit.nn import EdgeNetworkConv, GCNConv, GGNNConv, GINConv, Graph, RelationalConv, Set2Set
 from gnnkit.train.options import add_options, given_options
-from gnnkit.train.outdir import prepare_out_dir
+from gnnkit.train.outdir import prepare_out_dir, releases_out_dirs
 from gnnkit.train.probes import MachineLoad, compile_seconds, git_commit, graph_breaks
 
 F, EDGE_DIM, TYPES = 16, 5, 3
@@ -175,6 +175,7 @@ def markdown(rows: list[dict[str, Any]], meta: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
+@releases_out_dirs
 def main(config: Config) -> list[dict[str, Any]]:
     out = Path(config.out)
     prepare_out_dir(out, outputs=("pyg_interop.md", "pyg_interop.json"))

@@ -35,6 +35,11 @@ GRAPH_CASES = {
     "mpnn-edge-type-gated": {"channels": 8, "message": "edge_type", "readout": "gated", "aggr": "mean"},
     "ggnn": {"channels": 8},
     "gcn-graph": {"hidden": 8},
+    "mpnn-master-node": {"channels": 8, "edge_hidden": 6, "set2set_steps": 2, "master_node": 5},
+    "mpnn-towers": {"channels": 8, "edge_hidden": 6, "set2set_steps": 2, "towers": 2},
+    "mpnn-directed": {"channels": 8, "edge_hidden": 6, "set2set_steps": 2, "directed": True},
+    "ggnn-master-node": {"channels": 8, "master_node": 5},
+    "ggnn-towers": {"channels": 8, "towers": 2},
 }
 NODE_CASES = {
     "gcn": {"hidden": 8},
@@ -46,7 +51,7 @@ NODE_CASES = {
 
 @pytest.mark.parametrize("case", GRAPH_CASES)
 def test_graph_model_compiles(case, compiles_like_eager):
-    name = case.split("-edge")[0]
+    name = case if case in MODELS else case.split("-")[0]
     edge_dim = EDGE if MODELS[name].edge_features else None
     model = build_model(name, IN, 2, edge_dim=edge_dim, **GRAPH_CASES[case]).eval()
     # 11 and 17 atoms: node counts that no feature or hidden size equals (dynamo gives equal sizes

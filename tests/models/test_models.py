@@ -38,6 +38,15 @@ GRAPH_MODELS = [
     ("mpnn", {"message": "edge_type"}),
     ("ggnn", {"channels": 8}),
     ("gcn-graph", {"hidden": 8}),
+    # Gilmer's Section 5 variants: graph state (master node) must not leak between molecules
+    ("mpnn", {"master_node": 5}),
+    ("mpnn", {"towers": 2}),
+    ("mpnn", {"directed": True}),
+    ("mpnn", {"virtual_edges": False}),
+    ("ggnn", {"channels": 8, "master_node": 5}),
+    ("ggnn", {"channels": 8, "towers": 4}),
+    ("ggnn", {"channels": 8, "virtual_edges": False}),
+    ("ggnn", {"channels": 8, "virtual_edges": True}),
 ]
 
 
@@ -87,11 +96,11 @@ def test_node_outputs_equivariant():
 def test_mpnn_computes_edge_network_once_per_forward():
     model = build_model("mpnn", IN, 1, edge_dim=EDGE, channels=8, edge_hidden=6, steps=4)
     calls = []
-    model.conv.edge_mlp.register_forward_hook(lambda *a: calls.append(1))
+    model.conv.layer.edge_mlp.register_forward_hook(lambda *a: calls.append(1))
     out = model(Batch.from_data_list([_molecule(4, 0), _molecule(3, 1)]))
     out.sum().backward()
     assert len(calls) == 1
-    assert model.conv.edge_out.weight.grad is not None and model.gru.weight_hh.grad is not None
+    assert model.conv.layer.edge_out.weight.grad is not None and model.conv.gru.weight_hh.grad is not None
 
 
 def test_mpnn_trains_on_a_tiny_batch():

@@ -7,6 +7,9 @@ import torch
 from torch import nn
 
 from gnnkit.nn import (
+    Bidirectional,
+    GRUUpdate,
+    Towers,
     EdgeNetworkConv,
     GatedReadout,
     GCNConv,
@@ -55,7 +58,7 @@ def _inputs(layer, make_x=lambda n: torch.randn(n, F, requires_grad=True), prep=
 
 def _with_tree(g: Graph) -> Graph:
     ei = torch.stack([g.csr.col, g.csr.row])
-    return g.with_operator("tree", tree_operator(*tree_edges(ei, g.num_nodes, [1, 2], 4), g.num_nodes))
+    return g.with_operator(TreeConv.operator_key, tree_operator(*tree_edges(ei, g.num_nodes, [1, 2], 4), g.num_nodes))
 
 
 LAYERS = {
@@ -68,6 +71,9 @@ LAYERS = {
     "tree_s": lambda: (TreeConv(2), {"prep": _with_tree}),
     "tree_w": lambda: (TreeConv(2, weighted=True), {"prep": _with_tree}),
     "nh": lambda: (NHConv("L"), {"prep": lambda g: homophily_channels(g, torch.arange(g.num_nodes) % 3 > 0)}),
+    "gru_update": lambda: (GRUUpdate(EdgeNetworkConv(F, F, root_weight=False, edge_dim=5, hidden=6), F), {}),
+    "towers": lambda: (Towers(lambda c: GGNNConv(c, TYPES), 2, F), {}),
+    "bidirectional": lambda: (Bidirectional(EdgeNetworkConv(F, F, root_weight=False, edge_dim=5, hidden=6), RelationalConv(F, 3, TYPES)), {}),
 }
 
 

@@ -13,8 +13,7 @@ from torch.nn import init as nn_init
 
 from gnnkit.nn.graph import Graph
 from gnnkit.nn.message_passing import MessagePassing, canonical_aggr
-from gnnkit.ops import DegreeBuckets, outer_aggregate_unchecked, spmm_unchecked
-from gnnkit.ops._backend import uses_triton
+from gnnkit.ops import cpu_buckets
 
 
 class EdgeNetworkConv(MessagePassing):
@@ -147,8 +146,9 @@ class EdgeNetworkConv(MessagePassing):
         if graph.edge_attr is None:
             raise ValueError("EdgeNetworkConv needs edge features: pass edge_attr")
         self._check_edge_attr(graph.edge_attr)
-        if graph.buckets is None and not uses_triton(graph.csr.col) and not torch.compiler.is_compiling():
-            graph = graph.replace(buckets=DegreeBuckets.from_csr(graph.csr))
+        if graph.buckets is None and not torch.compiler.is_compiling():
+            buckets = cpu_buckets(graph.csr)
+            graph = graph if buckets is None else graph.replace(buckets=buckets)
         return graph
 
     def edge_features(self, graph: Graph) -> Tensor:
@@ -159,19 +159,18 @@ class EdgeNetworkConv(MessagePassing):
         csr, z = graph.csr, edge
         dtype = torch.promote_types(z.dtype, x_src.dtype)  # under autocast the edge MLP may give bf16
         z, x_src = z.to(dtype), x_src.to(dtype)
-        mask = self.explain_weights(graph)
-        if mask is not None:  # mask_e A(e) x_w = W2 (mask_e z_e) x_w + b2 (mask_e x_w)
-            z, mask = z * mask.to(dtype).unsqueeze(1), mask.to(dtype)
+        # An explainer's mask scales both terms through the base's primitives:
+        # mask_e A(e) x_w = W2 (mask_e z_e) x_w + b2 (mask_e x_w).
         d, d_out, k = self.channels, self.out_channels, self.hidden
         if self.aggr == "mean":
             # Scale the K-vectors of the edges (E x K work) rather than S (N x K x d).
             inv_deg = 1.0 / csr.degree(z.dtype).clamp(min=1)
             z = z * inv_deg.index_select(0, csr.row).unsqueeze(1)
-        s = outer_aggregate_unchecked(csr, z, x_src, graph.buckets)  # [N, K, d]
+        s = self.outer_aggregate(z, x_src, graph)  # [N, K, d]
         # edge_out.weight row i * d' + o holds A[i, o]; reorder it to act on S's (k, i) layout.
         w = self.edge_out.weight.view(d, d_out, k).permute(1, 2, 0).reshape(d_out, k * d)
         out = F.linear(s.view(s.size(0), k * d), w.to(s.dtype))
-        x_aggr = spmm_unchecked(csr, x_src, mask, self.aggr)
+        x_aggr = self.spmm(x_src, graph, reduce=self.aggr)
         return out + x_aggr @ self.edge_out.bias.view(d, d_out).to(x_aggr.dtype)
 
     def update(self, x_dst: Tensor | None, aggregated: Tensor) -> Tensor:

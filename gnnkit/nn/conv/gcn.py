@@ -10,9 +10,9 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch_geometric.nn import Linear
 
-from gnnkit.nn.graph import Graph
+from gnnkit.nn.graph import Graph, OperatorKey
 from gnnkit.nn.message_passing import MessagePassing, canonical_aggr
-from gnnkit.ops import CSR, spmm_unchecked
+from gnnkit.ops import CSR
 
 
 def with_self_loops(graph: Graph, loop_weight: Tensor, weight: Tensor | None = None) -> tuple[CSR, Tensor, Tensor]:
@@ -79,18 +79,23 @@ def gcn_operator(
         dtype = graph.x.dtype
     else:
         dtype = torch.get_default_dtype()
+    origin = torch.arange(csr.num_edges, device=csr.device)  # entry i is the graph's csr edge i
     if add_self_loops:
         loops = torch.full((csr.num_dst,), 2.0 if improved else 1.0, dtype=dtype, device=csr.device)
-        csr, w, appended = with_self_loops(graph, loops, w)
+        new, w, appended = with_self_loops(graph, loops, w)
+        # with_self_loops lists the graph's edges (csr order) then one loop per node (origin -1).
+        origin = torch.cat([origin, origin.new_full((csr.num_dst,), -1)]).index_select(0, new.perm)
+        csr = new
         if exact_edges:
             keep = ~((csr.row == csr.col) & ~appended)  # sorted by target still, so w stays aligned
             csr = CSR.from_trusted(csr.col[keep], csr.row[keep], csr.num_src, csr.num_dst)
             w = w[keep].index_select(0, csr.perm)
+            origin = origin[keep].index_select(0, csr.perm)
     elif w is None:
         w = torch.ones(csr.num_edges, dtype=dtype, device=csr.device)
     if normalize:
         w = symmetric_norm(csr, w)
-    return Graph(csr, edge_weight=w)
+    return Graph(csr, edge_weight=w, origin=origin)
 
 
 class GCNConv(MessagePassing):
@@ -100,8 +105,9 @@ class GCNConv(MessagePassing):
     Takes ``torch_geometric.nn.GCNConv``'s parameters in its order, with its defaults and meanings,
     and equals it with the same weights (``lin.weight``, ``bias``): the linear map is applied first,
     then :func:`gnnkit.ops.spmm_unchecked` aggregates over the normalised graph, which
-    :meth:`prepare` stores in the :class:`Graph` (operator ``"gcn"`` for the default settings) so
-    that every layer of a model shares it.
+    :meth:`prepare` stores in the :class:`Graph` under :attr:`operator_key` so that every layer of a
+    model with the same settings shares it. Nothing is kept on the module between calls unless
+    ``cached=True``.
 
     Args:
         in_channels: input feature size, or -1 to take it from the first input (PyG's lazy
@@ -115,7 +121,9 @@ class GCNConv(MessagePassing):
             whatever graph is passed (PyG's semantics: transductive learning on one static graph;
             only a graph with another node count is refused; with ``normalize=False`` nothing is
             cached, as in PyG). Settable after construction; call
-            :meth:`reset_cache` (or :meth:`reset_parameters`) to drop the cache.
+            :meth:`reset_cache` (or :meth:`reset_parameters`) to drop the cache. The cache is kept
+            with its :attr:`operator_key`: a setting changed later rebuilds it, and
+            ``cached=False`` keeps nothing on the module.
         add_self_loops: add ``I`` before normalising; ``None`` (the default) means ``normalize``,
             as in PyG 2.8. Self-loops without normalisation are refused, as in PyG.
         normalize: apply the symmetric normalisation (else ``edge_weight``, or 1, is used as is).
@@ -162,16 +170,19 @@ class GCNConv(MessagePassing):
         self.add_self_loops, self.normalize = add_self_loops, normalize
         self.lin = Linear(in_channels, out_channels, bias=False, weight_initializer="glorot")
         self.bias = nn.Parameter(torch.empty(out_channels)) if bias else None
-        self._cache: Graph | None = None
+        self._cache: tuple[OperatorKey, Graph] | None = None  # (key, operator) with cached=True only
         self.reset_parameters()
 
     @property
-    def operator_name(self) -> str:
-        """The key of this layer's normalised graph in :attr:`Graph.operators`."""
-        if self.add_self_loops and self.normalize and not self.improved and self.aggr == "sum":
-            return "gcn"
-        exact = ", exact_edges=True" if self.aggr != "sum" else ""
-        return f"gcn(add_self_loops={self.add_self_loops}, normalize={self.normalize}, improved={self.improved}{exact})"
+    def operator_key(self) -> OperatorKey:
+        """The key of this layer's normalised graph in :attr:`Graph.operators`: every setting the
+        operator depends on, so layers share one exactly when their settings agree (a mean or max
+        aggregation needs the replaced self-loops dropped, ``exact_edges``)."""
+        return OperatorKey(
+            GCNConv,
+            (("add_self_loops", self.add_self_loops), ("normalize", self.normalize),
+             ("improved", self.improved), ("exact_edges", self.aggr != "sum")),
+        )  # fmt: skip
 
     def reset_parameters(self) -> None:
         self.lin.reset_parameters()  # glorot, as PyG (nothing yet for a lazy in_channels=-1)
@@ -193,24 +204,32 @@ class GCNConv(MessagePassing):
             raise ValueError(f"x must have shape [N, {width if width > 0 else 'F'}], got {tuple(x_src.shape)}")
 
     def prepare(self, graph: Graph) -> Graph:
-        name = self.operator_name
-        if name in graph.operators:
+        key = self.operator_key
+        if key in graph.operators:
             return graph
+        # The only state kept on the module, and only with cached=True (PyG's meaning: the first
+        # graph's operator serves every later call). It is kept with its key, so changing a setting
+        # (improved, aggr, ...) never reuses an operator built for others.
         caching = self.cached and self.normalize  # as PyG: without normalisation there is nothing to cache
-        if caching and self._cache is not None:
-            if self._cache.num_nodes != graph.num_nodes:
+        if not caching:
+            if self._cache is not None:  # cached was switched off: keep nothing
+                self._cache = None
+        elif self._cache is not None and self._cache[0] == key:
+            op = self._cache[1]
+            if op.num_nodes != graph.num_nodes:
                 raise ValueError(
-                    f"cached=True: the cached graph has {self._cache.num_nodes} nodes but x has "
+                    f"cached=True: the cached graph has {op.num_nodes} nodes but x has "
                     f"{graph.num_nodes}; call reset_cache() when the graph changes"
                 )
-            return graph.with_operator(name, self._cache)
+            return graph.with_operator(key, op)
         op = gcn_operator(graph, self.add_self_loops, self.normalize, self.improved, exact_edges=self.aggr != "sum")
         if caching:
-            self._cache = op
-        return graph.with_operator(name, op)
+            self._cache = (key, op)
+        return graph.with_operator(key, op)
 
     def message_and_aggregate(self, x_src: Tensor, x_dst: Tensor, edge: Tensor | None, graph: Graph) -> Tensor:
-        op = graph.operators[self.operator_name]
+        key = self.operator_key
+        op = graph.operators[key]
         # sparse node features (bag-of-words graphs are ~1 % non-zero) take a sparse product
         if x_src.is_sparse:
             if hasattr(self.lin, "_hook"):  # a lazy weight not created yet: create it from x's width
@@ -218,13 +237,8 @@ class GCNConv(MessagePassing):
             h = torch.sparse.mm(x_src, self.lin.weight.t())
         else:
             h = self.lin(x_src)
-        w = op.edge_weight.to(h.dtype)
-        mask = self.explain_weights(graph)
-        if mask is not None:  # as PyG: the normalised message of each edge times its mask, loops unmasked
-            if self.add_self_loops:
-                mask = torch.cat([mask, mask.new_ones(graph.num_nodes)]).index_select(0, op.csr.perm)
-            w = w * mask.to(w.dtype)
-        return spmm_unchecked(op.csr, h, w, self.aggr)
+        # An explainer's mask scales each edge's normalised message, appended loops unmasked (PyG).
+        return self.spmm(h, graph, op.edge_weight.to(h.dtype), key=key, reduce=self.aggr)
 
     def update(self, x_dst: Tensor, aggregated: Tensor) -> Tensor:
         return aggregated + self.bias if self.bias is not None else aggregated

@@ -12,7 +12,6 @@ from torch import Tensor, nn
 
 from gnnkit.nn.graph import Graph
 from gnnkit.nn.message_passing import MessagePassing, canonical_aggr
-from gnnkit.ops import segment_unchecked
 
 
 def check_edge_types(graph: Graph, num_edge_types: int, layer: str) -> None:
@@ -27,17 +26,12 @@ def check_edge_types(graph: Graph, num_edge_types: int, layer: str) -> None:
         )
 
 
-def _typed_sum(
-    h: Tensor, weight: Tensor, src: Tensor, etype: Tensor, rowptr: Tensor, aggr: str, mask: Tensor | None = None
-) -> Tensor:
-    """``out[v] = AGG_{e in segment v} mask[e] weight[etype[e]] @ h[src[e]]``: every node is mapped by
-    every type once (``N x T x d'``), then rows are gathered per edge (``E x d'``, like any message)."""
+def typed_messages(h: Tensor, weight: Tensor, src: Tensor, etype: Tensor) -> Tensor:
+    """``weight[etype[e]] @ h[src[e]]`` for every edge ``e``: every node is mapped by every type once
+    (``N x T x d'``), then rows are gathered per edge (``E x d'``, like any message)."""
     num_types, d_out, d_in = weight.shape
     mapped = (h @ weight.reshape(num_types * d_out, d_in).t()).view(h.size(0) * num_types, d_out)
-    messages = mapped.index_select(0, src * num_types + etype)
-    if mask is not None:
-        messages = messages * mask.to(messages.dtype).unsqueeze(1)
-    return segment_unchecked(messages, rowptr, aggr)
+    return mapped.index_select(0, src * num_types + etype)
 
 
 class LiGRUCell(nn.Module):
@@ -139,10 +133,9 @@ class GGNNConv(MessagePassing):
 
     def message_and_aggregate(self, x_src: Tensor, x_dst: Tensor, edge: Tensor | None, graph: Graph) -> Tensor:
         csr, etype = graph.csr, edge
-        mask = self.explain_weights(graph)  # an explainer's edge mask scales both directions' message
-        mask_t = mask.index_select(0, csr.t_perm) if mask is not None else None
-        a_in = _typed_sum(x_src, self.weight_in, csr.col, etype, csr.rowptr, self.aggr, mask)
-        a_out = _typed_sum(x_src, self.weight_out, csr.t_col, etype.index_select(0, csr.t_perm), csr.t_rowptr, self.aggr, mask_t)
+        a_in = self.aggregate(typed_messages(x_src, self.weight_in, csr.col, etype), graph)
+        out_messages = typed_messages(x_src, self.weight_out, csr.t_col, etype.index_select(0, csr.t_perm))
+        a_out = self.aggregate(out_messages, graph, reverse=True)  # along the outgoing edges
         return torch.cat([a_in, a_out], dim=-1) + self.bias
 
     def update(self, x_dst: Tensor, aggregated: Tensor) -> Tensor:

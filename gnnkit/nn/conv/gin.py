@@ -13,7 +13,6 @@ from torch_geometric.nn.inits import reset
 
 from gnnkit.nn.graph import Graph
 from gnnkit.nn.message_passing import MessagePassing, canonical_aggr
-from gnnkit.ops import spmm_unchecked
 
 
 class GINConv(MessagePassing):
@@ -58,8 +57,8 @@ class GINConv(MessagePassing):
             raise ValueError(f"x_src and x_dst must have the same width, got {x_src.size(1)} and {x_dst.size(1)}")
 
     def message_and_aggregate(self, x_src: Tensor, x_dst: Tensor | None, edge: Tensor | None, graph: Graph) -> Tensor:
-        # neighbours reduced in one fused sparse product, no E x F tensor
-        return spmm_unchecked(graph.csr, x_src, self.explain_weights(graph), self.aggr)
+        # neighbours reduced in one fused sparse product (the base's, explainer mask included), no E x F tensor
+        return self.spmm(x_src, graph, reduce=self.aggr)
 
     def update(self, x_dst: Tensor | None, aggregated: Tensor) -> Tensor:
         if x_dst is None:  # an (x_src, None) pair: no root term, as in PyG

@@ -18,7 +18,6 @@ from torch import Tensor, nn
 from gnnkit.nn.conv.ggnn import check_edge_types
 from gnnkit.nn.graph import Graph
 from gnnkit.nn.message_passing import Aggr, MessagePassing
-from gnnkit.ops import scatter_unchecked
 from gnnkit.ops._checks import values_checked
 
 
@@ -190,26 +189,28 @@ class RelationalConv(MessagePassing):
         return graph
 
     def message_and_aggregate(self, x_src: Tensor, x_dst: Tensor | None, edge: Tensor | None, graph: Graph) -> Tensor:
+        # Every reduction is the base's aggregate, so an explainer's mask scales each edge's message
+        # on every path (one reduction, per relation, featureless).
         r, out, csr = self.num_relations, self.out_channels, graph.csr
         w = self.relation_weights()
         one_reduction = self.aggr == "sum" or not self.per_relation
         src_key = csr.col * r + edge  # row (source, relation) of a per-node, per-relation table
+        dst_key = csr.row * r + edge  # group (target, relation) of a reduction per relation
         if not x_src.is_floating_point():
             # node indices: W_r[x_u] are the (learned) features of source u under relation r
             table = w.index_select(1, x_src.long()).transpose(0, 1).reshape(-1, out)
-            messages = self.masked(table.index_select(0, src_key), graph)
+            messages = table.index_select(0, src_key)
             if one_reduction:
                 return self.aggregate(messages, graph)
-            per_rel = scatter_unchecked(messages, csr.row * r + edge, csr.num_dst * r, self.aggr)
+            per_rel = self.aggregate(messages, graph, group=dst_key, num_groups=csr.num_dst * r)
             return per_rel.view(csr.num_dst, r, out).sum(1)
         if one_reduction:
             # Transform every node once per relation, then each edge picks its (source, type) row:
             # cheaper than a per-edge matmul whenever E > N, as on grids (E ~ R * N).
             h = (x_src @ w.permute(1, 0, 2).reshape(self.in_src, r * out)).view(-1, out)
-            return self.aggregate(self.masked(h.index_select(0, src_key), graph), graph)
-        # PyG's order for mean/max/min: reduce each relation's source features, then transform.
-        x_e = self.masked(x_src.index_select(0, csr.col), graph)
-        per_rel = scatter_unchecked(x_e, csr.row * r + edge, csr.num_dst * r, self.aggr)
+            return self.aggregate(h.index_select(0, src_key), graph)
+        # PyG's order for mean/max/min: reduce each relation's source features (the messages), then transform.
+        per_rel = self.aggregate(x_src.index_select(0, csr.col), graph, group=dst_key, num_groups=csr.num_dst * r)
         return per_rel.view(csr.num_dst, r * self.in_src) @ w.reshape(r * self.in_src, out)
 
     def update(self, x_dst: Tensor | None, aggregated: Tensor) -> Tensor:
