@@ -88,11 +88,11 @@ def _pairs() -> dict[str, tuple[Callable[[], nn.Module], Callable[[], nn.Module]
     return {
         "GCNConv": (lambda: PygGCN(F, F), lambda: GCNConv(F, F),
                     lambda d: (d["x"], d["edge_index"]), lambda d: (d["x"], d["edge_index"])),
-        "EdgeNetworkConv / NNConv": (lambda: NNConv(F, F, edge_mlp(), aggr="mean"), lambda: EdgeNetworkConv(F, EDGE_DIM, hidden=32, aggr="mean"),
+        "EdgeNetworkConv / NNConv": (lambda: NNConv(F, F, edge_mlp(), aggr="mean"), lambda: EdgeNetworkConv(F, F, aggr="mean", root_weight=False, edge_dim=EDGE_DIM, hidden=32),
                                      lambda d: (d["x"], d["edge_index"], d["edge_attr"]), lambda d: (d["x"], d["edge_index"], d["edge_attr"])),
         "GGNNConv / GatedGraphConv": (lambda: GatedGraphConv(F, 1), lambda: GGNNConv(F, TYPES),
                                       lambda d: (d["x"], d["edge_index"]), lambda d: (d["x"], d["edge_index"], d["edge_type"])),
-        "RelationalConv / RGCNConv": (lambda: RGCNConv(F, F, TYPES, aggr="add"), lambda: RelationalConv(F, F, TYPES),
+        "RelationalConv / RGCNConv": (lambda: RGCNConv(F, F, TYPES, aggr="add"), lambda: RelationalConv(F, F, TYPES, aggr="add", root_weight=False),
                                       lambda d: (d["x"], d["edge_index"], d["edge_type"]), lambda d: (d["x"], d["edge_index"], d["edge_type"])),
         "GINConv": (lambda: PygGIN(nn.Linear(F, F)), lambda: GINConv(nn.Linear(F, F)),
                     lambda d: (d["x"], d["edge_index"]), lambda d: (d["x"], d["edge_index"])),

@@ -132,8 +132,9 @@ class MPNN(GraphModel):
 
         def message_function(c: int) -> MessagePassing:
             if message == "edge_network":
-                return EdgeNetworkConv(c, edge_dim, hidden=edge_hidden, aggr=aggr)
-            return RelationalConv(c, c, self.num_edge_types, aggr=aggr)
+                return EdgeNetworkConv(c, c, aggr=aggr, root_weight=False, edge_dim=edge_dim, hidden=edge_hidden)
+            # Gilmer's edge-type message: one reduction over all incoming W_r h_w (not RGCN's per relation)
+            return RelationalConv(c, c, self.num_edge_types, aggr=aggr, root_weight=False, per_relation=False)
 
         def step_layer(c: int) -> GRUUpdate:  # M_t and U_t of one step (one tower)
             if directed:

@@ -43,10 +43,34 @@ def _check_layer(layer: object) -> MessagePassing:
     return layer
 
 
+def _inner_flow(*layers: MessagePassing) -> str:
+    """The ``flow`` of the layers a wrapper runs (it reads ``edge_index`` for them, so they must
+    agree; a wrapper's forward applies it)."""
+    flows = {layer.flow for layer in layers}
+    if len(flows) != 1:
+        raise ValueError(f"the layers inside a wrapper must have one flow, got {sorted(flows)}")
+    return flows.pop()
+
+
+def _edge_inputs(*layers: MessagePassing) -> tuple[str, ...]:
+    return tuple(dict.fromkeys(name for layer in layers for name in layer.edge_inputs))
+
+
 class _Wrapper(MessagePassing):
-    """A layer around ``self.layer``: its per-graph work and checks are the inner layer's."""
+    """A layer around ``self.layer``: its per-graph work, checks and per-edge input are the inner
+    layer's (``forward``'s third argument is the inner layer's :attr:`edge_input`), and it reads
+    ``edge_index`` in the inner layer's ``flow``."""
 
     layer: MessagePassing
+
+    def _wrap(self, layer: MessagePassing) -> None:
+        self.layer = layer
+        self.edge_input = layer.edge_input  # type: ignore[misc]  # per instance: the inner layer's
+        self.flow = _inner_flow(layer)
+
+    @property
+    def edge_inputs(self) -> tuple[str, ...]:
+        return self.layer.edge_inputs
 
     def check_input(self, x_src: Tensor, x_dst: Tensor) -> None:
         self.layer.check_input(x_src, x_dst)
@@ -82,7 +106,7 @@ class GRUUpdate(_Wrapper):
 
     def __init__(self, layer: MessagePassing, channels: int, message_channels: int | None = None) -> None:
         super().__init__(_check_layer(layer).aggr)
-        self.layer = layer
+        self._wrap(layer)
         self.channels = _positive("channels", channels)
         self.message_channels = channels if message_channels is None else _positive("message_channels", message_channels)
         self.gru = nn.GRUCell(self.message_channels, channels)
@@ -125,7 +149,7 @@ class MasterNode(_Wrapper):
 
     def __init__(self, layer: MessagePassing, channels: int, master_channels: int, message_channels: int | None = None) -> None:
         super().__init__(_check_layer(layer).aggr)
-        self.layer = layer
+        self._wrap(layer)
         self.channels = _positive("channels", channels)
         self.master_channels = _positive("master_channels", master_channels)
         self.message_channels = channels if message_channels is None else _positive("message_channels", message_channels)
@@ -165,7 +189,7 @@ class Towers(MessagePassing):
 
     Args:
         layer_factory: builds one tower's layer from the slice width ``d / k`` (e.g.
-            ``lambda c: GRUUpdate(EdgeNetworkConv(c, edge_dim), c)``).
+            ``lambda c: GRUUpdate(EdgeNetworkConv(c, c, root_weight=False, edge_dim=edge_dim), c)``).
         towers: ``k``.
         channels: ``d`` (a multiple of ``k``).
         mix: the network ``g`` (``[*, d] -> [*, d]``); default ``Linear(d, d) -> ReLU -> Linear(d, d)``.
@@ -179,7 +203,8 @@ class Towers(MessagePassing):
         if d % k:
             raise ValueError(f"channels={d} must be a multiple of towers={k}")
         layers = [_check_layer(layer_factory(d // k)) for _ in range(k)]
-        super().__init__(layers[0].aggr)
+        super().__init__(layers[0].aggr, flow=_inner_flow(*layers))
+        self.edge_input = layers[0].edge_input  # type: ignore[misc]  # per instance: the towers'
         self.towers, self.channels = k, d
         self.layers = nn.ModuleList(layers)
         self.mix = mix if mix is not None else nn.Sequential(nn.Linear(d, d), nn.ReLU(), nn.Linear(d, d))
@@ -191,6 +216,10 @@ class Towers(MessagePassing):
         dst = src if x_dst is x_src else x_dst.chunk(self.towers, dim=1)
         for layer, s, t in zip(self.layers, src, dst):
             layer.check_input(s, t)
+
+    @property
+    def edge_inputs(self) -> tuple[str, ...]:
+        return _edge_inputs(*self.layers)
 
     def prepare(self, graph: Graph) -> Graph:
         for layer in self.layers:
@@ -249,8 +278,13 @@ class Bidirectional(MessagePassing):
     operator_key: ClassVar[OperatorKey]  # REVERSED, set below the class
 
     def __init__(self, incoming: MessagePassing, outgoing: MessagePassing) -> None:
-        super().__init__(_check_layer(incoming).aggr)
-        self.incoming, self.outgoing = incoming, _check_layer(outgoing)
+        super().__init__(_check_layer(incoming).aggr, flow=_inner_flow(incoming, _check_layer(outgoing)))
+        self.incoming, self.outgoing = incoming, outgoing
+        self.edge_input = incoming.edge_input  # type: ignore[misc]  # the third argument of forward
+
+    @property
+    def edge_inputs(self) -> tuple[str, ...]:
+        return _edge_inputs(self.incoming, self.outgoing)
 
     def check_input(self, x_src: Tensor, x_dst: Tensor) -> None:
         if x_src is not x_dst:

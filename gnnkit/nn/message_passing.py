@@ -48,12 +48,20 @@ message_and_aggregate(...))`` with the edge features fixed for the whole forward
 there, a fused kernel (e.g. the outer-product aggregation of :class:`gnnkit.nn.EdgeNetworkConv`,
 whose edge MLP's hidden layer is computed once per forward) is valid because the edge features
 do not change between steps. A layer whose edges carry a state updated every step runs
-:meth:`step`, and its message sees the new edge state.
+:meth:`step`, and its message sees the new edge state (or the step's input one, with
+:attr:`messages_read_old_edges`).
 
 ``forward`` is never overridden. It accepts PyG's inputs (``x``, ``edge_index`` with row 0 =
 source, and the layer's per-edge input: a third positional argument is the tensor named by the
 class attribute :attr:`edge_input`, as PyG's ``GCNConv`` takes ``edge_weight`` there and ``NNConv``
-``edge_attr``), builds and validates the :class:`Graph`, and runs one step. A model that runs
+``edge_attr``; a layer without one, ``edge_input = None``, takes ``size`` there, as PyG's
+``GINConv``), builds and validates the :class:`Graph`, and runs one step. Also PyG's: ``size=``
+``(num_src, num_dst)``, ``(x_src, None)`` pairs (``x_dst=None`` reaches :meth:`update`), the
+``flow`` attribute (``"target_to_source"`` reverses ``edge_index``), a static-graph ``x [B, N, F]``
+for layers with :attr:`static_graph` (run as ``B`` disjoint copies of the graph), and ``x=None``
+for layers that define :meth:`featureless_input`. A per-edge tensor the layer does not read (its
+:attr:`edge_inputs`: its :attr:`edge_input`, or its inner layers' for a wrapper) raises
+``TypeError``: nothing passed is silently dropped. A model that runs
 several steps builds the graph once, calls :meth:`prepare` and :meth:`edge_features` once, and
 repeats :meth:`propagate` (or :meth:`step`): the unchecked step, the same code ``forward`` runs.
 
@@ -61,13 +69,14 @@ repeats :meth:`propagate` (or :meth:`step`): the unchecked step, the same code `
 order of the ``edge_index`` the layer is called with, as PyG's ``torch_geometric.explain`` sets
 it) scales each edge's message, in every layer, once: :meth:`propagate` and :meth:`step` put it on
 the graph (:attr:`Graph.edge_mask`, csr order, sigmoid applied as in PyG), and the base's
-primitives (:meth:`aggregate`, :meth:`spmm`, :meth:`outer_aggregate`, :meth:`message_count`)
-apply it, to fused kernels as an edge weight and to precomputed operators through their
-:attr:`Graph.origin` (an added self-loop is not masked, as in PyG). A layer written on these
-primitives cannot forget it; a layer over an operator with no edge correspondence (TDGNN's
-multi-hop tree) raises one clear error. A filter that applies an operator several times
-(:class:`gnnkit.nn.ChebConv`'s ``T_k(L~)``) is masked at every application, as PyG masks every
-``propagate`` call.
+primitives (:meth:`aggregate`, also with ``group=``, :meth:`spmm` with any reduction,
+:meth:`outer_aggregate`, :meth:`message_count`) apply it, to fused kernels as an edge weight and to
+precomputed operators through their :attr:`Graph.origin` (an added self-loop is not masked, as in
+PyG). With ``flow="target_to_source"`` each edge keeps its mask; the static-graph call gives every
+copy of the graph the mask. A layer written on these primitives cannot forget it; a layer over an
+operator with no edge correspondence (TDGNN's multi-hop tree) raises one clear error. A filter
+that applies an operator several times (:class:`gnnkit.nn.ChebConv`'s ``T_k(L~)``) is masked at
+every application, as PyG masks every ``propagate`` call.
 
 PyG interoperation. The class is registered as a ``torch_geometric.nn.MessagePassing`` subclass so
 that PyG's tooling recognises gnnkit layers (``to_hetero`` sums their outputs per destination node
@@ -86,12 +95,45 @@ from torch import Tensor, nn
 from torch_geometric.nn import MessagePassing as PygMessagePassing
 
 from gnnkit.nn.graph import Graph, OperatorKey, adjacency_edges, is_adjacency
-from gnnkit.ops import CSR, outer_aggregate_unchecked, segment_unchecked, spmm_unchecked
+from gnnkit.ops import CSR, outer_aggregate_unchecked, scatter_unchecked, segment_unchecked, spmm_unchecked
+from gnnkit.ops._checks import values_checked
 
-Aggr = Literal["sum", "mean", "max", "min"]
+Aggr = Literal["sum", "add", "mean", "max", "min"]
 EdgeInput = Literal["edge_attr", "edge_weight", "edge_type"]
 _AGGRS: tuple[str, ...] = ("sum", "mean", "max", "min")
+_AGGR_ALIASES = {"add": "sum"}  # PyG's name for a sum
+_FLOWS: tuple[str, ...] = ("source_to_target", "target_to_source")
 NodeInput = Tensor | tuple[Tensor, Tensor]
+Size = tuple[int | None, int | None] | list | torch.Size | None
+
+
+def canonical_aggr(aggr: str, allowed: tuple[str, ...] = _AGGRS, layer: str = "the layer") -> str:
+    """``aggr`` with PyG's ``"add"`` read as ``"sum"``; ``ValueError`` unless it is in ``allowed``."""
+    name = _AGGR_ALIASES.get(aggr, aggr) if isinstance(aggr, str) else aggr
+    if name not in allowed:
+        raise ValueError(f"{layer} supports aggr in {allowed + ('add',) if 'sum' in allowed else allowed}, got {aggr!r}")
+    return name
+
+
+class _Absent:
+    """A method of PyG's ``MessagePassing`` that gnnkit layers do not have: reading it raises
+    ``AttributeError`` (so ``hasattr`` is ``False``) with the reason and the alternative."""
+
+    def __init__(self, reason: str) -> None:
+        self.reason = reason
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self.name = name
+
+    def __get__(self, obj: Any, objtype: type | None = None) -> Any:
+        owner = (objtype or type(obj)).__name__
+        raise AttributeError(f"{owner} has no {self.name!r}: {self.reason}")
+
+
+_NO_HOOKS = (
+    "gnnkit layers fuse message and aggregation (no E x F message tensor exists for a hook to see) "
+    "and run no PyG propagate; use nn.Module's register_forward_pre_hook / register_forward_hook"
+)
 
 
 class GraphState(NamedTuple):
@@ -138,13 +180,37 @@ class MessagePassing(PygMessagePassing):
         x ``[N, F]``, edge_index ``[2, E]``, per-edge input ``[E, *]`` -> ``[N, F']``.
     """
 
-    edge_input: ClassVar[EdgeInput] = "edge_attr"
+    edge_input: ClassVar[EdgeInput | None] = "edge_attr"
+    #: whether ``forward`` takes a static-graph batch ``x [B, N, F]`` (one graph, ``B`` feature sets)
+    static_graph: ClassVar[bool] = False
 
-    def __init__(self, aggr: Aggr = "sum") -> None:
-        if aggr not in _AGGRS:
-            raise ValueError(f"aggr must be one of {_AGGRS}, got {aggr!r}")
+    def __init__(
+        self,
+        aggr: Aggr = "sum",
+        *,
+        flow: str = "source_to_target",
+        node_dim: int = -2,
+        decomposed_layers: int = 1,
+        aggr_kwargs: dict[str, Any] | None = None,
+    ) -> None:
         nn.Module.__init__(self)  # not PyG's __init__: the PyG base is only a marker (see the module docstring)
-        self.aggr = aggr
+        name = type(self).__name__
+        self.aggr = canonical_aggr(aggr, _AGGRS, name)
+        self.aggr_name = aggr  # as the user spelt it (PyG prints "add")
+        if flow not in _FLOWS:
+            raise ValueError(f"flow must be one of {_FLOWS}, got {flow!r}")
+        self.flow = flow
+        # PyG's other base options: what gnnkit cannot honour is refused, not ignored.
+        # nodes are the rows of x [N, F] (0 and -2 alike), and dim -2 of a static-graph x [B, N, F]
+        if node_dim != -2 and (node_dim != 0 or type(self).static_graph):
+            raise ValueError(f"{name}: node_dim={node_dim} is not supported (nodes are the rows of x, node_dim=-2)")
+        if decomposed_layers != 1:
+            raise ValueError(
+                f"{name}: decomposed_layers={decomposed_layers} is not supported (gnnkit layers never build the "
+                "E x F message tensor that PyG decomposes to save memory)"
+            )
+        if aggr_kwargs:
+            raise ValueError(f"{name}: aggr_kwargs are not supported (aggr is one of {_AGGRS})")
         self._explain: bool | None = None  # the explain hooks PyG's set_masks / clear_masks write
         self._edge_mask: Tensor | None = None
         self._loop_mask: Tensor | None = None
@@ -152,9 +218,10 @@ class MessagePassing(PygMessagePassing):
 
     def forward(
         self,
-        x: NodeInput,
+        x: NodeInput | None,
         edge_index: Tensor | CSR | Graph | Any,
-        edge_input: Tensor | None = None,
+        edge_input: Tensor | Size = None,
+        size: Size = None,
         *,
         edge_attr: Tensor | None = None,
         edge_weight: Tensor | None = None,
@@ -162,17 +229,121 @@ class MessagePassing(PygMessagePassing):
     ) -> Tensor:
         proxy = fx_proxy(x, edge_index, edge_input, edge_attr, edge_weight, edge_type)
         if proxy is not None:
-            kwargs = {k: v for k, v in (("edge_attr", edge_attr), ("edge_weight", edge_weight), ("edge_type", edge_type)) if v is not None}
+            kwargs = {k: v for k, v in (("edge_attr", edge_attr), ("edge_weight", edge_weight), ("edge_type", edge_type), ("size", size)) if v is not None}
             return record_call(self, proxy, (x, edge_index) + ((edge_input,) if edge_input is not None else ()), kwargs)
-        x_src, x_dst = x if isinstance(x, tuple) else (x, x)
-        self.check_input(x_src, x_dst)
+        name = type(self).__name__
+        if isinstance(edge_input, (tuple, list)):  # PyG's forward(x, edge_index, size) of a layer without edge input
+            if size is not None:
+                raise TypeError("size given twice (positionally and by keyword)")
+            edge_input, size = None, edge_input
         edges = {"edge_attr": edge_attr, "edge_weight": edge_weight, "edge_type": edge_type}
         if edge_input is not None:
+            if self.edge_input is None:
+                raise TypeError(f"{name} takes no per-edge input, got a {type(edge_input).__name__} as third argument")
             if edges[self.edge_input] is not None:
                 raise TypeError(f"{self.edge_input} given twice (positionally and by keyword)")
             edges[self.edge_input] = edge_input
-        graph = self.prepare(as_graph(edge_index, x_src.size(0), x_dst.size(0), x=x_src, edge_input=self.edge_input, **edges))
+        used = self.edge_inputs
+        for key, value in edges.items():
+            if value is not None and key not in used:  # never silently dropped
+                takes = f"takes {' and '.join(used)}" if used else "takes no per-edge input"
+                raise TypeError(f"{name} does not use {key} ({takes})")
+        if isinstance(x, Tensor) and x.dim() == 3 and self.static_graph and not x.is_sparse:
+            return self._forward_static(x, edge_index, edges, size)
+        if isinstance(x, (tuple, list)):
+            if len(x) != 2:
+                raise ValueError(f"x must be a tensor or an (x_src, x_dst) pair, got {len(x)} entries")
+            x_src, x_dst = x
+            if x_src is None:
+                x_src = self.featureless_input()
+        else:
+            x_src = x_dst = self.featureless_input() if x is None else x
+        return self._checked_step(x_src, x_dst, edge_index, edges, size)
+
+    def _checked_step(
+        self, x_src: Tensor, x_dst: Tensor | None, edge_index: Any, edges: dict[str, Tensor | None], size: Size,
+        copies: int = 1,
+    ) -> Tensor:  # fmt: skip
+        """What ``forward`` runs once its arguments are sorted out: the flow, the checks, the
+        graph, one step. ``copies > 1``: ``edge_index`` is that many disjoint copies of the graph
+        an explainer's mask was set for (the static-graph call), and every copy takes the mask."""
+        name = type(self).__name__
+        edge_index = self._apply_flow(edge_index)
+        if self.edge_input is None and is_adjacency(edge_index):
+            values = adjacency_edges(edge_index)[1]
+            if values is not None and values_checked() and not bool((values == 1).all()):
+                raise ValueError(f"adj_t carries edge values other than 1, which {name} does not use (it takes no per-edge input)")
+        num_src, num_dst = self._node_counts(x_src, x_dst, edge_index, size)
+        self.check_input(x_src, x_dst)
+        graph = self.prepare(as_graph(edge_index, num_src, num_dst, x=x_src, edge_input=self.edge_input, **edges))
+        if copies > 1 and self._explain is True:
+            graph = graph.replace(edge_mask=self.explain_weights(graph, copies))
         return self.propagate((x_src, x_dst), graph, self.edge_features(graph))
+
+    @property
+    def edge_inputs(self) -> tuple[str, ...]:
+        """The per-edge tensors the layer reads (``forward`` refuses any other): its
+        :attr:`edge_input`; a layer built from layers reads theirs."""
+        return (self.edge_input,) if self.edge_input is not None else ()
+
+    def featureless_input(self) -> Tensor:
+        """The source features used for ``x=None`` (a layer with learned node embeddings, like
+        :class:`gnnkit.nn.RelationalConv`, overrides it; the default refuses)."""
+        raise TypeError(f"{type(self).__name__} needs node features: x is None")
+
+    def _apply_flow(self, edge_index: Any) -> Any:
+        """``edge_index`` read in the direction of :attr:`flow` (PyG's ``"target_to_source"``: row 1
+        sends, row 0 receives)."""
+        if self.flow == "source_to_target":
+            return edge_index
+        if self.flow != "target_to_source":
+            raise ValueError(f"flow must be one of {_FLOWS}, got {self.flow!r}")
+        if not isinstance(edge_index, Tensor) or is_adjacency(edge_index):
+            raise ValueError(
+                "flow='target_to_source' needs an edge_index tensor; a sparse adjacency, CSR or Graph "
+                "already fixes the direction (as in PyG)"
+            )
+        return edge_index.flip(0)
+
+    def _node_counts(self, x_src: Tensor, x_dst: Tensor | None, edge_index: Any, size: Size) -> tuple[int, int]:
+        """``(num_src, num_dst)`` from the features, PyG's ``size`` and the graph argument,
+        which must agree."""
+        num_src, num_dst = x_src.size(0), (x_dst.size(0) if x_dst is not None else None)
+        if size is not None:
+            if len(size) != 2:
+                raise ValueError(f"size must be (num_src, num_dst), got {tuple(size)}")
+            for which, given, have in (("source", size[0], num_src), ("target", size[1], num_dst)):
+                if given is not None and have is not None and int(given) != have:
+                    raise ValueError(f"size={tuple(size)} gives {given} {which} nodes but x has {have}")
+            if num_dst is None and size[1] is not None:
+                num_dst = int(size[1])
+        if num_dst is None:
+            if is_adjacency(edge_index):
+                num_dst = adjacency_edges(edge_index)[2][1]
+            elif isinstance(edge_index, Graph):
+                num_dst = edge_index.csr.num_dst
+            elif isinstance(edge_index, CSR):
+                num_dst = edge_index.num_dst
+            else:
+                raise ValueError("x is an (x_src, None) pair: pass size=(num_src, num_dst) to give the number of targets")
+        return num_src, num_dst
+
+    def _forward_static(self, x: Tensor, edge_index: Any, edges: dict[str, Tensor | None], size: Size) -> Tensor:
+        """PyG's static-graph call ``x [B, N, F]``: ``B`` feature sets on one graph, run as one
+        batch of ``B`` disjoint copies of the graph."""
+        b, n = x.size(0), x.size(1)
+        if not isinstance(edge_index, Tensor) or is_adjacency(edge_index):
+            raise TypeError("a static-graph x [B, N, F] needs an edge_index tensor")
+        if size is not None and tuple(size) not in ((n, n), (None, None), (n, None), (None, n)):
+            raise ValueError(f"size={tuple(size)} does not match x [B, N, F] with N={n}")
+        if edge_index.dim() != 2 or edge_index.size(0) != 2:
+            raise ValueError(f"edge_index must have shape [2, E], got {tuple(edge_index.shape)}")
+        offsets = torch.arange(b, device=edge_index.device, dtype=edge_index.dtype).mul_(n).view(1, b, 1)
+        copies = (edge_index.unsqueeze(1) + offsets).reshape(2, -1)
+        repeated = {k: (v.repeat(b, *([1] * (v.dim() - 1))) if v is not None else None) for k, v in edges.items()}
+        flat = x.reshape(b * n, x.size(2))
+        out = self._checked_step(flat, flat, copies, repeated, None, copies=b)
+        return out.view(b, n, *out.shape[1:])
 
     def propagate(self, x: NodeInput, graph: Graph, edge: Tensor | None) -> Tensor:
         """One node-only step on a prepared graph with precomputed ``edge`` features (no checks):
@@ -246,27 +417,37 @@ class MessagePassing(PygMessagePassing):
 
     def edge_features(self, graph: Graph) -> Tensor | None:
         """The per-edge tensor ``message`` receives (in CSR order), once per forward."""
-        return getattr(graph, self.edge_input)
+        return getattr(graph, self.edge_input) if self.edge_input is not None else None
 
     def message(self, x_src: Tensor, x_dst: Tensor, edge: Tensor | None) -> Tensor:
         """Per-edge messages ``[E, F]`` from gathered source and target rows (sorted order)."""
         return x_src
 
-    def aggregate(self, messages: Tensor, graph: Graph, reverse: bool = False) -> Tensor:
+    def aggregate(
+        self, messages: Tensor, graph: Graph, reverse: bool = False, *, group: Tensor | None = None, num_groups: int = 0
+    ) -> Tensor:
         """Reduces the ``[E, F]`` sorted messages into ``[num_dst, F]`` (scaled by the explainer's
         mask, if any). ``reverse=True``: the messages run against the edges, in the transpose's
-        order (``csr.t_*``), and are reduced into the sources."""
+        order (``csr.t_*``), and are reduced into the sources. ``group``: ``[E]`` int64 in csr
+        order, the messages are reduced into ``num_groups`` groups instead of the targets (e.g.
+        ``target * R + relation``: one reduction per target and relation, as RGCN's); an empty
+        group gives 0."""
         csr, mask = graph.csr, graph.edge_mask
         if mask is not None:
             mask = mask.index_select(0, csr.t_perm) if reverse else mask
             messages = messages * mask.to(messages.dtype).view(-1, *([1] * (messages.dim() - 1)))
+        if group is not None:
+            if reverse:
+                raise ValueError("aggregate: group is given in csr order, so it cannot be combined with reverse=True")
+            return scatter_unchecked(messages, group, num_groups, self.aggr)
         return segment_unchecked(messages, csr.t_rowptr if reverse else csr.rowptr, self.aggr)
 
     def message_and_aggregate(self, x_src: Tensor, x_dst: Tensor, edge: Tensor | None, graph: Graph) -> Tensor:
         """Gathers endpoint features, builds messages and aggregates them. Override with a fused
         kernel where the messages need not exist as an ``E x F`` tensor."""
         csr = graph.csr
-        messages = self.message(x_src.index_select(0, csr.col), x_dst.index_select(0, csr.row), edge)
+        x_dst_e = x_dst.index_select(0, csr.row) if x_dst is not None else None
+        messages = self.message(x_src.index_select(0, csr.col), x_dst_e, edge)
         return self.aggregate(messages, graph)
 
     def spmm(
@@ -306,18 +487,23 @@ class MessagePassing(PygMessagePassing):
         """New node states from the old target features and the aggregated messages."""
         return aggregated
 
-    def explain_weights(self, graph: Graph) -> Tensor | None:
+    def explain_weights(self, graph: Graph, copies: int = 1) -> Tensor | None:
         """The explainer's edge mask in ``graph``'s CSR order (sigmoid applied as PyG does), or
-        ``None`` when the layer is not being explained."""
+        ``None`` when the layer is not being explained. ``copies``: ``graph`` is that many disjoint
+        copies of the graph the mask was set for (edge_index order copy after copy), each taking
+        the mask (PyG's static-graph call ``x [B, N, F]``)."""
         if self._explain is not True:
             return None
         mask = self._edge_mask
         if mask is None:
             raise ValueError("explain=True but no edge mask was set (torch_geometric.explain sets it)")
-        if mask.numel() != graph.num_edges:
-            raise ValueError(f"the edge mask has {mask.numel()} entries but the graph has {graph.num_edges} edges")
+        if mask.numel() * copies != graph.num_edges:
+            per_copy = f" in each of {copies} copies" if copies > 1 else ""
+            raise ValueError(f"the edge mask has {mask.numel()} entries but the graph has {graph.num_edges // copies} edges{per_copy}")
         if self._apply_sigmoid:
             mask = mask.sigmoid()
+        if copies > 1:
+            mask = mask.repeat(copies)
         return mask.index_select(0, graph.csr.perm)
 
     def explained(self, graph: Graph) -> Graph:
@@ -343,10 +529,45 @@ class MessagePassing(PygMessagePassing):
         nn.Module.__setstate__(self, state)
 
     def __repr__(self) -> str:
+        """As PyG prints its layers: ``GCNConv(16, 32)`` for a layer with ``in_channels`` and
+        ``out_channels``, else ``nn.Module``'s form; layers whose PyG counterpart prints more
+        override it."""
+        if hasattr(self, "in_channels") and hasattr(self, "out_channels"):
+            return f"{type(self).__name__}({self.in_channels}, {self.out_channels})"
         return nn.Module.__repr__(self)
 
     def extra_repr(self) -> str:
-        return f"aggr={self.aggr!r}"
+        return f"aggr={self.aggr_name!r}"
+
+    def __getattr__(self, name: str) -> Any:
+        # reached for parameters, buffers and submodules (nn.Module's lookup) and for failures:
+        # an absent PyG method then says why it is absent
+        try:
+            return nn.Module.__getattr__(self, name)
+        except AttributeError:
+            absent = next((c.__dict__[name] for c in type(self).__mro__ if name in c.__dict__), None)
+            if isinstance(absent, _Absent):
+                raise AttributeError(f"{type(self).__name__} has no {name!r}: {absent.reason}") from None
+            raise
+
+    # PyG's hooks and machinery that cannot apply here are absent rather than inherited stubs.
+    register_propagate_forward_pre_hook = _Absent(_NO_HOOKS)
+    register_propagate_forward_hook = _Absent(_NO_HOOKS)
+    register_message_forward_pre_hook = _Absent(_NO_HOOKS)
+    register_message_forward_hook = _Absent(_NO_HOOKS)
+    register_aggregate_forward_pre_hook = _Absent(_NO_HOOKS)
+    register_aggregate_forward_hook = _Absent(_NO_HOOKS)
+    register_message_and_aggregate_forward_pre_hook = _Absent(_NO_HOOKS)
+    register_message_and_aggregate_forward_hook = _Absent(_NO_HOOKS)
+    register_edge_update_forward_pre_hook = _Absent(_NO_HOOKS)
+    register_edge_update_forward_hook = _Absent(_NO_HOOKS)
+    # edge_update is the graph-network hook above (its own signature); PyG's edge_updater is not
+    edge_updater = _Absent("edge states are updated by the edge_update hook inside step(), not by a separate call")
+    decomposed_layers = _Absent("gnnkit layers never build the E x F message tensor that PyG decomposes")
+    jittable = _Absent("gnnkit layers are compiled with torch.compile, not TorchScript")
+    explain_message = _Absent(
+        "the explainer's edge mask is applied once by the base's primitives (aggregate, spmm, outer_aggregate)"
+    )
 
 
 def operator_mask(mask: Tensor, op: Graph, key: OperatorKey) -> Tensor:

@@ -68,8 +68,8 @@ def _with_tree(g: Graph) -> Graph:
 
 LAYERS = {
     "gcn": lambda: (GCNConv(F, 3), {}),
-    "edge_network_sum": lambda: (EdgeNetworkConv(F, 5, hidden=6), {}),
-    "edge_network_mean_root": lambda: (EdgeNetworkConv(F, 5, hidden=6, aggr="mean", out_channels=3, root_weight=True), {}),
+    "edge_network_sum": lambda: (EdgeNetworkConv(F, F, root_weight=False, edge_dim=5, hidden=6), {}),
+    "edge_network_mean_root": lambda: (EdgeNetworkConv(F, 3, aggr="mean", root_weight=True, edge_dim=5, hidden=6), {}),
     "ggnn": lambda: (GGNNConv(F, TYPES), {}),
     "relational": lambda: (RelationalConv(F, 3, TYPES, root_weight=True), {}),
     "gin": lambda: (GINConv(nn.Sequential(nn.Linear(F, 8), nn.ReLU(), nn.Linear(8, 3)), train_eps=True), {}),
@@ -82,9 +82,9 @@ LAYERS = {
     "weave_nodes": lambda: (WeaveConv(F, 5, 3), {}),
     "cheb_clenshaw": lambda: (ChebConv(F, 3, K=3), {}),
     "cheb_forward": lambda: (ChebConv(F, 6, K=3, normalization=None), {}),
-    "gru_update": lambda: (GRUUpdate(EdgeNetworkConv(F, 5, hidden=6), F), {}),
+    "gru_update": lambda: (GRUUpdate(EdgeNetworkConv(F, F, root_weight=False, edge_dim=5, hidden=6), F), {}),
     "towers": lambda: (Towers(lambda c: GGNNConv(c, TYPES), 2, F), {}),
-    "bidirectional": lambda: (Bidirectional(EdgeNetworkConv(F, 5, hidden=6), RelationalConv(F, 3, TYPES)), {}),
+    "bidirectional": lambda: (Bidirectional(EdgeNetworkConv(F, F, root_weight=False, edge_dim=5, hidden=6), RelationalConv(F, 3, TYPES)), {}),
 }
 
 
@@ -121,7 +121,7 @@ READOUTS = {
     "sum": lambda: SumReadout(),
     "mean": lambda: MeanReadout(),
     "max": lambda: MaxReadout(),
-    "set2set": lambda: Set2Set(F, steps=2),
+    "set2set": lambda: Set2Set(F, processing_steps=2),
 }
 
 
@@ -157,6 +157,6 @@ class _Ops(nn.Module):
 
 
 def test_ops_on_a_prebuilt_graph_compile(compiles_like_eager):
-    layer = EdgeNetworkConv(F, 5, hidden=6)  # its prepare adds the CPU degree buckets
+    layer = EdgeNetworkConv(F, F, root_weight=False, edge_dim=5, hidden=6)  # its prepare adds the CPU degree buckets
     inputs = [(x, layer.prepare(g)) for x, g in _inputs(nn.Identity())]
     compiles_like_eager(_Ops(), inputs)

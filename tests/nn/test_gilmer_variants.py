@@ -68,7 +68,7 @@ def _enn_messages(conv: EdgeNetworkConv, h, ei, attr, reverse=False):
 def test_master_node_equals_an_explicit_extra_node_with_its_own_gru():
     torch.manual_seed(0)
     x, ei, attr, batch, graph = _batch()
-    layer = MasterNode(GRUUpdate(EdgeNetworkConv(D, DE, K), D), D, DM).double()
+    layer = MasterNode(GRUUpdate(EdgeNetworkConv(D, D, root_weight=False, edge_dim=DE, hidden=K), D), D, DM).double()
     graph = layer.prepare(graph)
     edge = layer.edge_features(graph)
     h, u = x, layer.initial_state(graph, x)
@@ -97,7 +97,7 @@ def test_master_node_equals_an_explicit_extra_node_with_its_own_gru():
 def test_towers_equal_k_independent_layers_concatenated_and_mixed():
     torch.manual_seed(1)
     x, ei, attr, _, graph = _batch(seed=1)
-    towers = Towers(lambda c: GRUUpdate(EdgeNetworkConv(c, DE, K), c), 2, D).double()
+    towers = Towers(lambda c: GRUUpdate(EdgeNetworkConv(c, c, root_weight=False, edge_dim=DE, hidden=K), c), 2, D).double()
     graph = towers.prepare(graph)
     edge = towers.edge_features(graph)
     h = x
@@ -120,7 +120,7 @@ def test_towers_equal_k_independent_layers_concatenated_and_mixed():
 def test_directed_form_has_separate_in_and_out_message_functions():
     torch.manual_seed(2)
     x, ei, attr, _, graph = _batch(seed=2, directed=True)
-    layer = GRUUpdate(Bidirectional(EdgeNetworkConv(D, DE, K), EdgeNetworkConv(D, DE, K)), D, message_channels=2 * D).double()
+    layer = GRUUpdate(Bidirectional(EdgeNetworkConv(D, D, root_weight=False, edge_dim=DE, hidden=K), EdgeNetworkConv(D, D, root_weight=False, edge_dim=DE, hidden=K)), D, message_channels=2 * D).double()
     graph = layer.prepare(graph)
     out = layer.propagate(x, graph, layer.edge_features(graph))
     bi = layer.layer
@@ -232,10 +232,10 @@ def test_graph_network_step_compiles(compiles_like_eager):
 
 def test_variant_errors():
     with pytest.raises(ValueError, match="multiple of towers"):
-        Towers(lambda c: GRUUpdate(EdgeNetworkConv(c, DE, K), c), 4, D)
+        Towers(lambda c: GRUUpdate(EdgeNetworkConv(c, c, root_weight=False, edge_dim=DE, hidden=K), c), 4, D)
     with pytest.raises(TypeError, match="MessagePassing layer"):
         GRUUpdate(nn.Linear(2, 2), 2)
-    layer = MasterNode(GRUUpdate(EdgeNetworkConv(D, DE, K), D), D, DM)
+    layer = MasterNode(GRUUpdate(EdgeNetworkConv(D, D, root_weight=False, edge_dim=DE, hidden=K), D), D, DM)
     x, ei, attr, _, _ = _batch()
     with pytest.raises(ValueError, match="run step"):
         layer(x.float(), ei, attr.float())
@@ -243,3 +243,35 @@ def test_variant_errors():
         from gnnkit.models import build_model
 
         build_model("ggnn", 4, 1, edge_dim=5, channels=8, master_node=0)
+
+
+def test_wrappers_take_their_layers_per_edge_inputs_and_flow():
+    """A wrapper's forward takes what its layers read (PyG's call forms: the inner layer's per-edge
+    input third or by keyword, both of a Bidirectional pair), refuses what none reads, and reads
+    edge_index in its layers' flow."""
+    from gnnkit.nn import GGNNConv, GINConv, RelationalConv
+
+    torch.manual_seed(0)
+    x, ei, attr, _, graph = _batch()
+    etype = torch.randint(0, 3, (ei.size(1),))
+    gru = GRUUpdate(GGNNConv(D, 3), D).double()
+    typed = Graph.from_edge_index(ei, x.size(0), edge_type=etype)
+    expect = gru.propagate(x, gru.prepare(typed), gru.edge_features(gru.prepare(typed)))
+    torch.testing.assert_close(gru(x, ei, etype), expect)
+    torch.testing.assert_close(gru(x, ei, edge_type=etype), expect)
+    with pytest.raises(TypeError, match="does not use edge_weight"):
+        gru(x, ei, edge_type=etype, edge_weight=torch.rand(ei.size(1), dtype=torch.float64))
+    both = Bidirectional(EdgeNetworkConv(D, D, edge_dim=DE, hidden=K), RelationalConv(D, D, 3)).double()
+    full = Graph.from_edge_index(ei, x.size(0), edge_attr=attr, edge_type=etype)
+    full = both.prepare(full)
+    torch.testing.assert_close(both(x, ei, attr, edge_type=etype), both.propagate(x, full, both.edge_features(full)))
+    towers = Towers(lambda c: RelationalConv(c, c, 3), 2, D).double()
+    assert towers.edge_inputs == ("edge_type",)
+    towers(x, ei, etype)
+    # flow: a wrapper reads edge_index as its layers do; layers of different flows are refused
+    t2s = GRUUpdate(GINConv(nn.Linear(D, D), flow="target_to_source"), D).double()
+    s2t = GRUUpdate(GINConv(nn.Linear(D, D)), D).double()
+    s2t.load_state_dict(t2s.state_dict())
+    torch.testing.assert_close(t2s(x, ei), s2t(x, ei.flip(0)))
+    with pytest.raises(ValueError, match="one flow"):
+        Bidirectional(GINConv(nn.Identity(), flow="target_to_source"), GINConv(nn.Identity()))

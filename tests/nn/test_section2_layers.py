@@ -328,3 +328,17 @@ def test_fused_paths_apply_an_explainer_mask_as_the_base_does(make):
     torch.testing.assert_close(fused, base)
     plain = graph.replace(edge_mask=None)
     assert not torch.allclose(fused, conv.message_and_aggregate(x, x, conv.edge_features(plain), plain))
+
+
+def test_pyg_call_forms_of_the_base():
+    """The base's PyG call forms reach the Section 2 layers: ``(x_src, None)`` is refused where the
+    update reads the targets' states, ``size=`` is checked; ChebConv prints as PyG's."""
+    ei, e, x = _random_graph()
+    for conv in (DuvenaudConv(4, 3, edge_dim=3), InteractionConv(4, 3), DTNNConv(4, 3), WeaveConv(4, 3, 5)):
+        with pytest.raises(ValueError, match=r"not \(x_src, None\)"):
+            conv.double()((x, None), ei, e, size=(9, 9))
+    no_root = DuvenaudConv(4, 3, edge_dim=3, root=False).double()
+    torch.testing.assert_close(no_root((x, None), ei, e, size=(9, 9)), no_root(x, ei, e))
+    with pytest.raises(ValueError, match="size"):
+        DTNNConv(4, 3).double()(x, ei, e, size=(9, 8))
+    assert repr(ChebConv(4, 3, K=2)) == repr(pyg.ChebConv(4, 3, K=2)) == "ChebConv(4, 3, K=2, normalization=sym)"

@@ -169,5 +169,6 @@ class ChebConv(MessagePassing):
     def update(self, x_dst: Tensor, aggregated: Tensor) -> Tensor:
         return aggregated + self.bias if self.bias is not None else aggregated
 
-    def extra_repr(self) -> str:
-        return f"{self.in_channels}, {self.out_channels}, K={self.K}, normalization={self.normalization}"
+    def __repr__(self) -> str:
+        """PyG's: ``ChebConv(4, 3, K=2, normalization=sym)``."""
+        return f"{type(self).__name__}({self.in_channels}, {self.out_channels}, K={self.K}, normalization={self.normalization})"

@@ -87,7 +87,9 @@ class DTNNConv(MessagePassing):
         for m in (self.lin_cf, self.lin_df, self.lin_fc):
             m.reset_parameters()
 
-    def check_input(self, x_src: Tensor, x_dst: Tensor) -> None:
+    def check_input(self, x_src: Tensor, x_dst: Tensor | None) -> None:
+        if x_dst is None:
+            raise ValueError("DTNNConv needs x_dst (its update is the residual h_v + m_v): pass x or an (x_src, x_dst) pair, not (x_src, None)")
         for name, x in (("x", x_src), ("x_dst", x_dst)):
             if x.dim() != 2 or x.size(1) != self.channels:
                 raise ValueError(f"{name} must have shape [N, {self.channels}], got {tuple(x.shape)}")

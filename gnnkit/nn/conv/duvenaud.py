@@ -86,9 +86,11 @@ class DuvenaudConv(MessagePassing):
         if self.bias is not None:
             nn.init.uniform_(self.bias, -bound, bound)
 
-    def check_input(self, x_src: Tensor, x_dst: Tensor) -> None:
+    def check_input(self, x_src: Tensor, x_dst: Tensor | None) -> None:
+        if x_dst is None and self.root:
+            raise ValueError("DuvenaudConv with root=True adds the targets' own states: pass x_dst, not (x_src, None)")
         for name, x in (("x", x_src), ("x_dst", x_dst)):
-            if x.dim() != 2 or x.size(1) != self.in_channels:
+            if x is not None and (x.dim() != 2 or x.size(1) != self.in_channels):
                 raise ValueError(f"{name} must have shape [N, {self.in_channels}], got {tuple(x.shape)}")
 
     def prepare(self, graph: Graph) -> Graph:

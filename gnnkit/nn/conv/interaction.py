@@ -71,7 +71,9 @@ class InteractionConv(MessagePassing):
         for m in (self.rel_dst, self.rel_src, self.rel_edge, self.rel_out, self.obj[0], self.obj[2]):
             m.reset_parameters()
 
-    def check_input(self, x_src: Tensor, x_dst: Tensor) -> None:
+    def check_input(self, x_src: Tensor, x_dst: Tensor | None) -> None:
+        if x_dst is None:
+            raise ValueError("InteractionConv needs x_dst (its message and update read the targets' states): pass x or an (x_src, x_dst) pair, not (x_src, None)")
         width = self.channels + self.x_channels
         for name, x in (("x", x_src), ("x_dst", x_dst)):
             if x.dim() != 2 or x.size(1) != width:

@@ -70,7 +70,9 @@ class WeaveConv(MessagePassing):
         for m in self.children():
             m.reset_parameters()
 
-    def check_input(self, x_src: Tensor, x_dst: Tensor) -> None:
+    def check_input(self, x_src: Tensor, x_dst: Tensor | None) -> None:
+        if x_dst is None:
+            raise ValueError("WeaveConv needs x_dst (its update reads the targets' states): pass x or an (x_src, x_dst) pair, not (x_src, None)")
         for name, x in (("x", x_src), ("x_dst", x_dst)):
             if x.dim() != 2 or x.size(1) != self.in_channels:
                 raise ValueError(f"{name} must have shape [N, {self.in_channels}], got {tuple(x.shape)}")
