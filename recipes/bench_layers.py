@@ -120,7 +120,7 @@ def make_batch(cfg: Config) -> Batch:
 
 def _layers(cfg: Config) -> tuple[nn.Module, nn.Module]:
     d, k = cfg.channels, cfg.edge_hidden
-    ours = EdgeNetworkConv(d, EDGE_DIM, hidden=k, aggr="mean", root_weight=True)
+    ours = EdgeNetworkConv(d, d, edge_dim=EDGE_DIM, hidden=k, aggr="mean", root_weight=True)
     pyg = NNConv(d, d, nn.Sequential(nn.Linear(EDGE_DIM, k), nn.ReLU(), nn.Linear(k, d * d)), aggr="mean")
     with torch.no_grad():
         pyg.nn[0].load_state_dict(ours.edge_mlp[0].state_dict())

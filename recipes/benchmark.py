@@ -23,6 +23,11 @@ Models (``--models``, comma-separated):
   al. 2017), ``gcn-graph`` (the chemical graph: GCN ignores edge features and would average over
   all atoms on the complete graph), ``cnn`` (per-element voxel grids of the 3D molecule, randomly
   rotated in training), ``rnn`` (atom-level SMILES tokens, vocabulary from the training slice).
+* the rest of Gilmer et al. 2017's Section 2: ``nfp`` (Duvenaud et al. 2015; the chemical graph
+  with bond one-hot edges, since its weights are per node degree), ``interaction`` (Battaglia et
+  al. 2016), ``weave`` (Kearnes et al. 2016), ``dtnn`` (Schütt et al. 2017; distances from the
+  positions) on the complete graph, and ``chebnet`` (Defferrard et al. 2016) on the chemical
+  graph.
 * PyG references (:mod:`gnnkit.models.reference`): ``pyg-nnconv`` (PyG's
   examples/qm9_nn_conv.py: NNConv + GRU + Set2Set), ``schnet`` (PyG's SchNet, on atomic numbers
   and positions), ``dimenet++`` (PyG's DimeNet++; needs pyg-lib's ``radius`` op and
@@ -46,13 +51,33 @@ Presets (``--preset``; any option given on the command line overrides the preset
   budget); the others train 170-1,500 molecules per CPU-second, 15 (cnn) to 140 (gcn-graph)
   epochs in 45 s. 21 runs of 45 s, plus ~2 min of evaluation and featurization: about 18
   minutes on an idle 2-core CPU.
+* ``section2``: every model above except dimenet++ (mpnn, ggnn, gcn-graph, cnn, rnn, nfp,
+  interaction, weave, dtnn, chebnet, pyg-nnconv, schnet) at the quick widths on 2,000 training /
+  500 validation / 500 test molecules, 3 seeds, equal epochs = 5 (every model sees 5 epochs of
+  2,000 molecules) and equal time = 300 s of training per run, with 5 time evaluations. 300 s is
+  sized so that the slowest model, pyg-nnconv (~42 molecules per CPU-second at one thread, see
+  ``quick``), also trains its 5 epochs (10,000 molecules, ~240 CPU-s) within the time budget; the
+  others trained 150-800 molecules/s in a 320-molecule probe on a shared machine (dtnn the
+  slowest of them). 36 runs of 300 s plus evaluation and featurization: about 3.3 hours on an
+  idle 2-core CPU (an estimate).
+* ``gilmer``: Gilmer et al. 2017's ablations of GG-NN on U0, one command: Table 7 (GG-NN on the
+  chemical graph without spatial information, + virtual edge, + master node, + set2set:
+  ``ggnn-chemical``, ``ggnn+virtual``, ``ggnn+virtual+master``, ``ggnn+virtual+master+s2s``) and
+  Table 8 (towers, k = 8, against GG-NN + set2set at equal width: ``ggnn+s2s``,
+  ``ggnn+s2s+towers8``), all GG-NN rows at width 32 (towers of 4; master node of 32), 4,000 training
+  / 1,000 validation / 1,000 test molecules, 100 s of training per run, 3 epochs, 3 seeds. The
+  report adds the paper's error ratios beside ours (± std). 18 runs of 100 s plus evaluation and
+  featurization: about 40 minutes on an idle 2-core CPU (sized from throughput probes on a
+  shared machine; the towers row is the slowest).
 * ``gpu``: the whole split (110,831 / 10,000 / 10,000), 30 minutes of training per run, 10
   epochs, 6 time evaluations, 3 seeds, every model and reference at its default width, on CUDA
   with 4 DataLoader workers (collation in the main process would starve the GPU).
   A run lasts max(30 min, 10 epochs): about 10-12 hours for 7-8 models x 3 seeds.
 
     python recipes/benchmark.py                                   # quick, CPU, ~18 min
+    python recipes/benchmark.py --preset section2 --out runs/section2   # Gilmer's Section 2, CPU, ~3.3 h
     python recipes/benchmark.py --preset gpu                      # GPU, full split
+    python recipes/benchmark.py --preset gilmer --threads 2       # Tables 7-8 ablation, CPU, ~40 min
     python recipes/benchmark.py --models mpnn,my_pkg.models:MyNet --seeds 5
 
 writes ``benchmark_<target>.md`` / ``.json`` / ``.png`` and one ``runs/<model>/seed<k>/log.csv``
@@ -96,6 +121,29 @@ class ModelEntry(NamedTuple):
     inputs: Literal["graph", "bonds", "grid", "tokens"]
     config: dict[str, Any]  # in every preset
     quick: dict[str, Any]  # on top, for --widths quick
+    model: str | None = None  # the registry (or reference) name, when the row is a variant of it
+
+
+# Gilmer et al. 2017's ablations as rows: GG-NN without spatial information (Table 7) and towers
+# (Table 8), all at the quick GG-NN width (32; towers of 4), on the same molecules and budgets.
+_GGNN_QUICK = {"channels": 32, "readout_channels": 64}
+GILMER_ROWS: dict[str, ModelEntry] = {
+    "ggnn-chemical": ModelEntry("graph", {"virtual_edges": False}, _GGNN_QUICK, "ggnn"),
+    "ggnn+virtual": ModelEntry("graph", {"virtual_edges": True}, _GGNN_QUICK, "ggnn"),
+    "ggnn+virtual+master": ModelEntry("graph", {"virtual_edges": True, "master_node": 32}, _GGNN_QUICK, "ggnn"),
+    "ggnn+virtual+master+s2s": ModelEntry("graph", {"virtual_edges": True, "master_node": 32, "readout": "set2set"}, _GGNN_QUICK, "ggnn"),
+    "ggnn+s2s": ModelEntry("graph", {"virtual_edges": True, "readout": "set2set"}, _GGNN_QUICK, "ggnn"),
+    "ggnn+s2s+towers8": ModelEntry("graph", {"virtual_edges": True, "readout": "set2set", "towers": 8}, _GGNN_QUICK, "ggnn"),
+}
+# The paper's error ratios (MAE / chemical accuracy): the average over its 13 targets and U0's.
+PAPER_RATIOS: dict[str, dict[str, Any]] = {
+    "ggnn-chemical": {"table": "Table 7: GG-NN (no spatial information)", "average": 3.47, "U0": 1.98},
+    "ggnn+virtual": {"table": "Table 7: + virtual edge", "average": 2.90, "U0": 0.89},
+    "ggnn+virtual+master": {"table": "Table 7: + master node", "average": 2.62, "U0": 0.90},
+    "ggnn+virtual+master+s2s": {"table": "Table 7: + set2set", "average": 2.57, "U0": 0.72},
+    "ggnn+s2s": {"table": "Table 8: GG-NN, individual training", "average": 1.53, "U0": None},
+    "ggnn+s2s+towers8": {"table": "Table 8: towers8, individual training", "average": 1.37, "U0": None},
+}
 
 
 # Registry name -> what the benchmark feeds the model and how wide it is. Unlisted options are
@@ -107,15 +155,28 @@ MODELS: dict[str, ModelEntry] = {
     "cnn": ModelEntry("grid", {}, {"channels": (16, 32, 64), "hidden": 64}),
     "rnn": ModelEntry("tokens", {}, {"embed_dim": 32, "hidden": 64}),
     "pyg-nnconv": ModelEntry("graph", {}, {"channels": 32, "edge_hidden": 64}),
+    "nfp": ModelEntry("bonds", {}, {"channels": 32, "fingerprint": 64}),
+    "interaction": ModelEntry("graph", {}, {"channels": 32, "hidden": 32}),
+    "weave": ModelEntry("graph", {}, {"channels": 32, "edge_channels": 16}),
+    "dtnn": ModelEntry("graph", {}, {}),
+    "chebnet": ModelEntry("bonds", {}, {"channels": 32}),
     "schnet": ModelEntry("graph", {}, {"hidden_channels": 64, "num_filters": 64, "num_interactions": 3}),
     "dimenet++": ModelEntry("graph", {}, {"hidden_channels": 64, "out_emb_channels": 128, "num_blocks": 2}),
+    **GILMER_ROWS,
 }
+SECTION2_SECONDS = 300.0  # see the module docstring: the slowest model's 5 epochs of 2,000 molecules fit in it
 INPUT_LABELS = {"graph": "complete graph", "bonds": "chemical graph", "grid": "voxel grid", "tokens": "SMILES tokens"}
 GNNKIT = ("mpnn", "ggnn", "gcn-graph", "cnn", "rnn")
+# Gilmer et al. 2017's Section 2 models that gnnkit added beside mpnn (enn-s2s), ggnn and gcn-graph.
+SECTION2 = ("nfp", "interaction", "weave", "dtnn", "chebnet")
 PRESETS: dict[str, dict[str, Any]] = {
     "quick": {"models": (*GNNKIT, "pyg-nnconv", "schnet")},
+    "section2": {"models": (*GNNKIT, *SECTION2, "pyg-nnconv", "schnet"), "train_size": 2000, "eval_size": 500,
+                 "budget_seconds": SECTION2_SECONDS, "epochs": 5, "time_evals": 5},
     "gpu": {"models": (*GNNKIT, *REFERENCE_MODELS), "train_size": None, "eval_size": None, "budget_seconds": 1800.0,
             "epochs": 10, "time_evals": 6, "widths": "default", "device": "cuda", "loader_workers": 4},
+    "gilmer": {"models": tuple(GILMER_ROWS), "train_size": 4000, "eval_size": 1000, "budget_seconds": 100.0,
+               "epochs": 3, "time_evals": 3, "seeds": 3},
 }  # fmt: skip
 
 
@@ -125,7 +186,8 @@ def _opt(default: Any, text: str, **meta: Any) -> Any:
 
 @dataclass
 class Config:
-    preset: str = _opt("quick", "quick (CPU, minutes: the defaults shown) or gpu (see the module docstring)",
+    preset: str = _opt("quick", "quick (CPU, minutes: the defaults shown), section2 (CPU, hours: every model, "
+                       "5 epochs of 2,000 molecules) or gpu (see the module docstring)",
                        choices=tuple(PRESETS))  # fmt: skip
     target: str = _opt("U0", "QM9 target, e.g. U0, gap, mu")
     models: tuple[str, ...] = _opt(PRESETS["quick"]["models"], "comma-separated registry names or module:Class specs",
@@ -157,13 +219,6 @@ class Config:
             raise ValueError(f"preset must be one of {tuple(PRESETS)}, got {self.preset!r}")
         if not self.models or len(set(self.models)) != len(self.models):
             raise ValueError(f"models must be a non-empty list without repeats, got {list(self.models)}")
-        for name in self.models:
-            if is_model_spec(name):
-                load_model_spec(name)  # a bad spec fails here, before any data is prepared
-            elif name not in MODELS:
-                raise ValueError(f"unknown model {name!r}: use one of {sorted(MODELS)} or a 'module:Class' spec")
-            elif name == "dimenet++" and dimenet_missing():
-                raise ValueError(f"dimenet++ cannot run here: {dimenet_missing()}")
         if self.seeds < 1 or self.epochs < 1 or self.time_evals < 1 or self.batch_size < 1:
             raise ValueError("seeds, epochs, time_evals and batch_size must be >= 1")
         if not self.budget_seconds > 0:
@@ -174,6 +229,14 @@ class Config:
             raise ValueError(f"widths must be quick/default and schedule constant/plateau, got {self.widths!r}, {self.schedule!r}")
         if self.threads is not None and self.threads < 1:
             raise ValueError(f"threads must be >= 1, got {self.threads}")
+        # Last: a user's module:Class spec is imported (its code runs) only once every other value is good.
+        for name in self.models:
+            if is_model_spec(name):
+                load_model_spec(name)  # a bad spec fails here, before any data is prepared
+            elif name not in MODELS:
+                raise ValueError(f"unknown model {name!r}: use one of {sorted(MODELS)} or a 'module:Class' spec")
+            elif name == "dimenet++" and dimenet_missing():
+                raise ValueError(f"dimenet++ cannot run here: {dimenet_missing()}")
 
 
 def model_config(name: str, widths: str) -> dict[str, Any]:
@@ -183,9 +246,15 @@ def model_config(name: str, widths: str) -> dict[str, Any]:
     return {**entry.config, **(entry.quick if widths == "quick" else {})}
 
 
+def registry_name(name: str) -> str:
+    """The registry or reference model a row builds (a Gilmer row is a variant of ``ggnn``)."""
+    return MODELS[name].model or name if name in MODELS else name
+
+
 def _builder(name: str) -> Callable[..., nn.Module]:
     if is_model_spec(name):
         return lambda i, o, edge_dim=None: build_from_spec(name, i, o, edge_dim=edge_dim)
+    name = registry_name(name)
     if name in REFERENCE_MODELS:
         return REFERENCE_MODELS[name]
     return lambda i, o, edge_dim=None, **cfg: build_model(name, i, o, edge_dim=edge_dim, **cfg)
@@ -246,7 +315,7 @@ def run_one(name: str, seed: int, config: Config, info: dict[str, Any], device: 
         in_channels, edge_dim = len(info["vocab"]), None
     else:
         in_channels, edge_dim = sample.x.size(1), sample.edge_attr.size(1)
-        if name in REGISTRY and not REGISTRY[name].edge_features:
+        if registry_name(name) in REGISTRY and not REGISTRY[registry_name(name)].edge_features:
             edge_dim = None  # a registry model that reads no edge features is built without edge_dim
     torch.manual_seed(seed)
     model = _builder(name)(in_channels, 1, edge_dim=edge_dim, **model_config(name, config.widths))
@@ -374,6 +443,7 @@ def write_report(results: dict[str, Any], out_dir: Path) -> list[Path]:
         lines.append(f"- {label}, intervals overlap (no ranking claimed between them): {text}.")
     if cfg["seeds"] < 2:
         lines.append("- One seed: no spread, so no ranking is claimed.")
+    lines += paper_comparison(results)
     lines += ["", "Models:"]
     for name, m in results["models"].items():
         lines.append(f"- {name}: {json.dumps(m['config'])}" if m["config"] else f"- {name}: the model's defaults")
@@ -387,6 +457,28 @@ def write_report(results: dict[str, Any], out_dir: Path) -> list[Path]:
     png = stem.with_suffix(".png")
     plot_curves(results, png)
     return [md, js, png]
+
+
+def paper_comparison(results: dict[str, Any]) -> list[str]:
+    """The rows that reproduce a line of Gilmer et al.'s Tables 7-8, beside the paper's ratios
+    (MAE / chemical accuracy), ours with ± std over the seeds; empty when no such row ran."""
+    rows = [name for name in results["models"] if name in PAPER_RATIOS]
+    if not rows:
+        return []
+    acc, target = results["chemical_accuracy"], results["target"]
+    lines = ["", f"Beside Gilmer et al. 2017 (error ratio = MAE / chemical accuracy; ours on {target}, mean ± std over the seeds; "
+             "the paper's after full training on all 110k molecules, so compare the ordering, not the values):", "",
+             f"| row | paper line | paper ratio, 13-target average | paper ratio, U0 | ours, equal time | ours, equal epochs |",
+             "|---|---|---:|---:|---:|---:|"]  # fmt: skip
+    for name in rows:
+        paper, m = PAPER_RATIOS[name], results["models"][name]
+        ours = []
+        for budget in ("time", "epochs"):
+            t = m[budget]["test_mae"]
+            ours.append("n/a" if t["mean"] is None else f"{t['mean'] / acc:.2f} ± {(t['std'] or 0.0) / acc:.2f}")
+        u0 = "–" if paper["U0"] is None else f"{paper['U0']:.2f}"
+        lines.append(f"| {name} | {paper['table']} | {paper['average']:.2f} | {u0} | {ours[0]} | {ours[1]} |")
+    return lines
 
 
 def plot_curves(results: dict[str, Any], path: Path) -> None:
@@ -519,7 +611,10 @@ def parse_args(argv: list[str] | None = None) -> Config:
             not_run["dimenet++"] = reason
         elif "dimenet++" not in values["models"]:
             not_run["dimenet++"] = f"not in the {preset} preset; add it with --models"
-    return Config(**values, command=shlex.join(["python", "recipes/benchmark.py", *argv]), not_run=not_run)
+    try:
+        return Config(**values, command=shlex.join(["python", "recipes/benchmark.py", *argv]), not_run=not_run)
+    except ValueError as e:  # a usage error (exit 2), not a traceback
+        p.error(str(e))
 
 
 if __name__ == "__main__":

@@ -44,7 +44,7 @@ from gnnkit.train import resolve_device
 from gnnkit.train.checkpoint import atomic_write_text, load_or_build
 from gnnkit.train.node import NodeResult, train_node_classifier
 from gnnkit.train.options import positive_int
-from gnnkit.train.outdir import check_out_dir, prepare_out_dir
+from gnnkit.train.outdir import check_out_dir, prepare_out_dir, releases_out_dirs
 
 MODELS = ("gcn", "tdgnn-s", "tdgnn-w", "nhgcn")
 # Config keys named after the reference scripts' flags, and the registry's option names for them.
@@ -296,6 +296,7 @@ def markdown_table(results: list[dict[str, Any]]) -> str:
     return "\n".join(lines) + "\n"
 
 
+@releases_out_dirs
 def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--model", choices=MODELS)

@@ -8,8 +8,9 @@
 (or its ``best_model.pt``), which carries the model, target(s), unit(s), normaliser and featurizer
 settings; no other flag is needed. Inputs keep their command-line order:
 
-* ``--smiles`` (one or more) and ``--smiles-file`` (one SMILES per line, optionally followed by a
-  name; ``#`` comments): for a model whose edges carry distances (QM9's default), each SMILES is
+* ``--smiles`` (one or more) and ``--smiles-file`` (one SMILES per line, optionally followed by
+  whitespace and a name; a line starting with ``#`` is a comment, a ``#`` inside a SMILES its
+  triple bond): for a model whose edges carry distances (QM9's default), each SMILES is
   embedded in 3D with RDKit's ETKDG + MMFF from a fixed seed. Those geometries are not the
   B3LYP/6-31G(2df,p) geometries QM9's targets were computed on, and the output's note says so.
 * ``--xyz``: XYZ files (one or more frames each), the coordinates as given; bonds are perceived
@@ -18,8 +19,12 @@ settings; no other flag is needed. Inputs keep their command-line order:
 
 ``--out`` gets one row per input molecule: its position and name, the canonical SMILES read, one
 column per target in the target's unit (e.g. ``u0 (eV)``), ``status`` (``ok``/``error``), the error
-(e.g. an element the model was not trained on, a SMILES that does not parse, no 3D coordinates)
-and a note on the geometry; a molecule that fails does not stop the others. An existing ``--out``
+(e.g. an element the model was not trained on, a SMILES that does not parse, no 3D coordinates),
+a note on the geometry and ``out_of_domain``: why the molecule lies outside the training molecules'
+domain (a net charge or more fragments than any training molecule had, more heavy atoms), if it
+does. A molecule that fails does not stop the others: one larger than ``--max-atoms`` atoms or
+whose graph has more than ``--max-edges`` edges gets an error row before any memory is spent on
+it, and a batch that runs out of memory is retried one molecule at a time. An existing ``--out``
 is refused unless ``--overwrite``; the file is written atomically and nothing else is written.
 Exit status 0 if at least one molecule was predicted, 1 if none was, 2 for bad arguments or a
 checkpoint that cannot be used (e.g. one written before checkpoints carried the model's settings).
@@ -34,8 +39,8 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from gnnkit.data import read_sdf, read_xyz, smiles_record
-from gnnkit.data.molecule_io import MoleculeRecord
+from gnnkit.data import read_sdf, read_smiles_file, read_xyz, smiles_record
+from gnnkit.data.molecule_io import DEFAULT_MAX_ATOMS, DEFAULT_MAX_EDGES, MoleculeRecord
 from gnnkit.train import Prediction, load_predictor, resolve_device
 from gnnkit.train.checkpoint import atomic_write_text
 from gnnkit.train.predict import geometry_text
@@ -51,6 +56,8 @@ class Config:
     device: str = "cpu"
     batch_size: int = 64
     overwrite: bool = False
+    max_atoms: int = DEFAULT_MAX_ATOMS
+    max_edges: int = DEFAULT_MAX_EDGES
 
     def __post_init__(self) -> None:
         """Checks every value before the checkpoint or any molecule is read."""
@@ -69,8 +76,10 @@ class Config:
             raise ValueError(f"--out {out} is a folder; give the CSV file to write, e.g. {out / 'predictions.csv'}")
         if out.exists() and not self.overwrite:
             raise ValueError(f"--out {out} exists; pass --overwrite to replace it, or choose another file")
-        if isinstance(self.batch_size, bool) or not isinstance(self.batch_size, int) or self.batch_size < 1:
-            raise ValueError(f"--batch-size must be an integer >= 1, got {self.batch_size!r}")
+        for flag in ("batch_size", "max_atoms", "max_edges"):
+            value = getattr(self, flag)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"--{flag.replace('_', '-')} must be an integer >= 1, got {value!r}")
 
 
 class _Inputs(argparse.Action):
@@ -92,6 +101,10 @@ def parse_args(argv: list[str] | None = None) -> Config:
     p.add_argument("--device", default=Config.device, help="cpu, cuda, cuda:1 or auto")
     p.add_argument("--batch-size", type=int, default=Config.batch_size)
     p.add_argument("--overwrite", action="store_true", help="replace an existing --out")
+    p.add_argument("--max-atoms", type=int, default=Config.max_atoms, help="a larger molecule (hydrogens included) "
+                   "gets an error row instead of a graph")  # fmt: skip
+    p.add_argument("--max-edges", type=int, default=Config.max_edges, help="a molecule whose graph has more edges "
+                   "gets an error row (the complete graph has N(N-1))")  # fmt: skip
     p.set_defaults(inputs=[])
     a = p.parse_args(argv)
     try:
@@ -99,31 +112,19 @@ def parse_args(argv: list[str] | None = None) -> Config:
     except (ValueError, RuntimeError) as e:
         p.error(f"--device {a.device!r}: {e}")
     try:
-        return Config(a.checkpoint, a.out, a.inputs, a.device, a.batch_size, a.overwrite)
+        return Config(a.checkpoint, a.out, a.inputs, a.device, a.batch_size, a.overwrite, a.max_atoms, a.max_edges)
     except ValueError as e:
         p.error(str(e))
 
 
-def read_smiles_file(path: str | Path, embed: bool) -> list[MoleculeRecord]:
-    """One record per non-empty, non-comment line: ``SMILES [name]``."""
-    records = []
-    for k, line in enumerate(Path(path).read_text().splitlines(), 1):
-        text = line.split("#", 1)[0].strip()
-        if not text:
-            continue
-        smiles, _, name = text.partition(" ")
-        records.append(smiles_record(smiles, embed=embed, name=name.strip() or f"{Path(path).name}:{k}"))
-    return records
-
-
-def gather(inputs: list[tuple[str, str]], embed: bool) -> list[MoleculeRecord]:
-    """The input molecules, in command-line order."""
+def gather(inputs: list[tuple[str, str]], embed: bool, max_atoms: int | None = None) -> list[MoleculeRecord]:
+    """The input molecules, in command-line order (a SMILES over ``max_atoms`` is not embedded)."""
     records: list[MoleculeRecord] = []
     for kind, value in inputs:
         if kind == "smiles":
-            records.append(smiles_record(value, embed=embed))
+            records.append(smiles_record(value, embed=embed, max_atoms=max_atoms))
         elif kind == "smiles_file":
-            records += read_smiles_file(value, embed)
+            records += read_smiles_file(value, embed, max_atoms=max_atoms)
         elif kind == "xyz":
             records += read_xyz(value)
         else:
@@ -136,18 +137,18 @@ def predictions_csv(rows: list[Prediction], targets: list[str], units: list[str]
     buf = io.StringIO()
     writer = csv.writer(buf)
     writer.writerow(["index", "input", "name", "smiles", *(f"{t} ({u})" if u else t for t, u in zip(targets, units)), "status",
-                     "error", "note"])  # fmt: skip
+                     "error", "note", "out_of_domain"])  # fmt: skip
     for r in rows:
         values = [repr(r.values[t]) if r.values else "" for t in targets]
         writer.writerow([r.index, r.source, r.name, r.smiles or "", *values, "ok" if r.error is None else "error",
-                         r.error or "", r.note])  # fmt: skip
+                         r.error or "", r.note, "; ".join(r.out_of_domain)])  # fmt: skip
     return buf.getvalue()
 
 
 def main(cfg: Config) -> list[Prediction]:
     predictor = load_predictor(cfg.checkpoint, cfg.device)
-    records = gather(cfg.inputs, embed=predictor.options.needs_coordinates)
-    rows = predictor.predict(records, batch_size=cfg.batch_size)
+    records = gather(cfg.inputs, embed=predictor.options.needs_coordinates, max_atoms=cfg.max_atoms)
+    rows = predictor.predict(records, batch_size=cfg.batch_size, max_atoms=cfg.max_atoms, max_edges=cfg.max_edges)
     Path(cfg.out).parent.mkdir(parents=True, exist_ok=True)
     atomic_write_text(predictions_csv(rows, predictor.targets, predictor.units), cfg.out)
 
@@ -164,6 +165,10 @@ def main(cfg: Config) -> list[Prediction]:
         print("note: SMILES inputs were embedded with RDKit (ETKDG + MMFF); those geometries are not the "
               "B3LYP/6-31G(2df,p) geometries QM9's targets were computed on, so expect larger errors than on QM9",
               flush=True)  # fmt: skip
+    flagged = sum(bool(r.out_of_domain) and r.error is None for r in rows)
+    if flagged:
+        print(f"note: {flagged} molecule(s) lie outside the training molecules' domain (charge, fragments or size; "
+              f"column out_of_domain): their predictions are extrapolations", flush=True)  # fmt: skip
     print(f"{len(rows) - failed} of {len(rows)} molecules predicted, {failed} failed -> {cfg.out}", flush=True)
     return rows
 

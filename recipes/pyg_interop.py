@@ -33,7 +33,7 @@ from gnnkit.models import build_model
 from gnnkit.models.reference import PygQM9NNConv
 from gnnkit.nn import EdgeNetworkConv, GCNConv, GGNNConv, GINConv, Graph, RelationalConv, Set2Set
 from gnnkit.train.options import add_options, given_options
-from gnnkit.train.outdir import prepare_out_dir
+from gnnkit.train.outdir import prepare_out_dir, releases_out_dirs
 from gnnkit.train.probes import MachineLoad, compile_seconds, git_commit, graph_breaks
 
 F, EDGE_DIM, TYPES = 16, 5, 3
@@ -88,11 +88,11 @@ def _pairs() -> dict[str, tuple[Callable[[], nn.Module], Callable[[], nn.Module]
     return {
         "GCNConv": (lambda: PygGCN(F, F), lambda: GCNConv(F, F),
                     lambda d: (d["x"], d["edge_index"]), lambda d: (d["x"], d["edge_index"])),
-        "EdgeNetworkConv / NNConv": (lambda: NNConv(F, F, edge_mlp(), aggr="mean"), lambda: EdgeNetworkConv(F, EDGE_DIM, hidden=32, aggr="mean"),
+        "EdgeNetworkConv / NNConv": (lambda: NNConv(F, F, edge_mlp(), aggr="mean"), lambda: EdgeNetworkConv(F, F, aggr="mean", root_weight=False, edge_dim=EDGE_DIM, hidden=32),
                                      lambda d: (d["x"], d["edge_index"], d["edge_attr"]), lambda d: (d["x"], d["edge_index"], d["edge_attr"])),
         "GGNNConv / GatedGraphConv": (lambda: GatedGraphConv(F, 1), lambda: GGNNConv(F, TYPES),
                                       lambda d: (d["x"], d["edge_index"]), lambda d: (d["x"], d["edge_index"], d["edge_type"])),
-        "RelationalConv / RGCNConv": (lambda: RGCNConv(F, F, TYPES, aggr="add"), lambda: RelationalConv(F, F, TYPES),
+        "RelationalConv / RGCNConv": (lambda: RGCNConv(F, F, TYPES, aggr="add"), lambda: RelationalConv(F, F, TYPES, aggr="add", root_weight=False),
                                       lambda d: (d["x"], d["edge_index"], d["edge_type"]), lambda d: (d["x"], d["edge_index"], d["edge_type"])),
         "GINConv": (lambda: PygGIN(nn.Linear(F, F)), lambda: GINConv(nn.Linear(F, F)),
                     lambda d: (d["x"], d["edge_index"]), lambda d: (d["x"], d["edge_index"])),
@@ -175,6 +175,7 @@ def markdown(rows: list[dict[str, Any]], meta: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
+@releases_out_dirs
 def main(config: Config) -> list[dict[str, Any]]:
     out = Path(config.out)
     prepare_out_dir(out, outputs=("pyg_interop.md", "pyg_interop.json"))

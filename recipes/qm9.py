@@ -57,6 +57,7 @@ loss goes non-finite stops, records ``"status": "diverged"`` (no MAE) and exits 
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import math
 import os
@@ -69,7 +70,9 @@ import numpy as np
 import torch
 
 from gnnkit.data import QM9, FeaturizerOptions, TargetNormalizer, load_split, target_index
+from gnnkit.data.molecule_io import training_domain
 from gnnkit.data.qm9 import CHEMICAL_ACCURACY, EXTENSIVE, SPLIT_SIZES, TARGETS, UNITS
+from gnnkit.data.smiles import read_qm9_smiles
 from gnnkit.models import MODELS, build_model
 from gnnkit.train import (
     TrainConfig,
@@ -84,7 +87,7 @@ from gnnkit.train import (
 from gnnkit.train.checkpoint import atomic_write_text
 from gnnkit.train.loop import OUTPUTS
 from gnnkit.train.options import key_values, size_or_all
-from gnnkit.train.outdir import check_out_dir, prepare_out_dir
+from gnnkit.train.outdir import check_out_dir, prepare_out_dir, releases_out_dirs
 
 QUICK_TRAIN_SIZE, QUICK_EVAL_SIZE = 5_000, 1_000
 # The registry's graph-level models on molecular graphs; GCNGraph names its width and depth
@@ -335,6 +338,13 @@ def load_data(cfg: Config, info) -> tuple[QM9, dict[str, np.ndarray]]:
     return dataset, rows
 
 
+@functools.lru_cache(maxsize=1)
+def _training_domain(rows: tuple[int, ...]) -> dict:
+    """The training molecules' applicability domain (net charges, fragments, size), once per run."""
+    smiles = read_qm9_smiles()
+    return training_domain([smiles[r] for r in rows])
+
+
 def train_target(cfg: Config, info, dataset: QM9, rows: dict[str, np.ndarray], t_start: float,
                  cpu_start: os.times_result) -> dict:  # fmt: skip
     """Trains one model on ``cfg.target`` and writes its result.json (returned)."""
@@ -367,6 +377,7 @@ def train_target(cfg: Config, info, dataset: QM9, rows: dict[str, np.ndarray], t
         cfg.model, sample.x.size(1), 1, edge_dim, options, [name], [UNITS[name]], normalizer,
         FeaturizerOptions(cfg.edges, cfg.hydrogens), geometry="dft",
         dataset=f"QM9 ({len(parts['train'])} training molecules of the committed split)",
+        domain=_training_domain(tuple(parts["train"].rows.tolist())),
     )  # fmt: skip
     if info.is_main:
         n_params = sum(p.numel() for p in model.parameters())
@@ -444,6 +455,7 @@ def target_table(results: list[dict], cfg: Config) -> tuple[dict, str]:
     return table, "\n".join(lines) + "\n"
 
 
+@releases_out_dirs
 def main(cfg: Config) -> dict:
     """Trains ``cfg.target`` (or every target, with ``--target all``); returns the result (the
     table for ``all``)."""
@@ -486,5 +498,10 @@ def main(cfg: Config) -> dict:
 
 
 if __name__ == "__main__":
-    outcome = main(parse_args(sys.argv[1:]))
+    config = parse_args(sys.argv[1:])
+    try:
+        outcome = main(config)
+    except ValueError as e:  # e.g. --out taken by another run, or a checkpoint that cannot be resumed: say why
+        print(f"qm9.py: error: {e}", file=sys.stderr)
+        sys.exit(2)
     sys.exit(1 if outcome["status"] == "diverged" else 0)

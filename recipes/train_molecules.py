@@ -46,13 +46,14 @@ import torch
 
 from gnnkit.data import TargetNormalizer, load_molecule_csv, split_molecules
 from gnnkit.data.molecule_csv import check_columns, check_fractions, csv_header
+from gnnkit.data.molecule_io import training_domain
 from gnnkit.models import MODELS, build_model
 from gnnkit.train import TrainConfig, check_resume, fit, load_predictor, make_loader, predictor_card, regression_errors
 from gnnkit.train import resolve_device
 from gnnkit.train.checkpoint import atomic_write_text
 from gnnkit.train.loop import OUTPUTS
 from gnnkit.train.options import add_options, comma_list, given_options, key_values
-from gnnkit.train.outdir import check_out_dir, prepare_out_dir
+from gnnkit.train.outdir import check_out_dir, prepare_out_dir, releases_out_dirs
 
 GRAPH_MODELS = tuple(n for n, spec in MODELS.items() if spec.task == "graph" and spec.inputs == "graph")
 WIDTH_DEPTH = {"gcn-graph": ("hidden", "num_layers")}
@@ -80,6 +81,8 @@ class Config:
     edges: str = _opt("auto", "bonds (chemical graph), complete or bins (need coordinates); auto: complete "
                       "with --xyz-column or --embed, else bonds", choices=("auto", "bonds", "complete", "bins"))
     hydrogens: bool = _opt(True, "keep hydrogens as nodes")
+    formal_charge: bool = _opt(False, "add each atom's formal charge as an atom feature (for charged molecules; "
+                               "recorded in the checkpoint)")
     extensive: tuple[str, ...] = _opt((), "targets that grow with the molecule: a per-element linear reference is "
                                       "subtracted before standardising", parse=comma_list)
     split: str = _opt("random", "random or scaffold (Bemis-Murcko groups)", choices=("random", "scaffold"))
@@ -183,6 +186,7 @@ def _table(header: list[str], rows: list[list]) -> str:
     return buf.getvalue()
 
 
+@releases_out_dirs
 def main(cfg: Config) -> dict:
     t_start = time.perf_counter()
     device = resolve_device(cfg.device)
@@ -197,7 +201,7 @@ def main(cfg: Config) -> dict:
 
     # Embedding uses the featurizer's fixed seed, as recipes/predict.py does for new SMILES.
     table = load_molecule_csv(cfg.data, cfg.smiles_column, cfg.targets, cfg.xyz_column, embed=cfg.embed,
-                              edges=cfg.edges, hydrogens=cfg.hydrogens)  # fmt: skip
+                              edges=cfg.edges, hydrogens=cfg.hydrogens, formal_charge=cfg.formal_charge)  # fmt: skip
     print(f"{cfg.data}: {len(table)} molecules; {table.skipped_summary()}", flush=True)
     split = split_molecules(table.smiles, cfg.split, cfg.split_sizes, cfg.seed)
     atomic_write_text(_table(["row", "reason"], [[s.row, s.reason] for s in table.skipped]), out / SKIPPED_NAME)
@@ -222,6 +226,7 @@ def main(cfg: Config) -> dict:
         cfg.model, sample.x.size(1), len(cfg.targets), edge_dim, options, cfg.targets, cfg.units or [""] * len(cfg.targets),
         normalizer, table.options, geometry=table.geometry,
         dataset=f"{Path(cfg.data).name} ({len(parts['train'])} training molecules, {cfg.split} split)",
+        domain=training_domain([table.smiles[i] for i in split["train"]]),
     )  # fmt: skip
     n_params = sum(p.numel() for p in model.parameters())
     print(f"{cfg.model} ({n_params:,} parameters) on {device}, edges={table.options.edges}, elements "

@@ -85,17 +85,24 @@ class FeaturizerOptions:
     Args:
         edges: ``"complete"`` (distance + bond one-hot, Gilmer's best), ``"bonds"`` or ``"bins"``.
         hydrogens: keep hydrogens as nodes (explicit hydrogens, Gilmer's best).
+        elements: the element one-hot's elements.
+        formal_charge: one more atom feature, last: the atom's formal charge (off by default,
+            and for QM9, whose molecules are neutral: Gilmer's features have none, so ``[Fe+2]``
+            and ``[Fe+3]`` would be the same graph; turn it on for charged training data).
     """
 
     edges: EdgeRepresentation = "complete"
     hydrogens: bool = True
     elements: tuple[str, ...] = ATOM_TYPES
+    formal_charge: bool = False
 
     def __post_init__(self) -> None:
         if self.edges not in EDGE_REPRESENTATIONS:
             raise ValueError(f"edges must be one of {EDGE_REPRESENTATIONS}, got {self.edges!r}")
         if not isinstance(self.hydrogens, bool):
             raise TypeError(f"hydrogens must be a bool, got {type(self.hydrogens).__name__}")
+        if not isinstance(self.formal_charge, bool):
+            raise TypeError(f"formal_charge must be a bool, got {type(self.formal_charge).__name__}")
         if isinstance(self.elements, str) or not all(isinstance(e, str) and e for e in self.elements):
             raise TypeError(f"elements must be a sequence of element symbols, got {self.elements!r}")
         object.__setattr__(self, "elements", tuple(self.elements))  # lists from a checkpoint
@@ -110,7 +117,7 @@ class FeaturizerOptions:
 
     @property
     def num_atom_features(self) -> int:
-        return len(self.elements) + len(ATOM_FEATURES) - len(ATOM_TYPES)
+        return len(self.elements) + len(ATOM_FEATURES) - len(ATOM_TYPES) + int(self.formal_charge)
 
     @property
     def edge_dim(self) -> int:
@@ -119,7 +126,8 @@ class FeaturizerOptions:
 
     def key(self) -> str:
         base = f"{self.edges}_{'h' if self.hydrogens else 'noh'}"
-        return base if self.elements == ATOM_TYPES else f"{base}_{'-'.join(self.elements)}"
+        base = base if self.elements == ATOM_TYPES else f"{base}_{'-'.join(self.elements)}"
+        return f"{base}_charge" if self.formal_charge else base
 
 
 def _rdkit():
@@ -493,6 +501,9 @@ def featurize(mol, options: FeaturizerOptions) -> dict[str, np.ndarray]:
     """
     z = np.array([a.GetAtomicNum() for a in mol.GetAtoms()], dtype=np.int64)
     features = atom_features(mol, options.elements)  # checks the elements first
+    if options.formal_charge:
+        charges = np.array([[a.GetFormalCharge()] for a in mol.GetAtoms()], dtype=np.float32).reshape(-1, 1)
+        features = np.concatenate([features, charges], axis=1)
     if mol.GetNumConformers() == 0:
         if options.needs_coordinates:
             raise ValueError(f"mol has no 3D coordinates (conformer), which edges={options.edges!r} needs")

@@ -16,7 +16,9 @@ Geometry (what the edges can carry):
   to the CSV's folder) of an ``.xyz``, ``.sdf`` or ``.mol`` file. The SMILES is the reference for
   the bond orders, as for QM9 (:func:`gnnkit.data.molecule.mol_from_xyz`).
 
-Splits (:func:`split_molecules`): ``"random"`` (seeded) or ``"scaffold"`` (Bemis-Murcko
+Splits (:func:`split_molecules`) keep molecules with the same canonical SMILES in one split (with
+a warning that counts them), so that no test molecule is also a training molecule:
+``"random"`` (seeded) or ``"scaffold"`` (Bemis-Murcko
 scaffolds, Bemis & Murcko 1996: whole scaffold groups go to one split, so validation and test
 molecules have scaffolds the model did not train on; deterministic: groups in decreasing size,
 each to the split that is furthest below its share, so the large groups end up in training).
@@ -27,6 +29,7 @@ from __future__ import annotations
 import csv
 import math
 import os
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -108,7 +111,7 @@ def csv_header(path: str | os.PathLike) -> list[str]:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"CSV file {path} not found")
-    with open(path, newline="") as f:
+    with open(path, newline="", encoding="utf-8-sig") as f:  # utf-8-sig: a spreadsheet's byte-order mark is not part of the first column's name
         header = next(csv.reader(f), None)
     if not header:
         raise ValueError(f"CSV file {path} is empty (no header line)")
@@ -176,6 +179,7 @@ def load_molecule_csv(
     hydrogens: bool = True,
     elements: Sequence[str] | None = None,
     seed: int = EMBED_SEED,
+    formal_charge: bool = False,
 ) -> MoleculeCSV:
     """Reads and featurizes the molecules of a CSV file (see the module docstring).
 
@@ -191,6 +195,8 @@ def load_molecule_csv(
         elements: element one-hot set; ``None``: the elements of the usable molecules (H always),
             in order of atomic number.
         seed: ETKDG seed for ``embed``.
+        formal_charge: add each atom's formal charge as an atom feature (see
+            :class:`gnnkit.data.FeaturizerOptions`).
 
     Raises:
         FileNotFoundError: the CSV file does not exist.
@@ -208,7 +214,7 @@ def load_molecule_csv(
     if embed and xyz_column is not None:
         raise ValueError("embed and xyz_column exclude each other: coordinates are either given or embedded")
     geometry: Geometry = "given" if xyz_column is not None else "embedded" if embed else "none"
-    probe = FeaturizerOptions(edges, hydrogens)  # validates edges/hydrogens
+    probe = FeaturizerOptions(edges, hydrogens, formal_charge=formal_charge)  # validates the options
     if probe.needs_coordinates and geometry == "none":
         raise ValueError(f"edges={edges!r} carry distances: give a coordinates column or embed the SMILES "
                          "(else use edges='bonds', the chemical graph)")  # fmt: skip
@@ -219,7 +225,7 @@ def load_molecule_csv(
     skipped: list[SkippedRow] = []
     parsed: list[tuple[int, str, MoleculeRecord, list[float]]] = []
     total = 0
-    with open(path, newline="") as f:
+    with open(path, newline="", encoding="utf-8-sig") as f:  # utf-8-sig: a spreadsheet's byte-order mark is not part of the first column's name
         reader = csv.reader(f)
         next(reader)
         for total, cells in enumerate(reader, 1):
@@ -253,7 +259,7 @@ def load_molecule_csv(
         table = element_symbols()
         seen = {a.GetSymbol() for _, _, r, _ in parsed for a in r.mol.GetAtoms()} | {"H"}
         elements = tuple(sorted(seen, key=table.__getitem__))
-    options = FeaturizerOptions(edges, hydrogens, tuple(elements))
+    options = FeaturizerOptions(edges, hydrogens, tuple(elements), formal_charge)
     data, smiles_out, rows = [], [], []
     for row, smiles, record, y in parsed:
         try:
@@ -298,6 +304,43 @@ def murcko_scaffold(smiles: str) -> str:
     return MurckoScaffold.MurckoScaffoldSmiles(mol=mol, includeChirality=False)
 
 
+def _duplicate_groups(smiles: Sequence[str]) -> list[list[int]]:
+    """Positions of molecules with the same canonical SMILES (groups of two or more, in order of
+    first appearance); a SMILES RDKit cannot parse is compared as written."""
+    from rdkit import Chem
+
+    from gnnkit.data.molecule import _rdkit
+
+    _rdkit()
+    by_key: dict[str, list[int]] = {}
+    for i, s in enumerate(smiles):
+        mol = Chem.MolFromSmiles(s)
+        by_key.setdefault(Chem.MolToSmiles(mol) if mol is not None else s, []).append(i)
+    return [g for g in by_key.values() if len(g) > 1]
+
+
+def _random_group_split(perm: np.ndarray, same: list[list[int]], n: int, sizes: tuple[int, int, int]) -> dict[str, np.ndarray]:
+    """The random split with each group of duplicates moved as one: groups taken in the order of
+    their first member in ``perm``, training filled to its size first, then validation, then test."""
+    group_of = np.arange(n)
+    for g in same:
+        group_of[g] = g[0]
+    members: dict[int, list[int]] = {}
+    for i in perm.tolist():
+        members.setdefault(int(group_of[i]), []).append(i)
+    parts: dict[str, list[int]] = {"train": [], "val": [], "test": []}
+    names = ("train", "val", "test")
+    for group in members.values():
+        k = next((name for name, size in zip(names[:2], sizes[:2]) if len(parts[name]) < size), "test")
+        parts[k] += group
+    empty = [k for k, v in parts.items() if not v]
+    if empty:
+        raise ValueError(f"keeping repeated molecules together left {' and '.join(empty)} empty ({n} molecules, "
+                         f"{len(members)} distinct); give more distinct molecules")  # fmt: skip
+    return {"train": np.asarray(parts["train"], dtype=np.int64), "val": np.sort(np.asarray(parts["val"], dtype=np.int64)),
+            "test": np.sort(np.asarray(parts["test"], dtype=np.int64))}  # fmt: skip
+
+
 def split_molecules(
     smiles: Sequence[str], method: SplitMethod = "random", fractions: Sequence[float] = (0.8, 0.1, 0.1), seed: int = 0
 ) -> dict[str, np.ndarray]:
@@ -317,11 +360,20 @@ def split_molecules(
     n_train, n_val, n_test = _split_sizes(n, fractions)
     if n_train < 1:
         raise ValueError(f"{n} molecules are too few for fractions {fractions}")
+    if method not in ("random", "scaffold"):
+        raise ValueError(f"split method must be 'random' or 'scaffold', got {method!r}")
+    same = _duplicate_groups(smiles)
+    if same:
+        extra = sum(len(g) - 1 for g in same)
+        shown = "; ".join(f"{smiles[g[0]]} x{len(g)}" for g in same[:3]) + (f"; and {len(same) - 3} more" if len(same) > 3 else "")
+        warnings.warn(f"{extra} molecule(s) repeat another (same canonical SMILES) in {len(same)} group(s): {shown}. "
+                      "Each group is kept in one split, so that no test molecule is also a training molecule",
+                      stacklevel=2)  # fmt: skip
     if method == "random":
         perm = np.random.default_rng(seed).permutation(n)
-        return {"train": perm[:n_train], "val": np.sort(perm[n_train : n_train + n_val]), "test": np.sort(perm[n_train + n_val :])}
-    if method != "scaffold":
-        raise ValueError(f"split method must be 'random' or 'scaffold', got {method!r}")
+        if not same:
+            return {"train": perm[:n_train], "val": np.sort(perm[n_train : n_train + n_val]), "test": np.sort(perm[n_train + n_val :])}
+        return _random_group_split(perm, same, n, (n_train, n_val, n_test))
     groups: dict[str, list[int]] = {}
     for i, s in enumerate(smiles):
         groups.setdefault(murcko_scaffold(s), []).append(i)

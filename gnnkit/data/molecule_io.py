@@ -85,14 +85,104 @@ def has_3d_coordinates(mol: Any) -> bool:
     return bool(np.any(np.abs(conf.GetPositions()[:, 2]) > 1e-4))
 
 
-def smiles_record(smiles: str, embed: bool = True, seed: int = EMBED_SEED, name: str | None = None) -> MoleculeRecord:
-    """A record from a SMILES, embedded in 3D (ETKDG + MMFF) if ``embed``."""
+def smiles_record(smiles: str, embed: bool = True, seed: int = EMBED_SEED, name: str | None = None,
+                  max_atoms: int | None = None) -> MoleculeRecord:  # fmt: skip
+    """A record from a SMILES, embedded in 3D (ETKDG + MMFF) if ``embed``.
+
+    Args:
+        max_atoms: an error record, without embedding, for a molecule with more atoms than this
+            (hydrogens included): embedding grows with the square of the size.
+    """
     name = smiles if name is None else name
     try:
+        if max_atoms is not None and embed:
+            flat, _ = mol_from_smiles(smiles, embed=False)
+            if flat.GetNumAtoms() > max_atoms:
+                return MoleculeRecord(name, "smiles", error=too_many_atoms(flat.GetNumAtoms(), max_atoms))
         mol, note = mol_from_smiles(smiles, embed=embed, seed=seed)
     except (ValueError, TypeError) as e:  # MoleculeBuildError is a ValueError
         return MoleculeRecord(name, "smiles", error=str(e))
     return MoleculeRecord(name, "smiles", mol, note=note, geometry="embedded" if embed else "none")
+
+
+# Per-molecule size limits of prediction: a complete graph grows with the square of the atoms
+# (a 2,000-atom molecule needed ~5 GB), and one such input must not stop the others.
+DEFAULT_MAX_ATOMS = 500
+DEFAULT_MAX_EDGES = 250_000
+
+
+def too_many_atoms(atoms: int, limit: int) -> str:
+    """The error of a molecule over the atom limit."""
+    return (f"the molecule has {atoms} atoms (hydrogens included), more than the limit of {limit} per molecule "
+            "(--max-atoms); its graph would need memory growing with the square of that")  # fmt: skip
+
+
+def graph_size(mol: Any, options: FeaturizerOptions) -> tuple[int, int]:
+    """``(nodes, edges)`` of the graph :func:`molecule_data` would build, from the molecule alone
+    (nothing is allocated): all atom pairs for the complete graph, both directions of each bond
+    for the chemical graph."""
+    atoms = [a.GetAtomicNum() for a in mol.GetAtoms()]
+    nodes = len(atoms) if options.hydrogens else sum(z != 1 for z in atoms)
+    if options.needs_coordinates:
+        return nodes, nodes * (nodes - 1)
+    bonds = sum(1 for b in mol.GetBonds() if options.hydrogens or (b.GetBeginAtom().GetAtomicNum() != 1
+                                                                    and b.GetEndAtom().GetAtomicNum() != 1))  # fmt: skip
+    return nodes, 2 * bonds
+
+
+def size_error(mol: Any, options: FeaturizerOptions, max_atoms: int | None, max_edges: int | None) -> str | None:
+    """Why the graph of ``mol`` is over the limits (``None``: within them, or no limits)."""
+    if max_atoms is not None and mol.GetNumAtoms() > max_atoms:
+        return too_many_atoms(mol.GetNumAtoms(), max_atoms)
+    nodes, edges = graph_size(mol, options)
+    if max_edges is not None and edges > max_edges:
+        return (f"the molecule's graph has {edges} edges ({nodes} nodes, edges={options.edges!r}), more than the "
+                f"limit of {max_edges} per molecule (--max-edges)")  # fmt: skip
+    return None
+
+
+def molecule_domain(mol: Any) -> dict[str, int]:
+    """What the applicability-domain check compares with the training molecules: heavy atoms,
+    net charge (sum of formal charges) and number of fragments (disconnected parts)."""
+    from rdkit import Chem
+
+    return {"heavy_atoms": mol.GetNumHeavyAtoms(), "net_charge": Chem.GetFormalCharge(mol),
+            "fragments": len(Chem.GetMolFrags(mol))}  # fmt: skip
+
+
+def training_domain(smiles: Sequence[str]) -> dict[str, Any]:
+    """The applicability domain of a model trained on ``smiles``: the largest heavy-atom count,
+    the net charges and the largest number of fragments seen (SMILES RDKit cannot read are
+    left out). Plain values, for a predictor card (see :func:`gnnkit.train.predictor_card`)."""
+    from rdkit import Chem
+
+    from gnnkit.data.molecule import _rdkit
+
+    _rdkit()
+    heavy, charges, fragments, n = 0, set(), 0, 0
+    for s in smiles:
+        mol = Chem.MolFromSmiles(s, sanitize=False)  # charges, atoms and connectivity need no sanitizing
+        if mol is None:
+            continue
+        d = molecule_domain(mol)
+        heavy, fragments, n = max(heavy, d["heavy_atoms"]), max(fragments, d["fragments"]), n + 1
+        charges.add(d["net_charge"])
+    if n == 0:
+        raise ValueError("no training SMILES could be read to record the applicability domain")
+    return {"molecules": n, "max_heavy_atoms": heavy, "net_charges": sorted(charges), "max_fragments": fragments}
+
+
+def domain_flags(mol: Any, domain: dict[str, Any]) -> list[str]:
+    """How ``mol`` lies outside ``domain`` (:func:`training_domain`): one phrase per reason."""
+    d, flags = molecule_domain(mol), []
+    if d["net_charge"] not in domain["net_charges"]:
+        seen = ", ".join(f"{c:+d}" if c else "0" for c in domain["net_charges"])
+        flags.append(f"net charge {d['net_charge']:+d} (training molecules: {seen})")
+    if d["fragments"] > domain["max_fragments"]:
+        flags.append(f"{d['fragments']} fragments (training molecules: at most {domain['max_fragments']})")
+    if d["heavy_atoms"] > domain["max_heavy_atoms"]:
+        flags.append(f"{d['heavy_atoms']} heavy atoms (training molecules: at most {domain['max_heavy_atoms']})")
+    return flags
 
 
 def _element(token: str) -> str:
@@ -237,9 +327,52 @@ def mol_record(mol: Any, name: str = "mol", source: Source = "mol") -> MoleculeR
     return MoleculeRecord(name, source, mol, note=note, title=title, geometry=geometry)
 
 
+def read_smiles_file(path: str | os.PathLike, embed: bool = True, seed: int = EMBED_SEED,
+                     max_atoms: int | None = None) -> list[MoleculeRecord]:  # fmt: skip
+    """The molecules of a SMILES file: one per line, ``SMILES`` optionally followed by whitespace
+    and a name (RDKit's ``SmilesMolSupplier`` convention). Blank lines and lines whose first
+    character is ``#`` are skipped: no SMILES starts with ``#``, while ``#`` inside one is a
+    triple bond (``C#N``), so nothing is cut from a line.
+
+    ``max_atoms``: see :func:`smiles_record`.
+
+    Raises:
+        FileNotFoundError: ``path`` does not exist.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"SMILES file {path} not found")
+    records = []
+    for k, line in enumerate(path.read_text(encoding="utf-8-sig", errors="replace").splitlines(), 1):
+        text = line.strip()
+        if not text or text.startswith("#"):
+            continue
+        smiles, *name = text.split(None, 1)
+        records.append(smiles_record(smiles, embed=embed, seed=seed, name=name[0].strip() if name else f"{path.name}:{k}",
+                                     max_atoms=max_atoms))  # fmt: skip
+    return records
+
+
+_SDF_END = re.compile(r"^\$\$\$\$[ \t]*(?:\r?\n|\Z)", re.MULTILINE)
+
+
+def sdf_blocks(text: str) -> list[str]:
+    """The records of an SDF file's text: what lies between ``$$$$`` lines (the last one may
+    lack its ``$$$$``); blank space after the last ``$$$$`` is no record."""
+    blocks = _SDF_END.split(text)
+    if blocks and not blocks[-1].strip():
+        blocks.pop()
+    return blocks
+
+
 def read_sdf(path: str | os.PathLike) -> list[MoleculeRecord]:
     """The molecules of an SDF (or MOL) file, one record per entry; an entry RDKit cannot read
     gets an error record.
+
+    The file is cut into entries at its ``$$$$`` lines here, and each entry parsed on its own, so
+    that a truncated or malformed entry is that entry's error and never swallows the next one,
+    and a last entry without ``$$$$`` is read too (RDKit's ``SDMolSupplier`` resynchronises on
+    the stream and can lose either).
 
     Raises:
         FileNotFoundError: ``path`` does not exist.
@@ -253,8 +386,16 @@ def read_sdf(path: str | os.PathLike) -> list[MoleculeRecord]:
     if not path.is_file():
         raise FileNotFoundError(f"SDF file {path} not found")
     records = []
-    for k, mol in enumerate(Chem.SDMolSupplier(str(path), removeHs=False, sanitize=True), 1):
+    for k, block in enumerate(sdf_blocks(path.read_text(errors="replace")), 1):
         name = f"{path.name}:{k}"
+        if "M  END" not in block:
+            records.append(MoleculeRecord(name, "sdf", error=f"entry {k} could not be read: it is truncated (no "
+                                          "'M  END' line before its '$$$$' or the end of the file)"))  # fmt: skip
+            continue
+        try:
+            mol = Chem.MolFromMolBlock(block, sanitize=True, removeHs=False)
+        except Exception:  # noqa: BLE001 - RDKit raises on some malformed blocks instead of returning None
+            mol = None
         if mol is None:
             records.append(MoleculeRecord(name, "sdf", error=f"entry {k} could not be read by RDKit (malformed "
                                           "block or a valence RDKit refuses)"))  # fmt: skip
@@ -301,13 +442,22 @@ def molecule_data(record: MoleculeRecord, options: FeaturizerOptions, y: Sequenc
 
 
 __all__ = [
+    "DEFAULT_MAX_ATOMS",
+    "DEFAULT_MAX_EDGES",
     "MoleculeRecord",
+    "domain_flags",
+    "graph_size",
+    "molecule_domain",
+    "size_error",
+    "training_domain",
     "has_3d_coordinates",
     "mol_record",
     "molecule_data",
     "parse_xyz_atoms",
     "parse_xyz_block",
     "read_sdf",
+    "read_smiles_file",
+    "sdf_blocks",
     "read_xyz",
     "smiles_record",
     "xyz_record",

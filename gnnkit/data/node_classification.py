@@ -38,6 +38,7 @@ import torch
 from torch import Tensor
 from torch_geometric.data import Data
 
+from gnnkit.data.files import NoPickleDataset
 from gnnkit.data.paths import data_root
 
 __all__ = [
@@ -68,14 +69,24 @@ def _pyg_dataset(name: str, root: pathlib.Path, geom_gcn: bool):
     from torch_geometric.transforms import NormalizeFeatures
 
     norm = NormalizeFeatures()
+    # PyG's classes with the files they read from the data root loaded weights_only (no full pickle).
     if name in _PLANETOID:
         split = "geom-gcn" if geom_gcn else "public"
-        return Planetoid(str(root / "planetoid"), _PLANETOID[name], split=split, transform=norm)
+        return _no_pickle(Planetoid)(str(root / "planetoid"), _PLANETOID[name], split=split, transform=norm)
     if name in ("cornell", "texas", "wisconsin"):
-        return WebKB(str(root / "webkb"), name, transform=norm)
+        return _no_pickle(WebKB)(str(root / "webkb"), name, transform=norm)
     if name in ("chameleon", "squirrel"):
-        return WikipediaNetwork(str(root / "wikipedia"), name, geom_gcn_preprocess=True, transform=norm)
-    return Actor(str(root / "actor"), transform=norm)
+        return _no_pickle(WikipediaNetwork)(str(root / "wikipedia"), name, geom_gcn_preprocess=True, transform=norm)
+    return _no_pickle(Actor)(str(root / "actor"), transform=norm)
+
+
+def _no_pickle(cls: type) -> type:
+    """``cls`` (a PyG dataset class) with :class:`gnnkit.data.files.NoPickleDataset` in front,
+    made once and kept as a module attribute (so that its objects pickle by name)."""
+    name = f"NoPickle{cls.__name__}"
+    if name not in globals():
+        globals()[name] = type(name, (NoPickleDataset, cls), {"__module__": __name__, "__qualname__": name})
+    return globals()[name]
 
 
 def _dataset_dir(name: str, root: pathlib.Path) -> pathlib.Path:

@@ -37,6 +37,7 @@ import numpy as np
 import torch
 from torch_geometric.data import Data, InMemoryDataset
 
+from gnnkit.data.files import NoPickleDataset, UnsafeFileError, atomic_write, pid_alive, remove_stale_temporaries
 from gnnkit.data.molecule import (
     EdgeRepresentation,
     FeaturizerOptions,
@@ -275,15 +276,21 @@ def _crc32(path: Path) -> int:
 
 
 def _atomic_write_bytes(path: Path, payload: bytes) -> None:
-    tmp = path.with_name(path.name + f".tmp{os.getpid()}")
-    with open(tmp, "wb") as f:
-        f.write(payload)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    atomic_write(path, lambda f: f.write(payload), "wb")
 
 
-class QM9(InMemoryDataset):
+def _remove_stale_cache_temporaries(folder: Path) -> None:
+    """Temporaries of killed cache writers: ``.NAME.tmpPID`` and the ``NAME.tmpPID`` that older
+    gnnkit versions wrote, whose process is gone."""
+    remove_stale_temporaries(folder)
+    if folder.is_dir():
+        for entry in folder.glob("qm9_v*.tmp*"):
+            pid = entry.name.rsplit(".tmp", 1)[1]
+            if pid.isdigit() and not pid_alive(int(pid)) and entry.is_file():
+                entry.unlink(missing_ok=True)
+
+
+class QM9(NoPickleDataset, InMemoryDataset):
     """QM9 as a PyG ``InMemoryDataset`` with Gilmer et al.'s featurization.
 
     Args:
@@ -393,6 +400,7 @@ class QM9(InMemoryDataset):
     def _process(self) -> None:
         # A stale or corrupt cache is removed first, so that PyG's check sees it as missing.
         self._checked = False
+        _remove_stale_cache_temporaries(Path(self.processed_dir))
         if not self.force_reload and all(Path(p).exists() for p in self.processed_paths):
             self._checked = self._meta_valid()
             if not self._checked:
@@ -406,8 +414,11 @@ class QM9(InMemoryDataset):
         if not checked and not self._meta_valid():
             return False
         try:
-            self.load(self.processed_paths[0])
+            self.load(self.processed_paths[0])  # weights_only=True (NoPickleDataset): nothing in it runs
             meta = json.loads(Path(self.processed_paths[1]).read_text())
+        except UnsafeFileError as e:
+            print(f"warning: QM9 cache {e}; rebuilding it", flush=True)
+            return False
         except Exception:  # noqa: BLE001 - any failure to unpickle means a corrupt cache
             return False
         if len(self) != meta["report"]["featurized"]:
@@ -441,9 +452,7 @@ class QM9(InMemoryDataset):
                 raise RuntimeError(f"no molecule could be featurized: {report['failures'][:3]}")
             data, slices = _collate_arrays(results, raw)
         data_path, meta_path = map(Path, self.processed_paths)
-        tmp = data_path.with_name(data_path.name + f".tmp{os.getpid()}")
-        torch.save((data.to_dict(), slices, Data), tmp)
-        os.replace(tmp, data_path)
+        atomic_write(data_path, lambda f: torch.save((data.to_dict(), slices, Data), f))
         report["build_seconds"] = round(time.perf_counter() - t0, 2)
         meta = {**self._expected_meta(), "bytes": data_path.stat().st_size, "crc32": _crc32(data_path), "report": report}
         _atomic_write_bytes(meta_path, json.dumps(meta, indent=1).encode())

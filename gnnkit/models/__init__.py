@@ -1,7 +1,8 @@
 """Whole networks and the one model registry, :data:`MODELS`.
 
 Graph models (:class:`MPNN`, :class:`GGNN`, :class:`GCN`, :class:`GCNGraph`, :class:`TDGNN`,
-:class:`NHGCN`) are compositions on the message-passing base: ``model(data)`` takes a PyG
+:class:`NHGCN`, and the rest of Gilmer et al. 2017's Section 2: :class:`NeuralFingerprint`,
+:class:`InteractionNetwork`, :class:`Weave`, :class:`DTNN`, :class:`ChebNet`) are compositions on the message-passing base: ``model(data)`` takes a PyG
 ``Data``/``Batch`` (or a :class:`gnnkit.nn.Graph` from ``model.prepare(data)``) and returns one row
 per graph (graph-level models) or per node (node classifiers). The baselines :class:`GridCNN`
 and :class:`SeqRNN` take voxel grids and token sequences.
@@ -27,6 +28,7 @@ from gnnkit.models.gcn import GCN, GCNGraph
 from gnnkit.models.ggnn import GGNN
 from gnnkit.models.mpnn import MPNN
 from gnnkit.models.nhgcn import NHGCN, HomophilySplit
+from gnnkit.models.section2 import DTNN, ChebNet, InteractionNetwork, NeuralFingerprint, Weave
 from gnnkit.models.tdgnn import TDGNN, TreeDecomposition
 
 
@@ -68,6 +70,11 @@ MODELS: dict[str, ModelSpec] = {
     "gcn-graph": ModelSpec(GCNGraph, "graph", "graph", summary="GCN layers + mean/sum/max readout + MLP"),
     "tdgnn-s": ModelSpec(TDGNN, "node", "graph", defaults={"weighted": False}, summary="Wang & Derr 2021, sum of tree levels"),
     "tdgnn-w": ModelSpec(TDGNN, "node", "graph", defaults={"weighted": True}, summary="Wang & Derr 2021, weighted tree levels"),
+    "nfp": ModelSpec(NeuralFingerprint, "graph", "graph", edge_features=True, summary="Duvenaud et al. 2015: degree-wise convolutional fingerprints"),
+    "interaction": ModelSpec(InteractionNetwork, "graph", "graph", edge_features=True, summary="Battaglia et al. 2016: interaction network"),
+    "weave": ModelSpec(Weave, "graph", "graph", edge_features=True, summary="Kearnes et al. 2016: weave, node and edge states"),
+    "dtnn": ModelSpec(DTNN, "graph", "graph", summary="Schütt et al. 2017: deep tensor network on Gaussian-expanded distances"),
+    "chebnet": ModelSpec(ChebNet, "graph", "graph", summary="Defferrard et al. 2016: Chebyshev spectral filters"),
     "nhgcn": ModelSpec(NHGCN, "node", "graph", summary="Gong et al. 2023: homophily-split channels"),
     "cnn": ModelSpec(GridCNN, "graph", "grid", summary="a CNN over voxel grids"),
     "rnn": ModelSpec(SeqRNN, "graph", "tokens", summary="a GRU/LSTM over SMILES tokens"),
@@ -116,6 +123,11 @@ __all__ = [
     "TreeDecomposition",
     "NHGCN",
     "HomophilySplit",
+    "NeuralFingerprint",
+    "InteractionNetwork",
+    "Weave",
+    "DTNN",
+    "ChebNet",
     "GridCNN",
     "SeqRNN",
     "edge_type_from_one_hot",

@@ -3,7 +3,7 @@ Network"; reference code yuwvandy/TDGNN).
 
 ``Z = MLP(X)`` once, then ``out = Z + sum_{l in levels} (T^l ⊙ E^{l,K}) Z`` (TDGNN-s) or
 ``out = w_0 Z + sum_i w_i (T^{l_i} ⊙ E^{l_i,K}) Z`` with free scalars ``w`` (TDGNN-w): one
-:class:`gnnkit.nn.TreeConv` over the ``"tree"`` operator, which the model reads from its data.
+:class:`gnnkit.nn.TreeConv` over the tree operator (``TreeConv.operator_key``), which the model reads from its data.
 Compute it once per graph with the PyG transform :class:`TreeDecomposition` (the node-
 classification recipe caches it on disk); given data without it, :meth:`TDGNN.prepare` computes
 it on the spot, which is correct but costs a multi-source BFS every call.

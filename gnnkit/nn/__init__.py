@@ -1,6 +1,13 @@
 """Layers: the graph context, the message -> aggregate -> update base, convolutions and readouts."""
 
 from gnnkit.nn.conv import (
+    ChebConv,
+    DTNNConv,
+    DuvenaudConv,
+    GaussianDistances,
+    InteractionConv,
+    WeaveConv,
+    scaled_laplacian,
     EdgeNetworkConv,
     GCNConv,
     GGNNConv,
@@ -18,14 +25,21 @@ from gnnkit.nn.conv import (
     tree_operator,
     with_self_loops,
 )
-from gnnkit.nn.graph import Graph
-from gnnkit.nn.message_passing import MessagePassing, as_graph
+from gnnkit.nn.compose import Bidirectional, GRUUpdate, MasterNode, Towers
+from gnnkit.nn.graph import Graph, OperatorKey
+from gnnkit.nn.message_passing import GraphState, MessagePassing, as_graph
 from gnnkit.nn.readout import GatedReadout, MaxReadout, MeanReadout, Readout, Set2Set, SumReadout
 
 __all__ = [
     "Graph",
+    "OperatorKey",
     "MessagePassing",
+    "GraphState",
     "as_graph",
+    "GRUUpdate",
+    "MasterNode",
+    "Towers",
+    "Bidirectional",
     "GCNConv",
     "gcn_operator",
     "symmetric_norm",
@@ -42,6 +56,13 @@ __all__ = [
     "tree_operator",
     "NHConv",
     "homophily_channels",
+    "DuvenaudConv",
+    "InteractionConv",
+    "WeaveConv",
+    "DTNNConv",
+    "GaussianDistances",
+    "ChebConv",
+    "scaled_laplacian",
     "Readout",
     "SumReadout",
     "MeanReadout",

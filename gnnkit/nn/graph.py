@@ -3,7 +3,10 @@
 A :class:`Graph` holds the target-sorted :class:`gnnkit.ops.CSR`, the per-edge tensors already in
 that sorted order, the batch vector, optional node features, and whatever layers precompute per
 graph (CPU degree buckets, normalised GCN weights, TDGNN's tree operator, NHGCN's channels) as
-named ``operators``. It is built, and its values checked, once where user input enters
+``operators`` keyed by an :class:`OperatorKey` that the building layer owns. For graph-level state
+it holds each node's and each edge's graph id and the number of nodes per graph, so broadcasting a
+graph's state to its nodes or edges and pooling them per graph are index operations with the sizes
+known (:meth:`Graph.broadcast_nodes`, :meth:`Graph.pool_nodes`, ...), as in jraph's ``GraphsTuple``. It is built, and its values checked, once where user input enters
 (:meth:`Graph.from_edge_index`, :meth:`Graph.from_data`); every layer and every step then reuses
 it and calls unchecked internals, so nothing downstream reads a tensor value on the host (no GPU
 sync, no ``torch.compile`` graph break).
@@ -22,7 +25,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from gnnkit.ops import CSR, DegreeBuckets
+from gnnkit.ops import CSR, DegreeBuckets, scatter_unchecked
 from gnnkit.ops._checks import check_count, check_float, check_index, check_range, values_checked
 
 EDGE_TENSORS: tuple[str, ...] = ("edge_attr", "edge_weight", "edge_type")
@@ -62,6 +65,21 @@ def adjacency_edges(adj_t: Any) -> tuple[Tensor, Tensor | None, tuple[int, int]]
     return torch.stack([col, row]).long(), values, (int(sizes[1]), int(sizes[0]))
 
 
+@dataclass(frozen=True)
+class OperatorKey:
+    """The key of a per-graph operator in :attr:`Graph.operators`: the class that builds and reads
+    it (``owner``) and the settings it depends on (``variant``). A layer exposes its key as an
+    attribute (``GCNConv.operator_key``, ``TreeConv.operator_key``), so every reader of an operator
+    names the same object, which a type checker can follow (a string key could be misspelt).
+    """
+
+    owner: type
+    variant: tuple = ()
+
+    def __repr__(self) -> str:
+        return f"{self.owner.__name__}{self.variant if self.variant else ''}"
+
+
 @dataclass(frozen=True, eq=False)
 class Graph:
     """A validated graph with its per-edge tensors in CSR (target-sorted) order.
@@ -78,8 +96,16 @@ class Graph:
         num_edge_types: one more than the largest edge type (0 without types).
         buckets: CPU degree grouping of the targets for :func:`gnnkit.ops.outer_aggregate`.
         operators: further graphs over the same nodes that layers precompute or that a model
-            reads from its data (e.g. ``"gcn"``: the normalised graph with self-loops; ``"tree"``:
-            TDGNN's tree operator). Keys are documented by the layer that reads them.
+            reads from its data (``GCNConv.operator_key``: the normalised graph with self-loops;
+            ``TreeConv.operator_key``: TDGNN's tree operator), keyed by :class:`OperatorKey`.
+        edge_graph: ``[E]`` int64 graph id of every edge (that of its target), in ``csr`` order.
+        graph_sizes: ``[num_graphs]`` int64 number of nodes of every graph.
+        origin: for an operator: ``[E_op]`` int64, the ``csr`` position in the graph it was
+            built from of the edge each of its entries stands for, -1 for an entry that is no
+            edge of that graph (an added self-loop). ``None``: its entries have no such
+            correspondence (e.g. multi-hop operators), so an explainer's edge mask cannot reach them.
+        edge_mask: ``[E]`` an explainer's edge mask in ``csr`` order, set by
+            :class:`gnnkit.nn.MessagePassing` for the duration of one step (never by a user).
 
     Shapes:
         ``num_src = csr.num_src`` source and ``num_dst = csr.num_dst`` target nodes (equal unless
@@ -95,7 +121,11 @@ class Graph:
     num_graphs: int = 1
     num_edge_types: int = 0
     buckets: DegreeBuckets | None = None
-    operators: Mapping[str, "Graph"] = field(default_factory=dict)
+    operators: Mapping[OperatorKey, "Graph"] = field(default_factory=dict)
+    edge_graph: Tensor | None = None
+    graph_sizes: Tensor | None = None
+    origin: Tensor | None = None
+    edge_mask: Tensor | None = None
 
     # ----------------------------------------------------------------------------- builders
 
@@ -188,9 +218,12 @@ class Graph:
                 num_graphs = int(batch.max()) + 1 if n else 0
             num_graphs = check_count("num_graphs", num_graphs)
             check_range("batch", batch, num_graphs, "num_graphs")
+        # Per-graph sizes without a host read: a float-free scatter of ones into num_graphs slots.
+        graph_sizes = torch.zeros(num_graphs, dtype=torch.long, device=csr.device).index_add_(0, batch, torch.ones_like(batch))
         return Graph(
             csr, x=x, edge_attr=edge_attr, edge_weight=edge_weight, edge_type=edge_type, batch=batch,
-            num_graphs=num_graphs, num_edge_types=num_edge_types,
+            num_graphs=num_graphs, num_edge_types=num_edge_types, edge_graph=batch.index_select(0, csr.row),
+            graph_sizes=graph_sizes,
         )  # fmt: skip
 
     @staticmethod
@@ -233,19 +266,45 @@ class Graph:
         """A copy with some fields replaced (the caller vouches for the new values)."""
         return dataclasses.replace(self, **changes)
 
-    def with_operator(self, name: str, operator: "Graph") -> "Graph":
-        """A copy that also carries ``operator`` under ``name``."""
-        return dataclasses.replace(self, operators={**self.operators, name: operator})
+    def with_operator(self, key: OperatorKey, operator: "Graph") -> "Graph":
+        """A copy that also carries ``operator`` under ``key``."""
+        if not isinstance(key, OperatorKey):
+            raise TypeError(f"operator keys are OperatorKey objects (e.g. TreeConv.operator_key), got {type(key).__name__}")
+        return dataclasses.replace(self, operators={**self.operators, key: operator})
 
-    def operator(self, name: str) -> "Graph":
-        """The operator ``name``, with a clear error if it was not prepared."""
-        op = self.operators.get(name)
+    def operator(self, key: OperatorKey) -> "Graph":
+        """The operator under ``key``, with a clear error if it was not prepared."""
+        op = self.operators.get(key)
         if op is None:
             raise ValueError(
-                f"the graph has no {name!r} operator (it has: {sorted(self.operators) or 'none'}); "
+                f"the graph has no {key!r} operator (it has: {list(self.operators) or 'none'}); "
                 "build the graph with the model's or layer's prepare()"
             )
         return op
+
+    # ------------------------------------------------------------------- graph-level state
+
+    def _per_graph(self, name: str) -> Tensor:
+        t = getattr(self, name)
+        if t is None:
+            raise ValueError(f"the graph has no {name}; build it with Graph.from_edge_index/from_data")
+        return t
+
+    def broadcast_nodes(self, u: Tensor) -> Tensor:
+        """``u[batch]``: every node gets its graph's row of ``u`` (``[num_graphs, *]`` -> ``[N, *]``)."""
+        return u.index_select(0, self._per_graph("batch"))
+
+    def broadcast_edges(self, u: Tensor) -> Tensor:
+        """Every edge gets its graph's row of ``u`` (``[num_graphs, *]`` -> ``[E, *]``, csr order)."""
+        return u.index_select(0, self._per_graph("edge_graph"))
+
+    def pool_nodes(self, x: Tensor, reduce: str = "sum") -> Tensor:
+        """Node rows reduced per graph (``[N, *]`` -> ``[num_graphs, *]``; an empty graph gives 0)."""
+        return scatter_unchecked(x, self._per_graph("batch"), self.num_graphs, reduce)
+
+    def pool_edges(self, e: Tensor, reduce: str = "sum") -> Tensor:
+        """Edge rows (csr order) reduced per graph (``[E, *]`` -> ``[num_graphs, *]``)."""
+        return scatter_unchecked(e, self._per_graph("edge_graph"), self.num_graphs, reduce)
 
     @property
     def num_nodes(self) -> int:
@@ -265,9 +324,7 @@ class Graph:
         def mv(v: Any) -> Any:
             return v.to(device, non_blocking=non_blocking) if v is not None else None
 
-        return Graph(
-            self.csr.to(device, non_blocking), x=mv(self.x), edge_attr=mv(self.edge_attr),
-            edge_weight=mv(self.edge_weight), edge_type=mv(self.edge_type), batch=mv(self.batch),
-            num_graphs=self.num_graphs, num_edge_types=self.num_edge_types, buckets=mv(self.buckets),
-            operators={k: op.to(device, non_blocking) for k, op in self.operators.items()},
-        )  # fmt: skip
+        moved = {f.name: mv(getattr(self, f.name)) for f in dataclasses.fields(self)
+                 if isinstance(getattr(self, f.name), (Tensor, DegreeBuckets))}  # fmt: skip
+        operators = {k: op.to(device, non_blocking) for k, op in self.operators.items()}
+        return dataclasses.replace(self, csr=self.csr.to(device, non_blocking), operators=operators, **moved)

@@ -2,9 +2,11 @@
 
 Every readout has one call signature, ``readout(x, batch, num_graphs, x0=None)``:
 
-* ``batch`` is PyG's ``Batch.batch`` (the graph of every node; its values are checked) or a
-  validated :class:`gnnkit.nn.Graph`, whose batch vector and graph count are used as they are
-  (nothing read on the host);
+* ``batch`` is PyG's ``Batch.batch`` (the graph of every node; its values are checked; ``None``
+  for one graph) or a validated :class:`gnnkit.nn.Graph`, whose batch vector and graph count are
+  used as they are (nothing read on the host);
+* ``num_graphs`` may be left out with a batch vector, as with PyG's aggregations: it is then
+  read from ``batch`` (a host sync and a ``torch.compile`` graph break, so pass it in a model);
 * ``x0`` (keyword) are the initial node states ``h^0``. Only the gated readout reads them (Gilmer
   et al. 2017, eq. 4 gates on ``[h^T, h^0]``); the others accept and ignore them, so a model calls
   whichever readout it was built with the same way.
@@ -16,6 +18,7 @@ sum/mean/max/gated and as the zero-input LSTM state for Set2Set.
 from __future__ import annotations
 
 import math
+from typing import Any, Literal
 
 import torch
 import torch.nn.functional as F
@@ -34,7 +37,7 @@ class Readout(nn.Module):
         x ``[N, F]``, batch ``[N]`` (or a Graph of ``N`` nodes) -> ``[num_graphs, F_out]``.
     """
 
-    def forward(self, x: Tensor, batch: Tensor | Graph, num_graphs: int | None = None, *, x0: Tensor | None = None) -> Tensor:
+    def forward(self, x: Tensor, batch: Tensor | Graph | None = None, num_graphs: int | None = None, *, x0: Tensor | None = None) -> Tensor:
         proxy = fx_proxy(x, batch, x0)
         if proxy is not None:  # traced by torch.fx: one call_module node, like a message-passing layer
             return record_call(self, proxy, (x, batch) + ((num_graphs,) if num_graphs is not None else ()), {"x0": x0} if x0 is not None else {})
@@ -46,9 +49,12 @@ class Readout(nn.Module):
             if num_graphs is not None and num_graphs != n:
                 raise ValueError(f"num_graphs={num_graphs} but the graph holds {n} graphs")
         else:
+            if batch is None:  # PyG's index=None: one graph
+                batch = torch.zeros(x.size(0), dtype=torch.long, device=x.device)
+                num_graphs = 1 if num_graphs is None else num_graphs
             check_index("batch", batch)
-            if num_graphs is None:
-                raise ValueError("pass num_graphs with a batch vector (or pass a gnnkit.nn.Graph)")
+            if num_graphs is None:  # as PyG's aggregations: read from the index (a host sync; pass it to avoid)
+                num_graphs = int(batch.max()) + 1 if batch.numel() else 0
             n = check_count("num_graphs", num_graphs)
             index = batch.long()
             check_range("batch", index, n, "num_graphs")
@@ -91,28 +97,44 @@ class MaxReadout(_Reduce):
 class Set2Set(Readout):
     """Set2Set readout (Vinyals et al. 2016, "Order Matters"), as used by Gilmer et al. 2017.
 
-    For ``steps`` rounds: ``q = LSTM(q*)``, attention ``a_i = softmax_i(x_i . q)`` within each
-    graph, ``r = sum_i a_i x_i``, ``q* = [q, r]``. The output ``q*`` has ``2 * channels``
-    features. Parameter names match ``torch_geometric.nn.aggr.Set2Set`` (an ``nn.LSTM`` called
-    ``lstm``), so a PyG state dict loads directly. ``lstm`` holds only the weights of that
-    one-layer LSTM (initialised as ``nn.LSTM``'s) and the one step per round is written out,
-    because ``torch.compile`` does not trace ``nn.LSTM`` modules.
+    For ``processing_steps`` rounds: ``q = LSTM(q*)``, attention ``a_i = softmax_i(x_i . q)``
+    within each graph, ``r = sum_i a_i x_i``, ``q* = [q, r]``. The output ``q*`` has
+    ``2 * in_channels`` features. Takes ``torch_geometric.nn.aggr.Set2Set``'s parameters and
+    parameter names (an ``nn.LSTM`` called ``lstm``), so a PyG state dict loads directly. ``lstm``
+    holds only the weights of that one-layer LSTM (initialised as ``nn.LSTM``'s) and the one step
+    per round is written out, because ``torch.compile`` does not trace ``nn.LSTM`` modules.
 
     Args:
-        channels: node feature size ``F``.
-        steps: number of processing steps ``M``.
+        in_channels: node feature size ``F``.
+        processing_steps: number of processing steps ``M``.
+        **kwargs: PyG passes these to its ``nn.LSTM``; the one-layer LSTM here honours only their
+            defaults (``num_layers=1``, ``bias=True``, ``dropout=0``, ``bidirectional=False``,
+            ``proj_size=0``, ``batch_first``): any other value raises ``ValueError``.
+
+    Called as PyG's aggregation ``set2set(x, index)`` (the graph count is then read from
+    ``index``), or as every gnnkit readout, ``set2set(x, batch, num_graphs)``.
 
     Shapes:
         x ``[N, F]``, batch ``[N]`` -> ``[num_graphs, 2F]``.
     """
 
-    def __init__(self, channels: int, steps: int) -> None:
+    _LSTM_DEFAULTS = {"num_layers": 1, "bias": True, "dropout": 0.0, "bidirectional": False, "proj_size": 0}
+
+    def __init__(self, in_channels: int, processing_steps: int, **kwargs: Any) -> None:
         super().__init__()
-        if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
-            raise ValueError(f"steps must be >= 1, got {steps!r}")
-        self.channels, self.steps = channels, steps
-        self.out_channels = 2 * channels
-        self.lstm = _LSTMWeights(2 * channels, channels)
+        if isinstance(processing_steps, bool) or not isinstance(processing_steps, int) or processing_steps < 1:
+            raise ValueError(f"processing_steps must be >= 1, got {processing_steps!r}")
+        for key, value in kwargs.items():
+            if key == "batch_first":  # a layout flag of nn.LSTM's input; no call here sees it
+                continue
+            if key not in self._LSTM_DEFAULTS:
+                raise TypeError(f"Set2Set got an unexpected keyword argument {key!r}")
+            if value != self._LSTM_DEFAULTS[key]:
+                raise ValueError(f"Set2Set runs a one-layer LSTM step: {key}={value!r} is not supported (only {self._LSTM_DEFAULTS[key]!r})")
+        self.channels, self.steps = in_channels, processing_steps
+        self.in_channels, self.processing_steps = in_channels, processing_steps  # PyG's names
+        self.out_channels = 2 * in_channels
+        self.lstm = _LSTMWeights(2 * in_channels, in_channels)
 
     def reset_parameters(self) -> None:
         self.lstm.reset_parameters()
@@ -138,8 +160,8 @@ class Set2Set(Readout):
         c = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)
         return torch.sigmoid(o) * torch.tanh(c), c
 
-    def extra_repr(self) -> str:
-        return f"channels={self.channels}, steps={self.steps}"
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.in_channels}, {self.out_channels})"
 
 
 class _LSTMWeights(nn.Module):
@@ -170,22 +192,28 @@ class GatedReadout(Readout):
     ``R = sum_v sigmoid(i([h_v^T, h_v^0])) * j(h_v^T)``
 
     with ``i`` and ``j`` linear maps. ``h^0`` (the initial node states, passed as ``x0``) enters
-    the gate only; pass ``init_channels=0`` to gate on ``h^T`` alone.
+    the gate only; pass ``init_channels=0`` to gate on ``h^T`` alone. ``form="li"`` gives Li et
+    al.'s own graph-level output (their eq. 7), where ``j`` also reads ``h^0`` and two ``tanh``
+    bound the result: ``R = tanh(sum_v sigmoid(i([h_v^T, h_v^0])) * tanh(j([h_v^T, h_v^0])))``.
 
     Args:
         channels: size of the final node states ``h^T``.
         out_channels: size of the graph vector.
         init_channels: size of ``h^0`` (0 to leave it out).
+        form: ``"gilmer"`` (eq. 4 of Gilmer et al.) or ``"li"`` (eq. 7 of Li et al.).
 
     Shapes:
         x ``[N, channels]``, x0 ``[N, init_channels]``, batch ``[N]`` -> ``[num_graphs, out_channels]``.
     """
 
-    def __init__(self, channels: int, out_channels: int, init_channels: int = 0) -> None:
+    def __init__(self, channels: int, out_channels: int, init_channels: int = 0,
+                 form: Literal["gilmer", "li"] = "gilmer") -> None:  # fmt: skip
         super().__init__()
-        self.channels, self.out_channels, self.init_channels = channels, out_channels, init_channels
+        if form not in ("gilmer", "li"):
+            raise ValueError(f"form must be 'gilmer' or 'li', got {form!r}")
+        self.channels, self.out_channels, self.init_channels, self.form = channels, out_channels, init_channels, form
         self.gate = nn.Linear(channels + init_channels, out_channels)
-        self.value = nn.Linear(channels, out_channels)
+        self.value = nn.Linear(channels + (init_channels if form == "li" else 0), out_channels)
 
     def reduce(self, x: Tensor, index: Tensor, num_graphs: int, x0: Tensor | None) -> Tensor:
         if self.init_channels:
@@ -196,7 +224,11 @@ class GatedReadout(Readout):
             gate_in = torch.cat([x, x0], dim=-1)
         else:
             gate_in = x
+        if self.form == "li":
+            gated = torch.sigmoid(self.gate(gate_in)) * torch.tanh(self.value(gate_in))
+            return torch.tanh(scatter_unchecked(gated, index, num_graphs, "sum"))
         return scatter_unchecked(torch.sigmoid(self.gate(gate_in)) * self.value(x), index, num_graphs, "sum")
 
     def extra_repr(self) -> str:
-        return f"channels={self.channels}, out_channels={self.out_channels}, init_channels={self.init_channels}"
+        return (f"channels={self.channels}, out_channels={self.out_channels}, init_channels={self.init_channels}, "
+                f"form={self.form!r}")  # fmt: skip

@@ -109,3 +109,12 @@ def outer_aggregate_unchecked(csr: CSR, z_sorted: Tensor, h: Tensor, buckets: De
     else:
         packed = csr.rowptr.new_empty(0)  # the CPU kernel then groups the targets itself
     return _library.call("outer", csr.rowptr, csr.col, csr.t_rowptr, csr.t_perm, z_sorted.contiguous(), h.contiguous(), packed)
+
+
+def cpu_buckets(csr: CSR) -> DegreeBuckets | None:
+    """The :class:`DegreeBuckets` that :func:`outer_aggregate_unchecked`'s CPU kernel reads
+    (built on the host: call it where the graph is prepared, not while compiling), or ``None``
+    where the Triton kernel runs, which groups the targets itself."""
+    if uses_triton(csr.col):
+        return None
+    return DegreeBuckets.from_csr(csr)

@@ -2,6 +2,8 @@
 
 from gnnkit.train.checkpoint import (
     DamagedFileError,
+    FileWriteError,
+    UnsafeFileError,
     atomic_save,
     atomic_write_text,
     load_checkpoint,
@@ -32,7 +34,7 @@ from gnnkit.train.loop import (
 )
 from gnnkit.train.node import NodeResult, train_node_classifier
 from gnnkit.train.predict import Prediction, Predictor, load_predictor, predictor_card, regression_errors
-from gnnkit.train.outdir import OutDirNotEmptyError, check_out_dir, prepare_out_dir
+from gnnkit.train.outdir import OutDirLockedError, OutDirNotEmptyError, check_out_dir, prepare_out_dir
 
 __all__ = [
     "fit",
@@ -62,9 +64,12 @@ __all__ = [
     "load_or_build",
     "remove_stale_temporaries",
     "DamagedFileError",
+    "UnsafeFileError",
     "check_out_dir",
     "prepare_out_dir",
     "OutDirNotEmptyError",
+    "OutDirLockedError",
+    "FileWriteError",
     "rng_state",
     "set_rng_state",
     "seed_everything",

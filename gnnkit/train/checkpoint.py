@@ -16,8 +16,8 @@
 from __future__ import annotations
 
 import os
+import pickle
 import random
-import re
 import sys
 import zipfile
 from collections.abc import Callable
@@ -27,8 +27,18 @@ from typing import Any, TypeVar
 import numpy as np
 import torch
 
+from gnnkit.data.files import (
+    FileWriteError,
+    UnsafeFileError,
+    atomic_write,
+    is_temporary,
+    remove_stale_temporaries,
+    temporary_path,
+    torch_load_safe,
+    unsafe_reason,
+)
+
 T = TypeVar("T")
-_TEMPORARY = re.compile(r"^\.(?P<name>.+)\.tmp(?P<pid>\d+)$")
 
 
 class DamagedFileError(ValueError):
@@ -40,77 +50,20 @@ class DamagedFileError(ValueError):
         self.path, self.reason = Path(path), reason
 
 
-def _temporary(path: Path) -> Path:
-    return path.with_name(f".{path.name}.tmp{os.getpid()}")
-
-
-def _pid_alive(pid: int) -> bool:
-    if pid == os.getpid():
-        return False  # a file named with our own pid before we wrote it is left by an earlier process
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True  # another user's live process
-    return True
-
-
-def remove_stale_temporaries(folder: str | os.PathLike, name: str | None = None) -> list[Path]:
-    """Removes the temporary files (``.NAME.tmpPID``) that writers killed mid-write left in
-    ``folder``: those whose process is no longer running. A live writer's file is kept.
-
-    Args:
-        folder: where to look (nothing happens if it does not exist).
-        name: only temporaries of this destination file name (default: all).
-
-    Returns:
-        the removed paths.
-    """
-    folder = Path(folder)
-    if not folder.is_dir():
-        return []
-    removed = []
-    for entry in folder.iterdir():
-        m = _TEMPORARY.match(entry.name)
-        if m is None or (name is not None and m["name"] != name) or not entry.is_file():
-            continue
-        if not _pid_alive(int(m["pid"])):
-            entry.unlink(missing_ok=True)
-            removed.append(entry)
-    return removed
-
-
-def is_temporary(name: str) -> bool:
-    """Whether ``name`` is a temporary file name of the atomic writers in this module."""
-    return _TEMPORARY.match(name) is not None
-
-
-def _atomic_write(path: str | os.PathLike, write: Callable[[Any], None], mode: str) -> Path:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = _temporary(path)
-    try:
-        with open(tmp, mode) as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    return path
+_temporary = temporary_path
 
 
 def atomic_save(obj: Any, path: str | os.PathLike) -> None:
     """``torch.save`` to a temporary file in the same folder, fsync, then rename over ``path``:
-    a crash leaves either the old file or the new one, never a partial file."""
-    _atomic_write(path, lambda f: torch.save(obj, f), "wb")
+    a crash leaves either the old file or the new one, never a partial file; a failed write
+    (e.g. a full disk) raises :class:`gnnkit.data.files.FileWriteError` naming ``path`` and
+    leaves no temporary."""
+    atomic_write(path, lambda f: torch.save(obj, f), "wb")
 
 
 def atomic_write_text(text: str, path: str | os.PathLike) -> None:
     """Writes a text file atomically (see :func:`atomic_save`)."""
-    _atomic_write(path, lambda f: f.write(text), "w")
+    atomic_write(path, lambda f: f.write(text), "w")
 
 
 def verify_torch_file(path: str | os.PathLike) -> None:
@@ -142,10 +95,19 @@ def verify_torch_file(path: str | os.PathLike) -> None:
 
 def load_verified(path: str | os.PathLike, weights_only: bool = True, map_location: Any = "cpu") -> Any:
     """:func:`verify_torch_file`, then ``torch.load``; a file that still fails to unpickle is
-    reported as damaged too."""
+    reported as damaged too.
+
+    Raises:
+        DamagedFileError: see :func:`verify_torch_file`, or the file does not unpickle.
+        UnsafeFileError: with ``weights_only`` (the default), the file needs full pickle.
+    """
     verify_torch_file(path)
     try:
         return torch.load(path, map_location=map_location, weights_only=weights_only)
+    except pickle.UnpicklingError as e:
+        if weights_only and "weights only load failed" in str(e).lower():
+            raise UnsafeFileError(path, unsafe_reason(e)) from None
+        raise DamagedFileError(path, f"does not load: {type(e).__name__}: {e}") from e
     except Exception as e:  # noqa: BLE001 - any unpickling failure of a checked file means a damaged one
         raise DamagedFileError(path, f"does not load: {type(e).__name__}: {e}") from e
 
@@ -160,21 +122,15 @@ def previous_checkpoint(path: str | os.PathLike) -> Path:
 def save_checkpoint(obj: Any, path: str | os.PathLike) -> None:
     """Saves ``obj`` atomically at ``path`` and keeps the checkpoint it replaces as
     :func:`previous_checkpoint`. A kill at any point leaves a loadable checkpoint at ``path``
-    or at the previous one (see :func:`load_checkpoint`)."""
+    or at the previous one (see :func:`load_checkpoint`); a failed write (e.g. a full disk)
+    raises :class:`gnnkit.data.files.FileWriteError` naming ``path``, with both kept."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = _temporary(path)
-    try:
-        with open(tmp, "wb") as f:
-            torch.save(obj, f)
-            f.flush()
-            os.fsync(f.fileno())
+
+    def keep_previous() -> None:
         if path.exists():
             os.replace(path, previous_checkpoint(path))
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+
+    atomic_write(path, lambda f: torch.save(obj, f), "wb", before_replace=keep_previous)
 
 
 def load_checkpoint(path: str | os.PathLike, log: Callable[[str], None] | None = None) -> tuple[Any, Path] | None:
@@ -188,9 +144,13 @@ def load_checkpoint(path: str | os.PathLike, log: Callable[[str], None] | None =
     Returns:
         ``(checkpoint, the path it came from)``, or ``None`` if neither file exists.
 
+    Every file is loaded with ``weights_only=True``: a checkpoint that needs full pickle is
+    refused (it is not damage to fall back from: someone wrote more into it than gnnkit does).
+
     Raises:
         DamagedFileError: a checkpoint exists but neither it nor a previous one is good; the
             message names every file tried and what is wrong with it.
+        UnsafeFileError: a checkpoint tried needs full pickle to load.
     """
     path = Path(path)
     log = log or (lambda msg: print(msg, file=sys.stderr, flush=True))
@@ -199,10 +159,16 @@ def load_checkpoint(path: str | os.PathLike, log: Callable[[str], None] | None =
         if not candidate.exists():
             continue
         try:
-            obj = load_verified(candidate, weights_only=False)
+            obj = load_verified(candidate)
         except DamagedFileError as e:
             problems.append(e)
             continue
+        except UnsafeFileError as e:
+            if "numpy" in e.reason:  # gnnkit before weights-only checkpoints kept NumPy's RNG state as an array
+                raise UnsafeFileError(candidate, f"{e.reason}. If an older gnnkit wrote it (it kept NumPy's RNG state "
+                                      "as an array), the run cannot be resumed safely: start it afresh with "
+                                      "--overwrite") from None  # fmt: skip
+            raise
         if candidate != path:
             why = f"{problems[0].path} is damaged ({problems[0].reason})" if problems else f"{path} is missing"
             log(f"warning: {why}; resuming from the previous checkpoint {candidate}")
@@ -231,7 +197,7 @@ def load_or_build(path: str | os.PathLike, build: Callable[[], T], log: Callable
     if path.exists():
         try:
             return load_verified(path, weights_only=True)
-        except DamagedFileError as e:
+        except (DamagedFileError, UnsafeFileError) as e:
             log(f"warning: cache {e}; rebuilding it")
     value = build()
     atomic_save(value, path)
@@ -239,8 +205,16 @@ def load_or_build(path: str | os.PathLike, build: Callable[[], T], log: Callable
 
 
 def rng_state() -> dict[str, Any]:
-    """The state of every random number generator a training step may draw from."""
-    state = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
+    """The state of every random number generator a training step may draw from, as tensors
+    and plain values only (so that a checkpoint holding it loads with ``weights_only=True``)."""
+    version, words, gauss = random.getstate()
+    kind, keys, pos, has_gauss, cached = np.random.get_state()
+    state = {
+        "python": {"version": version, "state": torch.tensor(words, dtype=torch.int64), "gauss": gauss},
+        "numpy": {"kind": str(kind), "keys": torch.from_numpy(keys.astype(np.int64)), "pos": int(pos),
+                  "has_gauss": int(has_gauss), "cached_gaussian": float(cached)},  # fmt: skip
+        "torch": torch.get_rng_state(),
+    }
     if torch.cuda.is_available():
         state["cuda"] = torch.cuda.get_rng_state_all()
     return state
@@ -248,8 +222,10 @@ def rng_state() -> dict[str, Any]:
 
 def set_rng_state(state: dict[str, Any]) -> None:
     """Restores :func:`rng_state`."""
-    random.setstate(state["python"])
-    np.random.set_state(state["numpy"])
+    py, npy = state["python"], state["numpy"]
+    random.setstate((py["version"], tuple(py["state"].tolist()), py["gauss"]))
+    np.random.set_state((npy["kind"], npy["keys"].numpy().astype(np.uint32), npy["pos"], npy["has_gauss"],
+                         npy["cached_gaussian"]))  # fmt: skip
     torch.set_rng_state(state["torch"])
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])
@@ -264,6 +240,8 @@ def seed_everything(seed: int) -> None:
 
 __all__ = [
     "DamagedFileError",
+    "FileWriteError",
+    "UnsafeFileError",
     "atomic_save",
     "atomic_write_text",
     "is_temporary",
@@ -276,5 +254,6 @@ __all__ = [
     "save_checkpoint",
     "seed_everything",
     "set_rng_state",
+    "torch_load_safe",
     "verify_torch_file",
 ]

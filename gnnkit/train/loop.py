@@ -24,7 +24,6 @@ import io
 import json
 import math
 import numbers
-import os
 import sys
 import time
 from collections.abc import Iterable, Sequence
@@ -38,6 +37,7 @@ import torch.distributed as dist
 from torch import Tensor, nn
 from torch.nn.parallel import DistributedDataParallel
 
+from gnnkit.data.files import atomic_write
 from gnnkit.train.checkpoint import (
     atomic_save,
     atomic_write_text,
@@ -384,11 +384,10 @@ def plot_learning_curve(history: list[dict[str, float]], path: str | Path, title
     if title:
         fig.suptitle(title)
     fig.tight_layout()
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")  # removed by remove_stale_temporaries if killed
-    fig.savefig(tmp, dpi=100, format="png")
-    plt.close(fig)
-    os.replace(tmp, path)
+    try:
+        atomic_write(path, lambda f: fig.savefig(f, dpi=100, format="png"), "wb")
+    finally:
+        plt.close(fig)
 
 
 def fit(
@@ -461,6 +460,7 @@ def _fit(
         best_val, best_test, history = ck["best_val"], ck["best_test"], ck["history"]
         elapsed, mol_seconds, mols = ck["elapsed"], ck["mol_seconds"], ck["mols"]
         set_rng_state(ck["rng"])
+        _warn_thread_mismatch(ck, ck_from, info.is_main)
 
     net: nn.Module = model
     if info.distributed:
@@ -555,7 +555,8 @@ def _fit(
                 {"model": model.state_dict(), "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
                  "epoch": epoch, "best_score": best_score, "best_epoch": best_epoch, "best_val": best_val,
                  "best_test": best_test, "history": history, "elapsed": elapsed, "mol_seconds": mol_seconds,
-                 "mols": mols, "rng": rng_state(), "config": asdict(config), "settings": settings},
+                 "mols": mols, "rng": rng_state(), "config": asdict(config), "settings": settings,
+                 "threads": torch.get_num_threads()},
                 ckpt_path,
             )  # fmt: skip
             write_log_csv(history, out_dir / LOG_NAME)
@@ -603,7 +604,19 @@ def _run_settings(config: TrainConfig, world_size: int) -> dict[str, Any]:
     return json.loads(json.dumps(settings, default=str))  # tuples -> lists, as a checkpoint holds them
 
 
-def _check_resume_settings(ck: dict[str, Any], settings: dict[str, Any], path: Path) -> None:
+# What fit's checkpoint holds (see the save at the end of each epoch).
+_CHECKPOINT_KEYS = ("model", "optimizer", "scheduler", "epoch", "best_score", "best_epoch", "best_val", "best_test",
+                    "history", "elapsed", "mol_seconds", "mols", "rng", "config")
+
+
+def _check_resume_settings(ck: Any, settings: dict[str, Any], path: Path) -> None:
+    if not isinstance(ck, dict):
+        raise ValueError(f"{path} is not a gnnkit training checkpoint: it holds a {type(ck).__name__}, not the dict "
+                         "fit() writes; start the run afresh (--overwrite) or point --out elsewhere")  # fmt: skip
+    missing = [k for k in _CHECKPOINT_KEYS if k not in ck]
+    if missing and "settings" in ck:
+        raise ValueError(f"{path} is not a complete gnnkit training checkpoint: no {', '.join(missing)}; start the run "
+                         "afresh (--overwrite) or point --out elsewhere")  # fmt: skip
     saved = ck.get("settings")
     if saved is None:
         raise ValueError(f"{path} records no run settings (written by an older gnnkit), so resuming it cannot be "
@@ -614,6 +627,16 @@ def _check_resume_settings(ck: dict[str, Any], settings: dict[str, Any], path: P
     if diff:
         raise ValueError(f"cannot resume {path}: it was written with other settings: {'; '.join(diff)}. Resume with "
                          "the checkpoint's settings, or start a new run in another folder")  # fmt: skip
+
+
+def _warn_thread_mismatch(ck: dict[str, Any], path: Path, show: bool) -> None:
+    """A CPU reduction splits its work by thread, so another thread count changes the rounding of
+    every step after the resume: say so (the run goes on; it is not wrong, only not identical)."""
+    saved, now = ck.get("threads"), torch.get_num_threads()
+    if show and saved is not None and saved != now:
+        print(f"warning: {path} was written with {saved} CPU threads, this run uses {now}: the resumed run's numbers "
+              f"will differ slightly from an uninterrupted run's (set OMP_NUM_THREADS={saved} or "
+              f"torch.set_num_threads({saved}) to continue bit-identically)", file=sys.stderr, flush=True)  # fmt: skip
 
 
 def _named(prefix: str, values: list[float], names: list[str] | None) -> dict[str, float]:

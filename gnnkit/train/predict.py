@@ -23,7 +23,7 @@ import math
 import os
 import pickle
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -32,9 +32,19 @@ from torch import Tensor, nn
 from torch_geometric.data import Batch, Data
 
 from gnnkit.data.molecule import FeaturizerOptions, canonical_smiles
-from gnnkit.data.molecule_io import MoleculeRecord, mol_record, molecule_data, smiles_record
+from gnnkit.data.molecule_io import (
+    DEFAULT_MAX_ATOMS,
+    DEFAULT_MAX_EDGES,
+    MoleculeRecord,
+    domain_flags,
+    mol_record,
+    molecule_data,
+    size_error,
+    smiles_record,
+)
 from gnnkit.data.normalize import TargetNormalizer
 from gnnkit.models import MODELS, build_model
+from gnnkit.data.files import UnsafeFileError, unsafe_reason
 from gnnkit.train.checkpoint import DamagedFileError, verify_torch_file
 from gnnkit.train.loop import BEST_MODEL_NAME, model_input, resolve_device
 
@@ -62,6 +72,7 @@ def predictor_card(
     featurizer: FeaturizerOptions,
     geometry: str,
     dataset: str,
+    domain: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """What ``best_model.pt`` must carry to predict without any other input (pass it as
     :attr:`gnnkit.train.TrainConfig.best_model_info`).
@@ -76,6 +87,9 @@ def predictor_card(
         geometry: where the training coordinates came from: ``"dft"`` (QM9), ``"given"``,
             ``"embedded"`` or ``"none"``.
         dataset: a short description of the training data (for the output's notes).
+        domain: the training molecules' applicability domain
+            (:func:`gnnkit.data.molecule_io.training_domain`): a prediction for a molecule
+            outside it is flagged. ``None``: no flags.
 
     Raises:
         ValueError: an unknown model or geometry, or targets/units/normaliser of different
@@ -96,9 +110,11 @@ def predictor_card(
         "targets": targets,
         "units": units,
         "normalizer": {k: v.detach().cpu().clone() for k, v in normalizer.state_dict().items()},
-        "featurizer": {"edges": featurizer.edges, "hydrogens": featurizer.hydrogens, "elements": list(featurizer.elements)},
+        "featurizer": {"edges": featurizer.edges, "hydrogens": featurizer.hydrogens, "elements": list(featurizer.elements),
+                       "formal_charge": featurizer.formal_charge},  # fmt: skip
         "geometry": geometry,
         "dataset": dataset,
+        "domain": None if domain is None else dict(domain),
     }
 
 
@@ -115,6 +131,9 @@ class Prediction:
         note: how the input was turned into a graph, and caveats (e.g. an embedded geometry
             that is not the kind the model was trained on).
         smiles: canonical SMILES of the molecule read (``None`` if it could not be read).
+        out_of_domain: how the molecule lies outside the training molecules' domain (net
+            charge, fragments, size; see :func:`gnnkit.data.molecule_io.domain_flags`): the
+            prediction is an extrapolation. Empty: inside it, or the card records no domain.
     """
 
     index: int
@@ -124,6 +143,7 @@ class Prediction:
     error: str | None = None
     note: str = ""
     smiles: str | None = None
+    out_of_domain: list[str] = field(default_factory=list)
 
 
 class Predictor:
@@ -146,18 +166,21 @@ class Predictor:
         self.card = card
         self.device = device
         feat = card["featurizer"]
-        self.options = FeaturizerOptions(feat["edges"], bool(feat["hydrogens"]), tuple(feat["elements"]))
+        self.options = FeaturizerOptions(feat["edges"], bool(feat["hydrogens"]), tuple(feat["elements"]),
+                                         bool(feat.get("formal_charge", False)))  # fmt: skip
+        self.domain: Mapping[str, Any] | None = card.get("domain")
         self.targets: list[str] = list(card["targets"])
         self.units: list[str] = list(card["units"])
         self.geometry: str = card["geometry"]
 
-    def record(self, item: Any, index: int = 0) -> MoleculeRecord:
+    def record(self, item: Any, index: int = 0, max_atoms: int | None = DEFAULT_MAX_ATOMS) -> MoleculeRecord:
         """The :class:`MoleculeRecord` of one input: a SMILES string (embedded in 3D when the
-        model reads distances), an RDKit ``Mol`` or a record (returned as it is)."""
+        model reads distances, unless it has more than ``max_atoms`` atoms), an RDKit ``Mol`` or
+        a record (returned as it is)."""
         if isinstance(item, MoleculeRecord):
             return item
         if isinstance(item, str):
-            return smiles_record(item, embed=self.options.needs_coordinates)
+            return smiles_record(item, embed=self.options.needs_coordinates, max_atoms=max_atoms)
         return mol_record(item, name=f"mol {index}")
 
     def _note(self, record: MoleculeRecord) -> str:
@@ -190,40 +213,88 @@ class Predictor:
             out.append(self.normalizer.decode(pred, batch).cpu())
         return torch.cat(out) if out else torch.zeros(0, len(self.targets), dtype=torch.float64)
 
-    def predict(self, molecules: Iterable[Any], batch_size: int = 64) -> list[Prediction]:
-        """One :class:`Prediction` per input, in order (see :meth:`record` for the inputs)."""
+    def predict(self, molecules: Iterable[Any], batch_size: int = 64, max_atoms: int | None = DEFAULT_MAX_ATOMS,
+                max_edges: int | None = DEFAULT_MAX_EDGES) -> list[Prediction]:  # fmt: skip
+        """One :class:`Prediction` per input, in order (see :meth:`record` for the inputs).
+
+        Args:
+            batch_size: molecules per forward pass.
+            max_atoms, max_edges: per-molecule limits (``None``: none); a molecule over one gets
+                an error row, before any memory is spent on it. A batch that still runs out of
+                memory is retried one molecule at a time, so only a molecule that does not fit
+                alone gets an error row.
+        """
+        for name, limit in (("max_atoms", max_atoms), ("max_edges", max_edges)):
+            if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
+                raise ValueError(f"{name} must be an integer >= 1 or None, got {limit!r}")
         rows: list[Prediction] = []
         graphs: list[Data] = []
         at: list[int] = []
         for i, item in enumerate(molecules):
-            record = self.record(item, i)
+            record = self.record(item, i, max_atoms)
             smiles = None
             if record.mol is not None:
                 try:
                     smiles = canonical_smiles(record.mol)
                 except Exception:  # noqa: BLE001 - a name for the output only; featurizing decides
                     smiles = None
+            too_big = size_error(record.mol, self.options, max_atoms, max_edges) if record.mol is not None else None
             try:
+                if too_big is not None:
+                    raise ValueError(too_big)
                 graph = molecule_data(record, self.options)
             except ValueError as e:
                 rows.append(Prediction(i, record.name, record.source, None, str(e), record.note, smiles))
                 continue
-            rows.append(Prediction(i, record.name, record.source, None, None, self._note(record), smiles))
+            flags = domain_flags(record.mol, self.domain) if self.domain else []
+            rows.append(Prediction(i, record.name, record.source, None, None, self._note(record), smiles, flags))
             graphs.append(graph)
             at.append(i)
-        values = self.predict_data(graphs, batch_size)
-        for k, i in enumerate(at):
+        for start in range(0, len(graphs), batch_size):
+            chunk, where = graphs[start : start + batch_size], at[start : start + batch_size]
+            try:
+                self._fill(rows, where, self.predict_data(chunk, len(chunk)))
+            except (MemoryError, RuntimeError) as e:
+                if not _out_of_memory(e):
+                    raise
+                self._release_memory()
+                for graph, i in zip(chunk, where):  # one at a time: only a molecule that does not fit fails
+                    try:
+                        self._fill(rows, [i], self.predict_data([graph], 1))
+                    except (MemoryError, RuntimeError) as e1:
+                        if not _out_of_memory(e1):
+                            raise
+                        self._release_memory()
+                        rows[i].error = (f"out of memory predicting this molecule alone ({graph.num_nodes} nodes, "
+                                         f"{graph.num_edges} edges on {self.device}): lower --max-atoms/--max-edges "
+                                         f"or use a larger device ({str(e1).splitlines()[0][:160]})")  # fmt: skip
+        return rows
+
+    def _fill(self, rows: list[Prediction], where: Sequence[int], values: Tensor) -> None:
+        for k, i in enumerate(where):
             row = values[k].tolist()
             if all(math.isfinite(v) for v in row):
                 rows[i].values = dict(zip(self.targets, row))
             else:
                 rows[i].error = "the model's output is not finite"
-        return rows
+
+    def _release_memory(self) -> None:
+        if self.device.type == "cuda":
+            torch.cuda.empty_cache()
 
     def __repr__(self) -> str:
         m = self.card["model"]
         return (f"Predictor({m['name']}, targets={self.targets}, units={self.units}, edges={self.options.edges!r}, "
                 f"hydrogens={self.options.hydrogens}, trained on {self.card['dataset']})")  # fmt: skip
+
+
+def _out_of_memory(error: BaseException) -> bool:
+    """Whether ``error`` is an allocation failure (torch raises ``OutOfMemoryError``, a subclass
+    of RuntimeError, on CUDA, and a RuntimeError from its CPU allocator)."""
+    if isinstance(error, (MemoryError, torch.OutOfMemoryError)):
+        return True
+    text = str(error).lower()
+    return "out of memory" in text or "can't allocate memory" in text or "cannot allocate memory" in text
 
 
 def _checkpoint_file(path: Path) -> Path:
@@ -259,14 +330,15 @@ def load_predictor(checkpoint: str | os.PathLike, device: str = "cpu") -> Predic
     verify_torch_file(path)
     try:
         ck = torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError:
-        raise ValueError(f"{path} holds more than weights and plain data, so it is not a {BEST_MODEL_NAME} (the training "
-                         f"checkpoint.pt holds optimizer and RNG state); pass the run folder or its "
-                         f"{BEST_MODEL_NAME}") from None  # fmt: skip
+    except pickle.UnpicklingError as e:
+        raise UnsafeFileError(path, unsafe_reason(e)) from None
     except Exception as e:  # noqa: BLE001 - a verified file that does not load is damaged
         raise DamagedFileError(path, f"does not load: {type(e).__name__}: {e}") from e
     if not isinstance(ck, dict) or "model" not in ck:
         raise ValueError(f"{path} is not a gnnkit {BEST_MODEL_NAME} (no model weights in it)")
+    if PREDICTOR_KEY not in ck and "optimizer" in ck:
+        raise ValueError(f"{path} is not a {BEST_MODEL_NAME} (the training checkpoint.pt holds optimizer and RNG state, "
+                         f"not the predictor card); pass the run folder or its {BEST_MODEL_NAME}")  # fmt: skip
     card = ck.get(PREDICTOR_KEY)
     if card is None:
         raise ValueError(f"{path} holds only the weights and the epoch: it was written before gnnkit stored the model's "

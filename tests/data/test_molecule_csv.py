@@ -5,7 +5,7 @@ import csv
 import numpy as np
 import pytest
 
-from gnnkit.data.molecule_csv import check_fractions, load_molecule_csv, murcko_scaffold, split_molecules
+from gnnkit.data.molecule_csv import check_fractions, csv_header, load_molecule_csv, murcko_scaffold, split_molecules
 from gnnkit.data.qm9 import parse_molecule, read_raw
 
 
@@ -128,3 +128,47 @@ def test_split_errors():
         split_molecules(["CCO", "CCN", "CCC", "CCCC"], "scaffold")  # one scaffold group
     with pytest.raises(ValueError, match="'random' or 'scaffold'"):
         split_molecules(SMILES, "cluster")
+
+
+def test_csv_with_a_byte_order_mark(tmp_path, record_property):
+    record_property("reliability", {
+        "area": "train_molecules.py / CSV", "case": "a CSV starting with a UTF-8 byte-order mark (as spreadsheet "
+                                                   "programs write it)",
+        "outcome": "read as without it (read with utf-8-sig); it used to be \"no column(s) 'smiles'; the columns "
+                   "are \\ufeffsmiles, y\""})  # fmt: skip
+    path = tmp_path / "bom.csv"
+    path.write_bytes("smiles,y\r\nCCO,1.5\r\nc1ccccc1,2\r\n".encode("utf-8-sig"))
+    assert csv_header(path) == ["smiles", "y"]
+    table = load_molecule_csv(path, "smiles", ["y"])
+    assert table.smiles == ["CCO", "c1ccccc1"] and not table.skipped
+
+
+def test_duplicates_stay_in_one_split(record_property):
+    record_property("reliability", {
+        "area": "train_molecules.py / splits", "case": "a CSV holding each of 10 molecules 5 times (as `CCO` and "
+                                                       "`OCC`: same canonical SMILES), random and scaffold split",
+        "outcome": "a warning counts the repeats; every group of duplicates lies in one split (10 of 10 test "
+                   "molecules used to be training molecules too)"})  # fmt: skip
+    from rdkit import Chem
+
+    base = ["CCO", "CCN", "CCC", "CCCl", "c1ccccc1", "C1CCCCC1", "CC(=O)O", "c1ccncc1", "CCOC", "C1CCOC1"]
+    variants = [Chem.MolToSmiles(Chem.MolFromSmiles(s), doRandom=True, canonical=False) for s in base]
+    smiles = [*base * 4, *variants]
+    for method in ("random", "scaffold"):
+        with pytest.warns(UserWarning, match=r"40 molecule\(s\) repeat another .* in 10 group\(s\)"):
+            parts = split_molecules(smiles, method, (0.6, 0.2, 0.2), seed=0)
+        where = {}
+        for name, rows in parts.items():
+            for i in rows:
+                key = Chem.MolToSmiles(Chem.MolFromSmiles(smiles[i]))
+                where.setdefault(key, set()).add(name)
+        assert len(where) == 10 and all(len(v) == 1 for v in where.values())
+        assert sorted(np.concatenate(list(parts.values())).tolist()) == list(range(50))
+        assert all(len(v) > 0 for v in parts.values())
+
+
+def test_split_without_duplicates_is_unchanged(recwarn):
+    parts = split_molecules(SMILES, "random", (0.6, 0.2, 0.2), seed=1)
+    perm = np.random.default_rng(1).permutation(len(SMILES))
+    n_train = len(parts["train"])
+    assert parts["train"].tolist() == perm[:n_train].tolist() and not recwarn.list

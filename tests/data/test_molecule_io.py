@@ -20,6 +20,7 @@ from gnnkit.data.molecule_io import (
     molecule_data,
     parse_xyz_block,
     read_sdf,
+    read_smiles_file,
     read_xyz,
     smiles_record,
 )
@@ -173,3 +174,74 @@ def test_records_and_data():
     assert data.edge_type.shape == (72,) and data.y.dtype == torch.float64 and data.y.tolist() == [[1.5, 2.0]]
     assert data.atom_counts.tolist() == [[6, 2, 0, 1, 0]] and data.pos.shape == (9, 3)
     assert not mol_record("CCO").ok  # not an RDKit Mol
+
+
+def test_smiles_file_keeps_triple_bonds(tmp_path, record_property):
+    record_property("reliability", {
+        "area": "predict.py / SMILES files", "case": "`--smiles-file` with triple bonds (`C#CC1CC2(CN2)C=C1`, "
+        "`NCC1(CC2CN12)C#N`), names after a tab or spaces, `#` comment lines",
+        "outcome": "each line read whole: the SMILES is the first field, the name the rest (RDKit's "
+                   "SmilesMolSupplier convention); only lines starting with '#' are comments (`#` used to cut "
+                   "every SMILES, predicting methane for the first)"})  # fmt: skip
+    from rdkit import Chem
+
+    path = tmp_path / "c.smi"
+    path.write_text("# candidates: SMILES name\nC#CC1CC2(CN2)C=C1 first\n  NCC1(CC2CN12)C#N\tsecond one\n\nC#N\n"
+                    "  # indented comment\n")
+    records = read_smiles_file(path, embed=False)
+    assert [r.name for r in records] == ["first", "second one", "c.smi:5"] and all(r.ok for r in records)
+    canon = lambda s: Chem.MolToSmiles(Chem.MolFromSmiles(s))  # noqa: E731
+    assert [Chem.MolToSmiles(Chem.RemoveHs(r.mol)) for r in records] == [canon("C#CC1CC2(CN2)C=C1"),
+                                                                        canon("NCC1(CC2CN12)C#N"), "C#N"]  # fmt: skip
+
+
+def _sdf_block(smiles: str) -> str:
+    from rdkit import Chem
+
+    mol, _ = mol_from_smiles(smiles)
+    mol.SetProp("_Name", smiles)
+    return Chem.MolToMolBlock(mol) + "> <id>\n" + smiles + "\n\n"
+
+
+@pytest.mark.parametrize("fault", ["truncated middle entry", "no final $$$$"])
+def test_sdf_every_entry_gets_a_record(tmp_path, fault, record_property):
+    record_property("reliability", {
+        "area": "predict.py / SDF", "case": f"SDF of 3 entries, {'the 2nd cut after its 8th line' if fault.startswith('trunc') else 'the last without its $$$$ line'}",
+        "outcome": "one record per entry: the damaged entry is an error row naming it, the others are read (the "
+                   "entry after a truncated one used to disappear)"})  # fmt: skip
+    from rdkit import Chem
+
+    blocks = [_sdf_block(s) for s in ("CCO", "c1ccccc1", "CC(=O)O")]
+    if fault.startswith("truncated"):
+        blocks[1] = "".join(blocks[1].splitlines(keepends=True)[:8])
+    text = "$$$$\n".join(blocks) + ("$$$$\n" if fault.startswith("truncated") else "")
+    path = tmp_path / "three.sdf"
+    path.write_text(text)
+    records = read_sdf(path)
+    assert [r.name for r in records] == ["three.sdf:1", "three.sdf:2", "three.sdf:3"]
+    assert records[0].title == "CCO" and records[2].title == "CC(=O)O" and records[2].ok
+    if fault.startswith("truncated"):
+        assert not records[1].ok and "entry 2 could not be read: it is truncated" in records[1].error
+        assert len([m for m in Chem.SDMolSupplier(str(path), removeHs=False)]) < 3  # the reproduction: RDKit's reader
+    else:
+        assert all(r.ok for r in records)
+
+
+def test_formal_charge_is_an_opt_in_atom_feature(record_property):
+    record_property("reliability", {
+        "area": "featurizer", "case": "`[Fe+2]` and `[Fe+3]`; `[Na+].[Cl-]` and `[Na].[Cl]`",
+        "outcome": "with FeaturizerOptions(formal_charge=True) (train_molecules.py --formal-charge, recorded in the "
+                   "checkpoint) their graphs differ in a last atom-feature column; by default (QM9) the features and "
+                   "cache key are as before"})  # fmt: skip
+    elements = ("H", "Na", "Cl", "Fe")
+    plain, charged = FeaturizerOptions("bonds", elements=elements), FeaturizerOptions("bonds", elements=elements, formal_charge=True)
+    graph = lambda s, o: molecule_data(smiles_record(s, embed=False), o)  # noqa: E731
+    assert torch.equal(graph("[Fe+2]", plain).x, graph("[Fe+3]", plain).x)  # the reproduction: the same graph
+    a, b = graph("[Fe+2]", charged).x, graph("[Fe+3]", charged).x
+    assert a.shape == (1, len(elements) + 9) and a[0, -1] == 2 and b[0, -1] == 3 and torch.equal(a[:, :-1], b[:, :-1])
+    assert graph("[Na+].[Cl-]", charged).x[:, -1].tolist() == [1.0, -1.0]
+    assert graph("[Na].[Cl]", charged).x[:, -1].tolist() == [0.0, 0.0]
+    assert charged.num_atom_features == plain.num_atom_features + 1 == len(elements) + 9
+    assert FeaturizerOptions().key() == "complete_h" and FeaturizerOptions(formal_charge=True).key() == "complete_h_charge"
+    with pytest.raises(TypeError, match="formal_charge"):
+        FeaturizerOptions(formal_charge=1)

@@ -128,3 +128,35 @@ def test_raw_files_layout():
     assert len(geom) == 18 and geom[-1] == pathlib.Path("r/planetoid/CiteSeer/geom-gcn/raw/citeseer_split_0.6_0.2_9.npz")
     assert raw_files("actor", "random", "r")[2].name == "film_split_0.6_0.2_0.npz"
     assert raw_files("squirrel", "geom-gcn", "r")[0] == pathlib.Path("r/wikipedia/squirrel/geom_gcn/raw/out1_node_feature_label.txt")
+
+
+class RunsCode:
+    """Full unpickling of this creates ``marker`` (PyG's loaders would run it: see test_qm9.py)."""
+
+    def __init__(self, marker) -> None:
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        import subprocess
+
+        return (subprocess.call, (["touch", self.marker],))
+
+
+@pytest.mark.parametrize("planted", ["pre_transform.pt", "data.pt"])
+def test_planted_pickle_in_a_pyg_dataset_folder_never_runs(tmp_path, copy_datasets, planted, record_property):
+    record_property("reliability", {
+        "area": "node datasets (PyG's Planetoid/WebKB/... in a shared data root)",
+        "case": f"a crafted processed/{planted} (Texas) whose `__reduce__` runs a command",
+        "outcome": "refused: UnsafeFileError naming the file; the command never runs (PyG reads pre_transform.pt "
+                   "with full pickle and falls back to it for data.pt)"})  # fmt: skip
+    from gnnkit.data.files import UnsafeFileError
+
+    root = copy_datasets(tmp_path / "root", "webkb/texas")
+    load_node_dataset("texas", "geom-gcn", root)  # processes the raw files
+    processed = root / "webkb" / "texas" / "processed"
+    assert (processed / planted).is_file()
+    marker = tmp_path / "ran"
+    torch.save(RunsCode(marker) if planted == "pre_transform.pt" else ({"x": RunsCode(marker)}, {}, None), processed / planted)
+    with pytest.raises(UnsafeFileError, match=rf"{planted}: refused") as err:
+        load_node_dataset("texas", "geom-gcn", root)
+    assert err.value.path == processed / planted and not marker.exists()

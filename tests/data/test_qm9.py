@@ -10,6 +10,7 @@ from torch_geometric.loader import DataLoader
 
 import gnnkit.data.qm9 as qm9mod
 from gnnkit.data import QM9, TargetNormalizer, load_split, make_split, target_index
+from gnnkit.data.files import UnsafeFileError
 from gnnkit.data.qm9 import CHEMICAL_ACCURACY, HARTREE_TO_EV, NUM_MOLECULES, SPLIT_FILE, TARGETS, UNITS, read_raw
 
 ROWS = [0, 2, 5, 17, 30, 31, 44]
@@ -192,3 +193,94 @@ def test_normalizer_recovers_linear_reference():
         TargetNormalizer.fit(y, counts, columns=[0], extensive=[True, False])
     with pytest.raises(ValueError, match="std"):
         TargetNormalizer.fit(np.ones((5, 1)), counts[:5], columns=[0], extensive=[False])
+
+
+class RunsCode:
+    """Full unpickling of this creates ``marker``: what a planted file in a shared data root could do."""
+
+    def __init__(self, marker) -> None:
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        import subprocess
+
+        return (subprocess.call, (["touch", self.marker],))
+
+
+@pytest.mark.parametrize("planted", ["pre_transform.pt", "pre_filter.pt", "cache"])
+def test_planted_pickle_in_the_data_root_never_runs(tmp_path, counting, planted, record_property):
+    record_property("reliability", {
+        "area": "QM9 dataset (shared data root)",
+        "case": f"a crafted {'processed/' + planted if planted != 'cache' else 'processed cache file (with a matching sidecar: size and CRC)'} "
+                "whose `__reduce__` runs a shell command",
+        "outcome": ("refused: UnsafeFileError naming the file; the command never runs" if planted != "cache" else
+                    "not unpickled (weights_only=True, no fallback): a warning names it and the cache is rebuilt; "
+                    "the command never runs")})  # fmt: skip
+    import zlib
+
+    ref = QM9(tmp_path, subset=ROWS, num_workers=1, log=False)
+    marker = tmp_path.parent / f"{tmp_path.name}-ran"
+    processed = tmp_path / "processed"
+    if planted == "cache":
+        pt, meta_path = _files(tmp_path)
+        torch.save({"x": RunsCode(marker)}, pt)
+        meta = json.loads(meta_path.read_text())
+        meta["bytes"], meta["crc32"] = pt.stat().st_size, zlib.crc32(pt.read_bytes())
+        meta_path.write_text(json.dumps(meta))
+        again = QM9(tmp_path, subset=ROWS, num_workers=1, log=False)
+        assert len(counting) == 2 and torch.equal(again._data.edge_attr, ref._data.edge_attr)
+        # The reproduction: PyG's own loader (InMemoryDataset.load) falls back to full pickle and runs it.
+        import warnings
+
+        from torch_geometric.io import fs
+
+        other = tmp_path.parent / f"{tmp_path.name}-pyg-ran"
+        torch.save({"x": RunsCode(other)}, tmp_path / "planted.pt")
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            fs.torch_load(str(tmp_path / "planted.pt"))
+        assert other.exists()
+    else:
+        torch.save(RunsCode(marker), processed / planted)
+        with pytest.raises(UnsafeFileError, match=rf"{planted}: refused: .*it names [\w.]*call\b") as err:
+            QM9(tmp_path, subset=ROWS, num_workers=1, log=False)
+        assert err.value.path == processed / planted
+    assert not marker.exists()
+
+
+def test_failed_cache_write_names_the_file_and_leaves_no_temporary(tmp_path, monkeypatch, record_property):
+    record_property("reliability", {
+        "area": "QM9 dataset", "case": "disk full while writing the processed cache (write raises ENOSPC)",
+        "outcome": "FileWriteError 'no space left on device writing PATH' naming the cache file; no temporary "
+                   "left (a partial *.pt.tmpPID used to stay for good, and torch said only 'unexpected pos')"})  # fmt: skip
+    import errno
+
+    import gnnkit.data.files as files
+
+    class Full:
+        """A file on a full disk: every write raises ENOSPC."""
+
+        def __init__(self, path, mode):
+            self.f = open(path, mode)
+
+        def write(self, data):
+            raise OSError(errno.ENOSPC, "No space left on device")
+
+        def __getattr__(self, name):
+            return getattr(self.f, name)
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            self.f.close()
+
+    monkeypatch.setattr(files, "open", Full, raising=False)
+    with pytest.raises(files.FileWriteError, match=r"no space left on device writing .*qm9_v\d+_.*\.pt") as err:
+        QM9(tmp_path, subset=ROWS, num_workers=1, log=False)
+    assert err.value.errno == errno.ENOSPC
+    assert [p.name for p in (tmp_path / "processed").iterdir() if "tmp" in p.name] == []
+    monkeypatch.undo()
+    (tmp_path / "processed" / "qm9_v1_old.pt.tmp999999999").write_bytes(b"partial")  # an older gnnkit's, killed
+    QM9(tmp_path, subset=ROWS, num_workers=1, log=False)
+    assert [p.name for p in (tmp_path / "processed").iterdir() if "tmp" in p.name] == []

@@ -20,7 +20,8 @@ def _molecule(n: int, seed: int) -> Data:
     bonded = torch.rand(ei.size(1), generator=g) < 0.3
     bond[bonded, torch.randint(0, 4, (int(bonded.sum()),), generator=g)] = 1.0
     attr = torch.cat([torch.rand(ei.size(1), 1, generator=g), bond], 1)
-    return Data(x=torch.randn(n, IN, generator=g), edge_index=ei, edge_attr=attr)
+    pos = torch.randn(n, 3, generator=g)
+    return Data(x=torch.randn(n, IN, generator=g), edge_index=ei, edge_attr=attr, pos=pos)
 
 
 def _node_graph(n: int, seed: int) -> Data:
@@ -35,6 +36,16 @@ GRAPH_CASES = {
     "mpnn-edge-type-gated": {"channels": 8, "message": "edge_type", "readout": "gated", "aggr": "mean"},
     "ggnn": {"channels": 8},
     "gcn-graph": {"hidden": 8},
+    "nfp": {"channels": 8, "fingerprint": 6},
+    "interaction": {"channels": 8, "hidden": 6},
+    "weave": {"channels": 8, "edge_channels": 6, "steps": 3},
+    "dtnn": {"channels": 8, "factors": 6, "hidden": 5},
+    "chebnet": {"channels": 8},
+    "mpnn-master-node": {"channels": 8, "edge_hidden": 6, "set2set_steps": 2, "master_node": 5},
+    "mpnn-towers": {"channels": 8, "edge_hidden": 6, "set2set_steps": 2, "towers": 2},
+    "mpnn-directed": {"channels": 8, "edge_hidden": 6, "set2set_steps": 2, "directed": True},
+    "ggnn-master-node": {"channels": 8, "master_node": 5},
+    "ggnn-towers": {"channels": 8, "towers": 2},
 }
 NODE_CASES = {
     "gcn": {"hidden": 8},
@@ -46,7 +57,7 @@ NODE_CASES = {
 
 @pytest.mark.parametrize("case", GRAPH_CASES)
 def test_graph_model_compiles(case, compiles_like_eager):
-    name = case.split("-edge")[0]
+    name = case if case in MODELS else case.split("-")[0]
     edge_dim = EDGE if MODELS[name].edge_features else None
     model = build_model(name, IN, 2, edge_dim=edge_dim, **GRAPH_CASES[case]).eval()
     # 11 and 17 atoms: node counts that no feature or hidden size equals (dynamo gives equal sizes

@@ -23,13 +23,13 @@ def _molecule(n: int, seed: int) -> Data:
     bond = torch.zeros(ei.size(1), 4)
     bonded = torch.rand(ei.size(1), generator=g) < 0.3
     bond[bonded, torch.randint(0, 4, (int(bonded.sum()),), generator=g)] = 1.0
-    return Data(x=torch.randn(n, IN, generator=g), edge_index=ei, edge_attr=torch.cat([dist, bond], 1))
+    return Data(x=torch.randn(n, IN, generator=g), edge_index=ei, edge_attr=torch.cat([dist, bond], 1), pos=pos)
 
 
 def _permute(data: Data, perm: torch.Tensor) -> Data:
     inv = torch.empty_like(perm)
     inv[perm] = torch.arange(perm.numel())
-    return Data(x=data.x[perm], edge_index=inv[data.edge_index], edge_attr=data.edge_attr)
+    return Data(x=data.x[perm], edge_index=inv[data.edge_index], edge_attr=data.edge_attr, pos=data.pos[perm])
 
 
 GRAPH_MODELS = [
@@ -37,7 +37,22 @@ GRAPH_MODELS = [
     ("mpnn", {"aggr": "mean", "readout": "gated"}),
     ("mpnn", {"message": "edge_type"}),
     ("ggnn", {"channels": 8}),
+    ("ggnn", {"channels": 8, "readout_form": "li"}),
     ("gcn-graph", {"hidden": 8}),
+    ("nfp", {"channels": 8, "fingerprint": 6, "max_degree": 3}),
+    ("interaction", {"channels": 8, "hidden": 6}),
+    ("weave", {"channels": 8, "edge_channels": 6, "steps": 3}),
+    ("dtnn", {"channels": 8, "factors": 6}),
+    ("chebnet", {"channels": 8, "K": 3}),
+    # Gilmer's Section 5 variants: graph state (master node) must not leak between molecules
+    ("mpnn", {"master_node": 5}),
+    ("mpnn", {"towers": 2}),
+    ("mpnn", {"directed": True}),
+    ("mpnn", {"virtual_edges": False}),
+    ("ggnn", {"channels": 8, "master_node": 5}),
+    ("ggnn", {"channels": 8, "towers": 4}),
+    ("ggnn", {"channels": 8, "virtual_edges": False}),
+    ("ggnn", {"channels": 8, "virtual_edges": True}),
 ]
 
 
@@ -50,7 +65,7 @@ def _small(name, cfg):
 
 
 def _double(data):
-    return Data(x=data.x.double(), edge_index=data.edge_index, edge_attr=data.edge_attr.double())
+    return Data(x=data.x.double(), edge_index=data.edge_index, edge_attr=data.edge_attr.double(), pos=data.pos.double())
 
 
 @pytest.mark.parametrize("name,cfg", GRAPH_MODELS)
@@ -87,11 +102,11 @@ def test_node_outputs_equivariant():
 def test_mpnn_computes_edge_network_once_per_forward():
     model = build_model("mpnn", IN, 1, edge_dim=EDGE, channels=8, edge_hidden=6, steps=4)
     calls = []
-    model.conv.edge_mlp.register_forward_hook(lambda *a: calls.append(1))
+    model.conv.layer.edge_mlp.register_forward_hook(lambda *a: calls.append(1))
     out = model(Batch.from_data_list([_molecule(4, 0), _molecule(3, 1)]))
     out.sum().backward()
     assert len(calls) == 1
-    assert model.conv.edge_out.weight.grad is not None and model.gru.weight_hh.grad is not None
+    assert model.conv.layer.edge_out.weight.grad is not None and model.conv.gru.weight_hh.grad is not None
 
 
 def test_mpnn_trains_on_a_tiny_batch():
@@ -147,6 +162,10 @@ def test_registry_and_errors():
         build_model("ggnn", IN, 1, edge_dim=3)
     with pytest.raises(ValueError, match="readout"):
         build_model("gcn-graph", IN, 1, readout="set2set")
+    with pytest.raises(ValueError, match="form of the gated readout"):  # Li's eq. 7 is a gated form
+        build_model("ggnn", IN, 1, edge_dim=EDGE, readout="set2set", readout_form="li")
+    with pytest.raises(ValueError, match="form must be"):
+        build_model("ggnn", IN, 1, edge_dim=EDGE, readout_form="jraph")
     with pytest.raises(TypeError, match="PyG Data/Batch with an edge_index"):
         build_model("gcn-graph", IN, 1)(torch.randn(3, IN))
     with pytest.raises(TypeError, match=r"no option\(s\) \['depth'\]; valid options: \['channels'"):

@@ -6,6 +6,7 @@ from torch_geometric.data import Data
 
 from gnnkit.models import NHGCN, HomophilySplit, build_model
 from gnnkit.nn import Graph, NHConv, homophily_channels
+from gnnkit.nn.conv.homophily import CHANNELS
 
 
 def graph(n=10, p=0.3, seed=0):
@@ -39,12 +40,12 @@ def test_channels_match_reference_normalisation(add_self):
     ei = graph(n)
     high = torch.rand(n) < 0.5
     g = homophily_channels(Graph.from_edge_index(ei, n), high, add_self)
-    torch.testing.assert_close(dense(g.operators["nh_l"], n), dense_channel(ei, n, high, add_self))
-    torch.testing.assert_close(dense(g.operators["nh_h"], n), dense_channel(ei, n, ~high, add_self))
+    torch.testing.assert_close(dense(g.operators[CHANNELS["L"]], n), dense_channel(ei, n, high, add_self))
+    torch.testing.assert_close(dense(g.operators[CHANNELS["H"]], n), dense_channel(ei, n, ~high, add_self))
     # a new split re-weights the same CSR (no rebuild)
     g2 = homophily_channels(g, ~high, add_self)
-    assert g2.operators["nh_l"].csr is g.operators["nh_l"].csr
-    torch.testing.assert_close(dense(g2.operators["nh_l"], n), dense_channel(ei, n, ~high, add_self))
+    assert g2.operators[CHANNELS["L"]].csr is g.operators[CHANNELS["L"]].csr
+    torch.testing.assert_close(dense(g2.operators[CHANNELS["L"]], n), dense_channel(ei, n, ~high, add_self))
 
 
 @pytest.mark.parametrize("ego", ["reference", "linear"])
@@ -98,7 +99,7 @@ def test_errors():
         NHGCN(3, 2, final_dropout=1.5)
     with pytest.raises(ValueError, match="high"):
         homophily_channels(Graph.from_edge_index(graph(5), 5), torch.ones(4, dtype=torch.bool))
-    with pytest.raises(ValueError, match="no 'nh_l' operator"):
+    with pytest.raises(ValueError, match=r"no NHConv\(.L.,\) operator"):
         NHConv("L")(torch.rand(5, 2), graph(5))
     with pytest.raises(ValueError, match="channel"):
         NHConv("M")

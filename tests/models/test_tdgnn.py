@@ -95,13 +95,13 @@ def test_errors():
     data = TreeDecomposition([1])(Data(x=torch.rand(5, 3), edge_index=ei))
     with pytest.raises(ValueError, match="apply model.transform"):
         model(data)  # an operator built for other levels
-    with pytest.raises(ValueError, match="no 'tree' operator"):
+    with pytest.raises(ValueError, match="no TreeConv operator"):
         TreeConv(2)(torch.rand(5, 2), ei)
     dense_ei = graph(6, p=0.5, seed=2)
     op = tree_operator(*tree_edges(dense_ei, 6, [1, 2]), 6)
     assert op.num_edge_types == 2
     with pytest.raises(ValueError, match="2 levels but the layer was built for 1"):
-        TreeConv(1)(torch.rand(6, 2), Graph.from_edge_index(dense_ei, 6).with_operator("tree", op))
+        TreeConv(1)(torch.rand(6, 2), Graph.from_edge_index(dense_ei, 6).with_operator(TreeConv.operator_key, op))
     with pytest.raises(ValueError, match="num_levels"):
         TreeConv(0)
 
@@ -110,7 +110,7 @@ def test_tree_operator_gradcheck_float64():
     n, levels = 8, [1, 2, 3]
     ei = graph(n, p=0.3, seed=5)
     index, weight, level = tree_edges(ei, n, levels, 4, dtype=torch.float64)
-    g = Graph.from_edge_index(ei, n).with_operator("tree", tree_operator(index, weight, level, n))
+    g = Graph.from_edge_index(ei, n).with_operator(TreeConv.operator_key, tree_operator(index, weight, level, n))
     conv = TreeConv(len(levels), weighted=True).double()
     z = torch.randn(n, 3, dtype=torch.float64, requires_grad=True)
     lw = torch.tensor([0.5, -1.0, 2.0, 0.25], dtype=torch.float64, requires_grad=True)

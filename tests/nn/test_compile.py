@@ -7,6 +7,10 @@ import torch
 from torch import nn
 
 from gnnkit.nn import (
+    Bidirectional,
+    ChebConv,
+    DTNNConv,
+    DuvenaudConv,
     EdgeNetworkConv,
     GatedReadout,
     GCNConv,
@@ -14,13 +18,17 @@ from gnnkit.nn import (
     GINConv,
     Graph,
     GRUMessagePassing,
+    GRUUpdate,
+    InteractionConv,
     MaxReadout,
     MeanReadout,
     NHConv,
     RelationalConv,
     Set2Set,
     SumReadout,
+    Towers,
     TreeConv,
+    WeaveConv,
     homophily_channels,
     tree_edges,
     tree_operator,
@@ -55,19 +63,28 @@ def _inputs(layer, make_x=lambda n: torch.randn(n, F, requires_grad=True), prep=
 
 def _with_tree(g: Graph) -> Graph:
     ei = torch.stack([g.csr.col, g.csr.row])
-    return g.with_operator("tree", tree_operator(*tree_edges(ei, g.num_nodes, [1, 2], 4), g.num_nodes))
+    return g.with_operator(TreeConv.operator_key, tree_operator(*tree_edges(ei, g.num_nodes, [1, 2], 4), g.num_nodes))
 
 
 LAYERS = {
     "gcn": lambda: (GCNConv(F, 3), {}),
-    "edge_network_sum": lambda: (EdgeNetworkConv(F, 5, hidden=6), {}),
-    "edge_network_mean_root": lambda: (EdgeNetworkConv(F, 5, hidden=6, aggr="mean", out_channels=3, root_weight=True), {}),
+    "edge_network_sum": lambda: (EdgeNetworkConv(F, F, root_weight=False, edge_dim=5, hidden=6), {}),
+    "edge_network_mean_root": lambda: (EdgeNetworkConv(F, 3, aggr="mean", root_weight=True, edge_dim=5, hidden=6), {}),
     "ggnn": lambda: (GGNNConv(F, TYPES), {}),
     "relational": lambda: (RelationalConv(F, 3, TYPES, root_weight=True), {}),
     "gin": lambda: (GINConv(nn.Sequential(nn.Linear(F, 8), nn.ReLU(), nn.Linear(8, 3)), train_eps=True), {}),
     "tree_s": lambda: (TreeConv(2), {"prep": _with_tree}),
     "tree_w": lambda: (TreeConv(2, weighted=True), {"prep": _with_tree}),
     "nh": lambda: (NHConv("L"), {"prep": lambda g: homophily_channels(g, torch.arange(g.num_nodes) % 3 > 0)}),
+    "duvenaud": lambda: (DuvenaudConv(F, 3, edge_dim=5, max_degree=3), {}),
+    "interaction": lambda: (InteractionConv(F, 5, hidden=6), {}),
+    "dtnn": lambda: (DTNNConv(F, 5, factors=6), {}),
+    "weave_nodes": lambda: (WeaveConv(F, 5, 3), {}),
+    "cheb_clenshaw": lambda: (ChebConv(F, 3, K=3), {}),
+    "cheb_forward": lambda: (ChebConv(F, 6, K=3, normalization=None), {}),
+    "gru_update": lambda: (GRUUpdate(EdgeNetworkConv(F, F, root_weight=False, edge_dim=5, hidden=6), F), {}),
+    "towers": lambda: (Towers(lambda c: GGNNConv(c, TYPES), 2, F), {}),
+    "bidirectional": lambda: (Bidirectional(EdgeNetworkConv(F, F, root_weight=False, edge_dim=5, hidden=6), RelationalConv(F, 3, TYPES)), {}),
 }
 
 
@@ -83,11 +100,28 @@ def test_gru_step_compiles(compiles_like_eager):
     compiles_like_eager(layer, inputs)
 
 
+class _WeaveStep(nn.Module):
+    """A weave step's node and edge updates together (the base's step with the edge hook)."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = WeaveConv(F, 5, 3, 4)
+
+    def forward(self, x, graph):
+        h, e, _ = self.conv.step(x, graph, graph.edge_attr)  # the base's graph-network step
+        return h.sum() + e.sum()
+
+
+def test_weave_step_compiles(compiles_like_eager):
+    layer = _WeaveStep()
+    compiles_like_eager(layer, _inputs(layer.conv))
+
+
 READOUTS = {
     "sum": lambda: SumReadout(),
     "mean": lambda: MeanReadout(),
     "max": lambda: MaxReadout(),
-    "set2set": lambda: Set2Set(F, steps=2),
+    "set2set": lambda: Set2Set(F, processing_steps=2),
 }
 
 
@@ -123,6 +157,6 @@ class _Ops(nn.Module):
 
 
 def test_ops_on_a_prebuilt_graph_compile(compiles_like_eager):
-    layer = EdgeNetworkConv(F, 5, hidden=6)  # its prepare adds the CPU degree buckets
+    layer = EdgeNetworkConv(F, F, root_weight=False, edge_dim=5, hidden=6)  # its prepare adds the CPU degree buckets
     inputs = [(x, layer.prepare(g)) for x, g in _inputs(nn.Identity())]
     compiles_like_eager(_Ops(), inputs)

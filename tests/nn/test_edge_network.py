@@ -14,7 +14,7 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _pair(d, d_out, edge_dim, hidden, aggr, root):
-    ours = EdgeNetworkConv(d, edge_dim, hidden=hidden, aggr=aggr, out_channels=d_out, root_weight=root)
+    ours = EdgeNetworkConv(d, d_out, aggr=aggr, root_weight=root, edge_dim=edge_dim, hidden=hidden)
     mlp = nn.Sequential(nn.Linear(edge_dim, hidden), nn.ReLU(), nn.Linear(hidden, d * d_out))
     pyg = NNConv(d, d_out, mlp, aggr={"sum": "add", "mean": "mean"}[aggr], root_weight=root)
     with torch.no_grad():
@@ -51,7 +51,7 @@ def test_matches_pyg_nnconv(aggr, root):
 
 def test_precomputed_hidden_and_graph_give_the_same_result():
     ei, x, ea = _random_graph()
-    conv = EdgeNetworkConv(6, 4, hidden=7, aggr="mean").double()
+    conv = EdgeNetworkConv(6, 6, aggr="mean", root_weight=False, edge_dim=4, hidden=7).double()
     ref = conv(x, ei, ea)
     csr = CSR.from_edge_index(ei, x.size(0))
     torch.testing.assert_close(conv(x, csr, ea), ref)
@@ -70,7 +70,7 @@ def test_precomputed_hidden_and_graph_give_the_same_result():
 
 def test_triton_path_under_interpreter():
     ei, x, ea = _random_graph(n=6, e=10)
-    conv = EdgeNetworkConv(6, 4, hidden=5, aggr="sum")
+    conv = EdgeNetworkConv(6, 6, aggr="sum", root_weight=False, edge_dim=4, hidden=5)
     x, ea = x.float(), ea.float()
     ref = conv(x, ei, ea)
     with use_backend("triton"):
@@ -80,11 +80,11 @@ def test_triton_path_under_interpreter():
 
 def test_errors():
     ei, x, ea = _random_graph()
-    conv = EdgeNetworkConv(6, 4, hidden=7).double()
+    conv = EdgeNetworkConv(6, 6, root_weight=False, edge_dim=4, hidden=7).double()
     with pytest.raises(ValueError, match="aggr"):
-        EdgeNetworkConv(6, 4, aggr="max")
+        EdgeNetworkConv(6, 6, aggr="max", edge_dim=4)
     with pytest.raises(ValueError, match="hidden"):
-        EdgeNetworkConv(6, 4, hidden=0)
+        EdgeNetworkConv(6, 6, edge_dim=4, hidden=0)
     with pytest.raises(ValueError, match="x must have shape"):
         conv(x[:, :5], ei, ea)
     with pytest.raises(ValueError, match="edge_attr must have shape"):
@@ -114,7 +114,7 @@ def test_peak_memory_on_complete_graph_stays_far_below_per_edge_matrices():
     e = ei.size(1)
     x = torch.randn(n, d, requires_grad=True)
     ea = torch.randn(e, 5)
-    ours = EdgeNetworkConv(d, 5, hidden=k, aggr="mean")
+    ours = EdgeNetworkConv(d, d, aggr="mean", root_weight=False, edge_dim=5, hidden=k)
     pyg = NNConv(d, d, nn.Sequential(nn.Linear(5, k), nn.ReLU(), nn.Linear(k, d * d)), aggr="mean")
     per_edge_matrices = e * d * d * 4  # the E x d x d float32 tensor NNConv builds
     peak_ours = _peak_bytes(lambda: ours(x, ei, ea).sum().backward())
@@ -134,7 +134,7 @@ def test_cost_model_matches_the_counted_products(root, backward):
     from torch.utils.flop_counter import FlopCounterMode
 
     torch.manual_seed(0)
-    conv = EdgeNetworkConv(6, 4, hidden=10, out_channels=5, root_weight=root)
+    conv = EdgeNetworkConv(6, 5, edge_dim=4, hidden=10, root_weight=root)
     blocks, start = [], 0
     for n in (4, 6, 5):
         ii, jj = torch.meshgrid(torch.arange(n), torch.arange(n), indexing="ij")

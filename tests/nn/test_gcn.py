@@ -4,7 +4,8 @@ import pytest
 import torch
 from torch_geometric.nn import GCNConv as PygGCNConv
 
-from gnnkit.nn import GCNConv
+from gnnkit.nn import GCNConv, Graph
+from gnnkit.nn.graph import OperatorKey
 
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -28,7 +29,7 @@ def _graph(n=12, e=40):
 
 
 @pytest.mark.parametrize("weighted", [False, True])
-# PyG refuses add_self_loops=True without normalisation (gnnkit allows it), so test the shared cases.
+# add_self_loops=True without normalisation is refused by both (tests/nn/test_pyg_conformance.py).
 @pytest.mark.parametrize("kw", [{}, {"add_self_loops": False}, {"normalize": False, "add_self_loops": False}])
 def test_matches_pyg(weighted, kw):
     ei, x, w = _graph()
@@ -88,3 +89,40 @@ def test_errors():
     conv = GCNConv(5, 4)
     with pytest.raises(ValueError, match="x must have shape"):
         conv(torch.randn(4, 3), torch.zeros(2, 0, dtype=torch.long))
+
+
+def test_operator_key_separates_every_setting():
+    """Layers share a normalised graph exactly when their settings agree: on one prepared Graph,
+    each layer propagates over its own operator and gives what it gives alone."""
+    ei, x, w = _graph()
+    graph = Graph.from_edge_index(ei, 12, edge_weight=w)
+    layers = [GCNConv(5, 4), GCNConv(5, 4, improved=True), GCNConv(5, 4, aggr="mean"), GCNConv(5, 4, aggr="max"),
+              GCNConv(5, 4, normalize=False), GCNConv(5, 4, add_self_loops=False)]  # fmt: skip
+    for layer in layers:
+        layer.double()
+        graph = layer.prepare(graph)
+    assert len({layer.operator_key for layer in layers}) == len(layers) - 1  # mean and max share one (exact_edges)
+    assert len(graph.operators) == len(layers) - 1
+    for layer in layers:
+        assert isinstance(layer.operator_key, OperatorKey)
+        torch.testing.assert_close(layer.propagate(x, graph, None), layer(x, ei, w))
+
+
+def test_nothing_is_kept_on_the_module_without_cached():
+    ei, x, w = _graph()
+    conv = GCNConv(5, 4).double()
+    before = dict(vars(conv))
+    conv(x, ei, w)
+    assert conv._cache is None and vars(conv).keys() == before.keys()
+    # cached=True keeps (key, operator); a setting changed later rebuilds, cached=False drops it
+    conv.cached = True
+    conv(x, ei, w)
+    assert conv._cache is not None and conv._cache[0] == conv.operator_key
+    conv.improved = True
+    fresh = GCNConv(5, 4, improved=True).double()
+    fresh.load_state_dict(conv.state_dict())
+    torch.testing.assert_close(conv(x, ei, w), fresh(x, ei, w))
+    assert conv._cache[0] == conv.operator_key
+    conv.cached = False
+    conv(x, ei, w)
+    assert conv._cache is None

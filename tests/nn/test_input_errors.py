@@ -56,10 +56,10 @@ def test_set2set_batch_out_of_range(record_property):
     _case(record_property, "Set2Set", "a batch id >= num_graphs",
           "ValueError naming the batch value and num_graphs (it used to be an IndexError inside the attention)")
     with pytest.raises(ValueError, match="batch contains 3, which is out of range for num_graphs=2"):
-        Set2Set(4, steps=2)(torch.randn(5, 4), torch.tensor([0, 0, 1, 3, 1]), 2)
+        Set2Set(4, processing_steps=2)(torch.randn(5, 4), torch.tensor([0, 0, 1, 3, 1]), 2)
     graph = Graph.from_edge_index(torch.zeros(2, 0, dtype=torch.long), 5, batch=torch.tensor([0, 0, 1, 1, 1]))
     with pytest.raises(ValueError, match="num_graphs=3 but the graph holds 2 graphs"):
-        Set2Set(4, steps=2)(torch.randn(5, 4), graph, 3)
+        Set2Set(4, processing_steps=2)(torch.randn(5, 4), graph, 3)
 
 
 def test_ggnnconv_zero_channels(record_property):

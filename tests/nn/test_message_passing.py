@@ -104,3 +104,38 @@ def test_errors():
         ScaledMessage()(x, torch.tensor([[0], [99]]), edge_attr[:1])
     with pytest.raises(ValueError, match="edge_attr has 14 rows but edge_index has 15 edges"):
         ScaledMessage()(x, edge_index, edge_attr[:-1])
+
+
+def test_message_count_is_the_in_degree_or_the_masked_sum():
+    edge_index, x, _ = _graph()
+    graph = Graph.from_edge_index(edge_index, x.size(0))
+    layer = MessagePassing()
+    degree = torch.zeros(x.size(0)).index_add_(0, edge_index[1], torch.ones(edge_index.size(1)))
+    torch.testing.assert_close(layer.message_count(graph, torch.float32), degree)  # node n-1: 0
+    mask = torch.rand(edge_index.size(1))  # edge_index order
+    masked = graph.replace(edge_mask=mask.index_select(0, graph.csr.perm))
+    expect = torch.zeros(x.size(0)).index_add_(0, edge_index[1], mask)
+    torch.testing.assert_close(layer.message_count(masked, torch.float32), expect)
+
+
+class _OrderedEdges(MessagePassing):
+    """Messages are the edge states; the edge update adds 1 to them."""
+
+    def edge_update(self, edge, x_src, x_dst, u):
+        return edge + 1.0
+
+    def message(self, x_src, x_dst, edge):
+        return edge
+
+
+@pytest.mark.parametrize("old", [False, True])
+def test_step_messages_read_the_updated_or_the_input_edge_states(old):
+    edge_index, x, edge = _graph()
+    graph = Graph.from_edge_index(edge_index, x.size(0), edge_attr=edge)
+    layer = type("Layer", (_OrderedEdges,), {"messages_read_old_edges": old})()
+    h, e, u = layer.step(x, graph, graph.edge_attr)
+    torch.testing.assert_close(e, graph.edge_attr + 1.0)  # the returned edges are the updated ones
+    read = graph.edge_attr if old else graph.edge_attr + 1.0
+    expect = torch.zeros(x.size(0), 1).index_add_(0, graph.csr.row, read)
+    torch.testing.assert_close(h, expect)
+    assert u is None

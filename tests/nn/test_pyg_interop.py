@@ -67,7 +67,7 @@ def test_sparse_adjacency_with_edge_features_equals_nnconv():
     x, ei, _ = _graph(unique=True)
     ea = torch.randn(ei.size(1), 3)
     adj_t = T.ToSparseTensor(attr="edge_attr")(Data(x=x, edge_index=ei, edge_attr=ea)).adj_t
-    ours = gk.EdgeNetworkConv(5, 3, hidden=6, aggr="mean", root_weight=True)
+    ours = gk.EdgeNetworkConv(5, 5, aggr="mean", root_weight=True, edge_dim=3, hidden=6)
     theirs = NNConv(5, 5, nn.Sequential(nn.Linear(3, 6), nn.ReLU(), nn.Linear(6, 25)), aggr="mean")
     with torch.no_grad():
         theirs.nn[0].load_state_dict(ours.edge_mlp[0].state_dict())
@@ -131,7 +131,7 @@ def test_fx_symbolic_trace_records_layers_as_calls():
     class WithReadout(nn.Module):
         def __init__(self):
             super().__init__()
-            self.conv, self.pool = gk.GCNConv(5, 4), gk.Set2Set(4, steps=2)
+            self.conv, self.pool = gk.GCNConv(5, 4), gk.Set2Set(4, processing_steps=2)
 
         def forward(self, x, edge_index, batch):
             return self.pool(self.conv(x, edge_index), batch, 2)
@@ -203,7 +203,7 @@ def test_lazy_in_channels_equals_pyg():
 def test_half_precision_layers(dtype):
     x, ei, w = _graph()
     ea = torch.randn(ei.size(1), 3)
-    for make, extra in ((lambda: gk.GCNConv(5, 4), (w,)), (lambda: gk.EdgeNetworkConv(5, 3, hidden=6), (ea,)),
+    for make, extra in ((lambda: gk.GCNConv(5, 4), (w,)), (lambda: gk.EdgeNetworkConv(5, 5, root_weight=False, edge_dim=3, hidden=6), (ea,)),
                         (lambda: gk.GINConv(nn.Linear(5, 4)), ())):  # fmt: skip
         layer = make()
         ref = layer(x, ei, *extra)
@@ -220,7 +220,7 @@ def test_autocast_matches_pyg():
         out, ref = ours(x, ei, w), theirs(x, ei, w)
     torch.testing.assert_close(out.float(), ref.float(), atol=0.02, rtol=0.02)
     ea = torch.randn(ei.size(1), 3)
-    conv = gk.EdgeNetworkConv(5, 3, hidden=6)
+    conv = gk.EdgeNetworkConv(5, 5, root_weight=False, edge_dim=3, hidden=6)
     with torch.autocast("cpu", dtype=torch.bfloat16):
         out = conv(x, ei, ea)
     torch.testing.assert_close(out.float(), conv(x, ei, ea), atol=0.05, rtol=0.05)
@@ -258,8 +258,8 @@ def test_gnnexplainer_masks_reach_the_messages_and_equal_pygs():
     assert all(m.explain is not True for m in ours.modules() if isinstance(m, gk.MessagePassing))  # cleared
 
 
-@pytest.mark.parametrize("make", [lambda: gk.GINConv(nn.Linear(5, 5)), lambda: gk.EdgeNetworkConv(5, 2, hidden=4),
-                                  lambda: gk.RelationalConv(5, 5, 3), lambda: gk.GGNNConv(5, 3)])  # fmt: skip
+@pytest.mark.parametrize("make", [lambda: gk.GINConv(nn.Linear(5, 5)), lambda: gk.EdgeNetworkConv(5, 5, root_weight=False, edge_dim=2, hidden=4),
+                                  lambda: gk.RelationalConv(5, 5, 3, aggr="sum"), lambda: gk.GGNNConv(5, 3)])  # fmt: skip
 def test_edge_mask_scales_each_message(make):
     """With explain on, a mask of 0 on an edge removes exactly that edge's message."""
     x, ei, _ = _graph()
@@ -308,6 +308,6 @@ def test_graph_breaks_no_more_than_pygs():
     ea = torch.randn(ei.size(1), 3)
     nnconv = NNConv(5, 5, nn.Sequential(nn.Linear(3, 6), nn.ReLU(), nn.Linear(6, 25)))
     assert _breaks(gk.GCNConv(5, 4), x, ei) <= _breaks(PygGCNConv(5, 4), x, ei)
-    assert _breaks(gk.EdgeNetworkConv(5, 3, hidden=6), x, ei, ea) <= _breaks(nnconv, x, ei, ea) == 0
+    assert _breaks(gk.EdgeNetworkConv(5, 5, root_weight=False, edge_dim=3, hidden=6), x, ei, ea) <= _breaks(nnconv, x, ei, ea) == 0
     graph = gk.GCNConv(5, 4).prepare(gk.Graph.from_edge_index(ei, 12))
     assert _breaks(gk.GCNConv(5, 4), x, graph) == 0  # on a prebuilt graph context

@@ -16,7 +16,7 @@ SIZES = [3, 1, 0, 5, 2]  # includes a single-node graph and an empty graph
 
 
 def _readouts(feats: int):
-    return [SumReadout(), MeanReadout(), MaxReadout(), Set2Set(feats, steps=3), GatedReadout(feats, 4)]
+    return [SumReadout(), MeanReadout(), MaxReadout(), Set2Set(feats, processing_steps=3), GatedReadout(feats, 4)]
 
 
 @pytest.mark.parametrize("cls,fn", [(SumReadout, "sum"), (MeanReadout, "mean"), (MaxReadout, "max")])
@@ -34,7 +34,7 @@ def test_simple_readouts_match_loop(cls, fn):
 
 def test_set2set_equals_pyg_with_copied_weights():
     x, batch = _batch([4, 1, 3, 6], feats=8)
-    ours, theirs = Set2Set(8, steps=3), PyGSet2Set(8, processing_steps=3)
+    ours, theirs = Set2Set(8, processing_steps=3), PyGSet2Set(8, processing_steps=3)
     theirs.load_state_dict(ours.state_dict())
     torch.testing.assert_close(ours(x, batch, 4), theirs(x, batch, dim_size=4))
     x.requires_grad_(True)
@@ -45,7 +45,7 @@ def test_set2set_equals_pyg_with_copied_weights():
 
 def test_set2set_empty_graph_is_zero_input_lstm_state():
     x, batch = _batch([2, 0, 3], feats=4)
-    s2s = Set2Set(4, steps=2)
+    s2s = Set2Set(4, processing_steps=2)
     out = s2s(x, batch, 3)
     alone = s2s(x.new_zeros(0, 4), batch.new_zeros(0), 1)
     torch.testing.assert_close(out[1], alone[0])
@@ -61,6 +61,18 @@ def test_gated_readout_matches_equation():
     value = x @ ro.value.weight.T + ro.value.bias
     expected = torch.zeros(len(SIZES), 4).index_add_(0, batch, gate * value)
     torch.testing.assert_close(out, expected)
+
+
+def test_gated_readout_li_form_matches_li_et_al_eq_7():
+    x, batch = _batch(SIZES, feats=5)
+    x0 = torch.randn(x.size(0), 3)
+    ro = GatedReadout(5, 4, init_channels=3, form="li")
+    hx = torch.cat([x, x0], 1)  # (h_v^T, x_v)
+    gated = torch.sigmoid(hx @ ro.gate.weight.T + ro.gate.bias) * torch.tanh(hx @ ro.value.weight.T + ro.value.bias)
+    expected = torch.tanh(torch.zeros(len(SIZES), 4).index_add_(0, batch, gated))  # h_G = tanh(sum_v σ(i) ⊙ tanh(j))
+    torch.testing.assert_close(ro(x, batch, len(SIZES), x0=x0), expected)
+    with pytest.raises(ValueError, match="form"):
+        GatedReadout(5, 4, form="tanh")
 
 
 @pytest.mark.parametrize("idx", range(5))
@@ -84,7 +96,7 @@ def test_batched_readout_equals_per_graph(idx):
 
 def test_set2set_gradcheck_float64():
     x, batch = _batch([3, 2], feats=3, dtype=torch.float64)
-    s2s = Set2Set(3, steps=2).double()
+    s2s = Set2Set(3, processing_steps=2).double()
     x.requires_grad_(True)
     assert torch.autograd.gradcheck(lambda t: s2s(t, batch, 2), (x,))
 
@@ -92,9 +104,9 @@ def test_set2set_gradcheck_float64():
 def test_readout_errors():
     x, batch = _batch([2, 2])
     with pytest.raises(ValueError, match="x must have shape"):
-        Set2Set(5, steps=2)(x, batch, 2)
+        Set2Set(5, processing_steps=2)(x, batch, 2)
     with pytest.raises(ValueError, match="steps"):
-        Set2Set(6, steps=0)
+        Set2Set(6, processing_steps=0)
     with pytest.raises(ValueError, match="pass x0"):
         GatedReadout(6, 2, init_channels=3)(x, batch, 2)
     with pytest.raises(ValueError, match="x0 must have shape"):
@@ -102,8 +114,7 @@ def test_readout_errors():
     with pytest.raises(ValueError, match="batch contains 1, which is out of range for num_graphs=1"):
         SumReadout()(x, batch, 1)  # batch holds graph 1, but num_graphs says 1 graph
     with pytest.raises(ValueError, match="batch contains 7"):
-        Set2Set(6, steps=2)(x, batch + 6, 2)  # a clear error, not an IndexError inside the LSTM loop
-    with pytest.raises(ValueError, match="pass num_graphs"):
-        SumReadout()(x, batch)
+        Set2Set(6, processing_steps=2)(x, batch + 6, 2)  # a clear error, not an IndexError inside the LSTM loop
+    torch.testing.assert_close(SumReadout()(x, batch), SumReadout()(x, batch, 2))  # count read from batch, as PyG
     with pytest.raises(ValueError, match=r"batch must have shape \[N\] = \[4\]"):
         MeanReadout()(x, batch[:3], 2)

@@ -57,7 +57,7 @@ def test_relational_conv_equals_conv2d(padding):
     edge_index, edge_type = grid_graph((5, 6), 3, batch_size=2)
 
     # Copy the weights by hand: edge type r = kernel position r in row-major order.
-    layer = RelationalConv(3, 4, num_relations=9).double()
+    layer = RelationalConv(3, 4, num_relations=9, aggr="sum", root_weight=False).double()
     with torch.no_grad():
         for r, (ki, kj) in enumerate((i, j) for i in range(3) for j in range(3)):
             layer.weight[r] = conv.weight[:, :, ki, kj].T
@@ -103,7 +103,7 @@ def test_relational_conv_matches_dense_reference_and_pyg():
     x = torch.randn(n, 4, dtype=torch.double)
     edge_index = torch.randint(0, n, (2, e))
     edge_type = torch.randint(0, r, (e,))
-    layer = RelationalConv(4, 5, r, root_weight=True).double()
+    layer = RelationalConv(4, 5, r, aggr="sum", root_weight=True).double()
     dense = x @ layer.root + layer.bias
     for t in range(r):
         a = torch.zeros(n, n, dtype=torch.double)

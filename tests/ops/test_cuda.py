@@ -222,7 +222,7 @@ def _molecules(n_mol: int, atoms: int, seed: int = 0):
 def test_edge_network_layer_is_deterministic_and_matches_torch():
     x, ei, ea = _molecules(4 if ON_CPU else 256, 6 if ON_CPU else 18)
     torch.manual_seed(0)
-    conv = EdgeNetworkConv(16, 5, hidden=32, aggr="mean")
+    conv = EdgeNetworkConv(16, 16, aggr="mean", root_weight=False, edge_dim=5, hidden=32)
     runs = []
     for backend, device in (("torch", "cpu"), ("triton", DEVICE), ("triton", DEVICE)):
         conv = conv.to(device)

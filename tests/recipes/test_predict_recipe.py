@@ -117,7 +117,7 @@ def test_cli_xyz_sdf_smiles_and_bad_rows(recipe, run, test_molecules, tmp_path, 
     assert len(rows) == len(result) == 2 + n + 1 + 4
     assert [r["index"] for r in rows] == [str(i) for i in range(len(rows))]
     assert [r["input"] for r in rows] == ["smiles"] * 2 + ["xyz"] * n + ["smiles"] + ["sdf"] * 4  # command-line order
-    assert list(rows[0]) == ["index", "input", "name", "smiles", "u0 (eV)", "status", "error", "note"]
+    assert list(rows[0]) == ["index", "input", "name", "smiles", "u0 (eV)", "status", "error", "note", "out_of_domain"]
     assert rows[0]["status"] == "ok" and float(rows[0]["u0 (eV)"]) < 0
     assert "not the B3LYP/6-31G(2df,p) geometry" in rows[0]["note"]
     assert rows[1]["status"] == "error" and "element Cl not supported" in rows[1]["error"] and rows[1]["u0 (eV)"] == ""
@@ -138,7 +138,7 @@ def test_cli_xyz_sdf_smiles_and_bad_rows(recipe, run, test_molecules, tmp_path, 
 
 def test_smiles_file_and_overwrite(recipe, run, tmp_path):
     smi = tmp_path / "c.smi"
-    smi.write_text("# candidates\nCCO ethanol\n\nc1ccccc1  benzene # aromatic\nXX\n")
+    smi.write_text("# candidates\nCCO ethanol\n\nc1ccccc1  benzene\nXX\n")
     dest = tmp_path / "p.csv"
     recipe.main(recipe.parse_args(["--checkpoint", str(run[0] / "best_model.pt"), "--smiles-file", str(smi), "--out", str(dest)]))
     rows = read_rows(dest)
@@ -197,3 +197,37 @@ def test_out_must_be_a_file(recipe, run, tmp_path, capsys):
 def test_result_json_names_the_gilmer_reference(run):
     saved = json.loads((run[0] / "result.json").read_text())
     assert saved["paper"]["gilmer_enn_s2s_ratio"] == 0.45
+
+
+def test_qm9_model_flags_molecules_outside_its_domain(recipe, run, tmp_path, capsys, record_property):
+    record_property("reliability", {
+        "area": "predict.py", "case": "a QM9 model (neutral single molecules, at most 9 heavy atoms) asked for "
+        "`[OH-]`, `[NH4+]`, `O.O.O`, `CC.CC` and a 30-carbon chain",
+        "outcome": "each row predicted with status ok and its out_of_domain column naming the reason (net charge, "
+                   "fragments, heavy atoms; the domain is read from the training SMILES into best_model.pt); "
+                   "a note counts them; `CCO` unflagged"})  # fmt: skip
+    dest = tmp_path / "p.csv"
+    recipe.main(recipe.parse_args(["--checkpoint", str(run[0]), "--smiles", "CCO", "[OH-]", "[NH4+]", "O.O.O", "CC.CC",
+                                   "C" * 30, "--out", str(dest)]))  # fmt: skip
+    rows = read_rows(dest)
+    assert [r["status"] for r in rows] == ["ok"] * 6
+    assert [r["out_of_domain"] for r in rows] == [
+        "", "net charge -1 (training molecules: 0)", "net charge +1 (training molecules: 0)",
+        "3 fragments (training molecules: at most 1)", "2 fragments (training molecules: at most 1)",
+        "30 heavy atoms (training molecules: at most 9)"]  # fmt: skip
+    assert "5 molecule(s) lie outside the training molecules' domain" in capsys.readouterr().out
+
+
+def test_smiles_file_with_triple_bonds_predicts_the_same_as_smiles(recipe, run, tmp_path, record_property):
+    record_property("reliability", {
+        "area": "predict.py / SMILES files", "case": "the same molecules (with triple bonds) given with `--smiles` and "
+                                                     "in a `--smiles-file`",
+        "outcome": "identical predictions and canonical SMILES (the file used to cut `C#CC1CC2(CN2)C=C1` to `C`, "
+                   "predicting methane with status ok)"})  # fmt: skip
+    molecules = ["C#CC1CC2(CN2)C=C1", "NCC1(CC2CN12)C#N", "CC#N"]
+    smi = tmp_path / "m.smi"
+    smi.write_text("".join(f"{m} mol{k}\n" for k, m in enumerate(molecules)))
+    a = recipe.main(recipe.parse_args(["--checkpoint", str(run[0]), "--smiles", *molecules, "--out", str(tmp_path / "a.csv")]))
+    b = recipe.main(recipe.parse_args(["--checkpoint", str(run[0]), "--smiles-file", str(smi), "--out", str(tmp_path / "b.csv")]))
+    assert [r.smiles for r in a] == [r.smiles for r in b] and all(r.error is None for r in b)
+    assert [r.values for r in a] == [r.values for r in b] and [r.name for r in b] == ["mol0", "mol1", "mol2"]

@@ -2,6 +2,7 @@
 
 import csv
 import json
+import math
 import os
 import pathlib
 import subprocess
@@ -191,6 +192,32 @@ def test_model_option_names_come_from_the_registry(recipe, tmp_path, monkeypatch
     assert cfg.model_options == {"readout": "sum"} and recipe.model_options(cfg) == {"readout": "sum", "hidden": 8}
     with pytest.raises(SystemExit):
         recipe.parse_args(["--model", "gcn-graph", "--model-option", "channels=8"])  # GCNGraph's width is hidden
+    # Gilmer's Section 5 variants are model options of both molecular models
+    for model, extra, value in (("mpnn", "directed=True", {"directed": True}), ("ggnn", "readout=set2set", {"readout": "set2set"})):
+        args = ["--model", model, "--model-option", "virtual_edges=True", "--model-option", "master_node=16", "--model-option", extra]
+        assert recipe.parse_args(args).model_options == {"virtual_edges": True, "master_node": 16, **value}
+    cfg = recipe.parse_args(["--model", "ggnn", "--model-option", "towers=8"])
+    assert cfg.model_options == {"towers": 8}
+
+
+SECTION2 = {  # Gilmer et al. 2017's Section 2 models, tiny, one epoch on the same slice
+    "nfp": ["--model-option", "fingerprint=8"],
+    "interaction": ["--model-option", "hidden=8"],
+    "weave": ["--model-option", "edge_channels=8"],
+    "dtnn": ["--model-option", "factors=8"],
+    "chebnet": ["--model-option", "K=2"],
+}
+
+
+@pytest.mark.parametrize("name", SECTION2)
+def test_section2_model_smoke(recipe, data_root, tmp_path, name):
+    argv = ["--train-size", "48", "--eval-size", "16", "--batch-size", "16", "--channels", "8", "--steps", "2",
+            "--epochs", "1", "--device", "cpu", "--no-progress", "--model", name, *SECTION2[name]]  # fmt: skip
+    result = recipe.main(recipe.parse_args([*argv, "--data-root", str(data_root), "--out", str(tmp_path)]))
+    saved = json.loads((tmp_path / "result.json").read_text())
+    assert saved["model"] == name and saved["status"] == "completed" and saved["epochs"] == 1
+    assert math.isfinite(saved["test_mae"]) and saved["test_mae"] > 0 and result["val_mae"] == saved["val_mae"]
+    assert (tmp_path / "best_model.pt").exists()
 
 
 @pytest.mark.parametrize("change", [["--train-size", "32"], ["--lr", "0.002"], ["--seed", "1"], ["--model-option", "edge_hidden=8"]],
@@ -245,10 +272,12 @@ def _recipe_process(args: list[str], point: str | None = None, count: int = 1, m
                             cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
 
 
-def _kill_at(args: list[str], point: str, count: int, marker: pathlib.Path) -> str:
-    """Starts the recipe, SIGKILLs it when it reaches ``point`` and returns its stderr."""
+def _kill_at(args: list[str], point: str, count: int, marker: pathlib.Path, sig: int | None = None) -> str:
+    """Starts the recipe, sends it ``sig`` (default SIGKILL) when it reaches ``point`` and returns its stderr."""
     import signal
     import time
+
+    sig = signal.SIGKILL if sig is None else sig
 
     marker.unlink(missing_ok=True)
     proc = _recipe_process(args, point, count, marker)
@@ -260,9 +289,9 @@ def _kill_at(args: list[str], point: str, count: int, marker: pathlib.Path) -> s
             proc.kill()
             pytest.fail(f"the run did not reach {point} #{count} in 120 s")
         time.sleep(0.05)
-    os.kill(proc.pid, signal.SIGKILL)
-    _, err = proc.communicate(timeout=30)
-    assert proc.returncode == -signal.SIGKILL
+    os.kill(proc.pid, sig)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == -sig, err[-3000:]
     return err
 
 
@@ -307,6 +336,43 @@ def test_sigkill_at_several_points_then_resume_gives_identical_weights(data_root
         cols = ("epoch", "lr", "train_loss", "val_mae_u0", "test_mae_u0")
         assert [[r[c] for c in cols] for r in csv.DictReader(fa)] == [[r[c] for c in cols] for r in csv.DictReader(fb)]
     assert not [p for p in killed.iterdir() if ".tmp" in p.name]
+
+
+def test_sigint_and_sigterm_keep_the_checkpoint_and_resume_is_identical(data_root, tmp_path, record_property):
+    """Ctrl-C (SIGINT: a KeyboardInterrupt through the recipe) mid-epoch, then SIGTERM mid-epoch
+    of the resumed run: the last checkpoint is kept each time, no temporary is left, the --out
+    lock is released (SIGINT) or left stale (SIGTERM: the process ends without cleanup), and the
+    final weights equal an uninterrupted run's."""
+    import signal
+
+    import torch
+
+    from gnnkit.train.outdir import LOCK_NAME
+
+    record_property("reliability", {
+        "area": "qm9.py (real process, SIGINT / SIGTERM)",
+        "case": "SIGINT (Ctrl-C) mid-epoch 2, then SIGTERM mid-epoch 3 of the resumed run",
+        "outcome": "each time the last checkpoint is kept and no temporary is left (SIGINT also removes the --out "
+                   "lock; SIGTERM's is stale and taken over); `--resume` ends bit-identical to an uninterrupted "
+                   "run"})  # fmt: skip
+    base = [*TINY, "--data-root", str(data_root), "--epochs", "3"]
+    ref = _recipe_process([*base, "--out", str(tmp_path / "ref")])
+    out, marker = tmp_path / "stopped", tmp_path / "paused"
+    resume = [*base, "--out", str(out), "--resume"]
+    err = _kill_at([*base, "--out", str(out)], "step", 5, marker, signal.SIGINT)  # epoch 2, step 2
+    assert "KeyboardInterrupt" in err and torch_epoch(out / "checkpoint.pt") == 1
+    assert not [p for p in out.iterdir() if ".tmp" in p.name] and not (out / LOCK_NAME).exists()
+    _kill_at(resume, "step", 5, marker, signal.SIGTERM)  # resumed at epoch 2: epoch 3, step 2
+    assert torch_epoch(out / "checkpoint.pt") == 2 and (out / LOCK_NAME).exists()
+    last = _recipe_process(resume)
+    assert last.wait(timeout=300) == 0, last.stderr.read()[-3000:]
+    assert ref.wait(timeout=300) == 0, ref.stderr.read()[-3000:]
+    for name in ("checkpoint.pt", "best_model.pt"):
+        wa, wb = (torch.load(d / name, weights_only=True)["model"] for d in (tmp_path / "ref", out))
+        assert wa.keys() == wb.keys() and all(torch.equal(wa[k], wb[k]) for k in wa), name
+    a, b = (json.loads((d / "result.json").read_text()) for d in (tmp_path / "ref", out))
+    assert a["test_mae"] == b["test_mae"] and a["val_mae"] == b["val_mae"]
+    assert not (out / LOCK_NAME).exists()
 
 
 # -- --target all, --preset gilmer ----------------------------------------------------------------

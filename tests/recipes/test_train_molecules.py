@@ -126,3 +126,95 @@ def test_non_empty_out_is_refused(recipe, data_csv, tmp_path, capsys):
     with pytest.raises(SystemExit):
         recipe.parse_args(["--data", str(data_csv), "--targets", "gap", "--out", str(tmp_path)])
     assert "already holds notes.txt" in capsys.readouterr().err
+
+
+def test_resume_into_a_read_only_out_is_a_usage_error(recipe, data_csv, tmp_path, capsys, monkeypatch, record_property):
+    record_property("reliability", {
+        "area": "train_molecules.py", "case": "`--resume` into a read-only --out (a read-only mount)",
+        "outcome": "usage error 'is not writable' naming --out (exit 2) before any molecule is read (it used to "
+                   "train a whole epoch, then fail twice)"})  # fmt: skip
+    import errno
+    import os
+
+    from gnnkit.train import outdir
+
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / "checkpoint.pt").write_bytes(b"x")
+    real = outdir._probe
+
+    def read_only(folder):
+        if folder == out:
+            raise OSError(errno.EROFS, os.strerror(errno.EROFS))
+        real(folder)
+
+    monkeypatch.setattr(outdir, "_probe", read_only)
+    monkeypatch.setattr(recipe, "load_molecule_csv", lambda *a, **k: pytest.fail("molecules read"))
+    with pytest.raises(SystemExit) as exit_:
+        recipe.parse_args(["--data", str(data_csv), "--targets", "gap", "--out", str(out), "--resume"])
+    assert exit_.value.code == 2 and f"--out {out} is not writable" in capsys.readouterr().err
+
+
+def test_out_held_by_a_live_run_is_a_usage_error(recipe, data_csv, tmp_path, capsys, record_property):
+    record_property("reliability", {
+        "area": "train_molecules.py", "case": "a second run (`--overwrite`, then `--resume`) on an --out a live run "
+                                              "holds (another real process)",
+        "outcome": "usage error naming the holder's pid and host (exit 2), before any molecule is read; the live "
+                   "run's files untouched"})  # fmt: skip
+    import os
+    import subprocess
+    import sys
+
+    out = tmp_path / "run"
+    hold = ("import sys, time\nfrom gnnkit.train.outdir import prepare_out_dir\n"
+            "prepare_out_dir(sys.argv[1])\nprint('locked', flush=True)\ntime.sleep(600)\n")  # fmt: skip
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    proc = subprocess.Popen([sys.executable, "-c", hold, str(out)], env=env, stdout=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout.readline().strip() == "locked"
+        (out / "result.json").write_text("{}")
+        for flag in ("--overwrite", "--resume"):
+            with pytest.raises(SystemExit) as exit_:
+                recipe.parse_args(["--data", str(data_csv), "--targets", "gap", "--out", str(out), flag])
+            assert exit_.value.code == 2 and f"is in use by another run (pid {proc.pid} on host" in capsys.readouterr().err
+        assert (out / "result.json").read_text() == "{}"
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+def test_charged_duplicated_molecules_from_a_spreadsheet_csv(recipe, load_recipe, tmp_path, record_property):
+    record_property("reliability", {
+        "area": "train_molecules.py", "case": "a CSV with a byte-order mark, every molecule twice (as written and "
+                                              "as another SMILES), charged molecules, `--formal-charge`",
+        "outcome": "reads the columns; warns about the duplicates and keeps each pair in one split; the checkpoint "
+                   "records formal_charge and the training domain, so predict.py featurizes charges the same way"})  # fmt: skip
+    from rdkit import Chem
+
+    base = ["CCO", "CCN", "CC[NH3+]", "CC(=O)[O-]", "C[N+](C)(C)C", "c1ccccc1", "c1cc[nH+]cc1", "CCC", "CCCl", "OCCO",
+            "CC(=O)O", "NCCN", "[NH4+]", "C[O-]", "CCCC", "CC=O", "CC#N", "C1CC1", "C1CCCC1", "CCOCC"]  # fmt: skip
+    rows = []
+    for s in base:
+        mol = Chem.MolFromSmiles(s)
+        y = 0.3 * mol.GetNumAtoms() + Chem.GetFormalCharge(mol)
+        rows += [(s, y), (Chem.MolToSmiles(mol, doRandom=True, canonical=False, rootedAtAtom=mol.GetNumAtoms() - 1), y)]
+    path = tmp_path / "sheet.csv"
+    path.write_bytes(("smiles,y\r\n" + "".join(f"{s},{y}\r\n" for s, y in rows)).encode("utf-8-sig"))
+    out = tmp_path / "run"
+    with pytest.warns(UserWarning, match=r"20 molecule\(s\) repeat another"):
+        result = recipe.main(recipe.parse_args(["--data", str(path), "--targets", "y", "--formal-charge", "--out",
+                                                str(out), "--epochs", "1", "--batch-size", "8", "--channels", "8",
+                                                "--steps", "1", "--model-option", "edge_hidden=8", "--device", "cpu",
+                                                "--no-progress"]))  # fmt: skip
+    assert result["molecules"] == 40 and result["skipped"] == 0
+    import torch
+
+    card = torch.load(out / "best_model.pt", weights_only=True)["predictor"]
+    assert card["featurizer"]["formal_charge"] is True and card["domain"]["net_charges"] == [-1, 0, 1]
+    with open(out / "test_predictions.csv", newline="") as f:
+        test = {Chem.MolToSmiles(Chem.MolFromSmiles(r["smiles"])) for r in csv.DictReader(f)}
+    assert len(test) * 2 == result["sizes"]["test"]  # each test molecule's duplicate is in test too
+    predict = load_recipe("predict")
+    got = predict.main(predict.parse_args(["--checkpoint", str(out), "--smiles", "CC[NH3+]", "CCN", "--out",
+                                           str(tmp_path / "p.csv")]))  # fmt: skip
+    assert got[0].values != got[1].values and got[0].out_of_domain == [] and got[1].out_of_domain == []

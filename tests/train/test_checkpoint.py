@@ -185,3 +185,72 @@ def test_load_or_build_rebuilds_a_damaged_entry(tmp_path, record_property):
     assert len(notes) == 1 and str(path) in notes[0] and "rebuilding" in notes[0]
     assert os.listdir(path.parent) == ["op.pt"]
     verify_torch_file(path)
+
+
+def test_disk_full_during_a_checkpoint_save_names_the_file(tmp_path, monkeypatch, record_property):
+    record_property("reliability", {
+        "area": "checkpoint", "case": "disk full during a checkpoint save (the write raises ENOSPC after 4 kB)",
+        "outcome": "FileWriteError 'no space left on device writing .../checkpoint.pt' (errno ENOSPC); the "
+                   "checkpoint and its predecessor untouched; no temporary left (torch alone said "
+                   "'[enforce fail at inline_container.cc:672] . unexpected pos', naming no file)"})  # fmt: skip
+    import errno
+
+    import gnnkit.data.files as files
+
+    path = tmp_path / "checkpoint.pt"
+    save_checkpoint({"epoch": 1, **adam_state()}, path)
+    save_checkpoint({**adam_state(), "epoch": 2}, path)
+    before = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
+    # The disk fills up 4 kB into the write: the file object's write raises ENOSPC, as a real one does.
+    monkeypatch.setattr(files, "open", lambda path, mode: _Failing(path), raising=False)
+    with pytest.raises(files.FileWriteError, match=rf"no space left on device writing {path}") as err:
+        save_checkpoint({**adam_state(), "epoch": 3}, path)
+    assert err.value.errno == errno.ENOSPC and err.value.filename == str(path)
+    assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == before
+    monkeypatch.undo()
+    with pytest.raises(RuntimeError, match="unexpected pos"):  # the reproduction: torch.save's own message
+        torch.save(adam_state(), _Failing(tmp_path / "raw.pt"))
+
+
+class _Failing:
+    """A file object whose writes fail with ENOSPC after 4 kB."""
+
+    def __init__(self, path) -> None:
+        self.f, self.n = open(path, "wb"), 0
+
+    def write(self, data) -> int:
+        import errno
+
+        self.n += len(data)
+        if self.n > 4096:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return self.f.write(data)
+
+    def flush(self) -> None:
+        self.f.flush()
+
+    def fileno(self) -> int:
+        return self.f.fileno()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.f.close()
+
+
+def test_checkpoint_of_an_older_gnnkit_is_refused_with_what_to_do(tmp_path, record_property):
+    record_property("reliability", {
+        "area": "checkpoint", "case": "`--resume` of a checkpoint.pt written before checkpoints were weights-only "
+                                      "(NumPy's RNG state as an array)",
+        "outcome": "refused: UnsafeFileError naming the file and the NumPy global, and saying to start afresh with "
+                   "--overwrite (it is not unpickled)"})  # fmt: skip
+    import numpy as np
+
+    from gnnkit.train.checkpoint import UnsafeFileError
+
+    path = tmp_path / "checkpoint.pt"
+    torch.save({**adam_state(), "rng": {"numpy": np.random.get_state(), "torch": torch.get_rng_state()}}, path)
+    with pytest.raises(UnsafeFileError, match=r"numpy.*start it afresh with --overwrite") as err:
+        load_checkpoint(path)
+    assert err.value.path == path

@@ -8,6 +8,7 @@ import torch
 from torch_geometric.data import Batch
 
 from gnnkit.data import FeaturizerOptions, TargetNormalizer, molecule_data, smiles_record
+from gnnkit.data.molecule_io import training_domain
 from gnnkit.models import build_model
 from gnnkit.train import (
     DamagedFileError,
@@ -42,7 +43,7 @@ def trained(tmp_path_factory):
     torch.manual_seed(0)
     model = build_model("mpnn", 13, 2, edge_dim=5, **MODEL_OPTIONS)
     card = predictor_card("mpnn", 13, 2, 5, MODEL_OPTIONS, ["size", "klass"], ["chars", ""], normalizer, OPTIONS,
-                          geometry="dft", dataset="test molecules")  # fmt: skip
+                          geometry="dft", dataset="test molecules", domain=training_domain(SMILES))  # fmt: skip
     cfg = TrainConfig(epochs=1, device="cpu", out_dir=str(out), progress=False, log_epochs=False, best_model_info=card)
     loader = make_loader(graphs, 8, shuffle=True)
     fit(model, loader, make_loader(graphs, 8, shuffle=False), None, normalizer, cfg)
@@ -56,7 +57,9 @@ def test_best_model_loads_weights_only_and_carries_the_card(trained):
     card = ck["predictor"]
     assert card["model"] == {"name": "mpnn", "in_channels": 13, "out_channels": 2, "edge_dim": 5, "options": MODEL_OPTIONS}
     assert card["targets"] == ["size", "klass"] and card["units"] == ["chars", ""] and card["geometry"] == "dft"
-    assert card["featurizer"] == {"edges": "complete", "hydrogens": True, "elements": ["H", "C", "N", "O", "F"]}
+    assert card["featurizer"] == {"edges": "complete", "hydrogens": True, "elements": ["H", "C", "N", "O", "F"],
+                                  "formal_charge": False}
+    assert card["domain"] == {"molecules": 16, "max_heavy_atoms": 6, "net_charges": [0], "max_fragments": 1}
     assert set(card["normalizer"]) == {"columns", "weights", "mean", "std"}
 
 
@@ -157,3 +160,58 @@ def test_decay_start_keeps_the_rate_then_decays_linearly():
     assert rates == pytest.approx([1.0, 0.875, 0.75, 0.625, 0.5])
     with pytest.raises(ValueError, match="decay_start"):
         TrainConfig(decay_start=1.0)
+
+
+def test_out_of_domain_inputs_are_flagged(trained, record_property):
+    record_property("reliability", {
+        "area": "predict.py", "case": "a model trained on neutral single molecules of up to 6 heavy atoms asked for "
+        "`[OH-]`, `[NH4+]`, `O.O.O`, `CC.CC` and a 12-carbon chain",
+        "outcome": "predicted, each row flagged out of domain with its reason (net charge, fragments, heavy atoms "
+                   "beyond the training molecules', recorded in the predictor card); in-domain rows unflagged"})  # fmt: skip
+    predictor = load_predictor(trained[0])
+    rows = predictor.predict(["CCO", "[OH-]", "[NH4+]", "O.O.O", "CC.CC", "C" * 12])
+    assert all(r.error is None for r in rows)
+    assert rows[0].out_of_domain == []
+    assert rows[1].out_of_domain == ["net charge -1 (training molecules: 0)"]
+    assert rows[2].out_of_domain == ["net charge +1 (training molecules: 0)"]
+    assert rows[3].out_of_domain == ["3 fragments (training molecules: at most 1)"]
+    assert rows[4].out_of_domain == ["2 fragments (training molecules: at most 1)"]
+    assert rows[5].out_of_domain == ["12 heavy atoms (training molecules: at most 6)"]
+
+
+def test_size_limits_give_per_row_errors(trained, record_property):
+    record_property("reliability", {
+        "area": "predict.py", "case": "a 3,002-carbon chain (9,008 atoms with hydrogens) between `CCO` and `CCN`; "
+                                      "`--max-edges 60` with ethanol (72 complete-graph edges)",
+        "outcome": "that row is an error naming its atom (or edge) count and the limit, found before embedding or "
+                   "any graph is built; the other rows are predicted (the run used to abort in the allocator)"})  # fmt: skip
+    predictor = load_predictor(trained[0])
+    rows = predictor.predict(["CCO", "C" * 3002, "CCN"])
+    assert [r.error is None for r in rows] == [True, False, True]
+    assert "9008 atoms (hydrogens included), more than the limit of 500" in rows[1].error
+    rows = predictor.predict(["CCO", "C"], max_edges=60)
+    assert "72 edges (9 nodes, edges='complete'), more than the limit of 60" in rows[0].error and rows[1].error is None
+    with pytest.raises(ValueError, match="max_atoms"):
+        predictor.predict(["C"], max_atoms=0)
+
+
+def test_memory_failure_is_caught_per_batch(trained, monkeypatch, record_property):
+    record_property("reliability", {
+        "area": "predict.py", "case": "the allocator fails for any batch holding benzene (torch.OutOfMemoryError)",
+        "outcome": "the batch is retried one molecule at a time: benzene gets an 'out of memory' error row naming "
+                   "its size, every other molecule of the batch is predicted"})  # fmt: skip
+    predictor = load_predictor(trained[0])
+    expected = predictor.predict(["CCO", "CCN", "CC#N"])
+    forward = predictor.model.forward
+
+    def allocator(graph):
+        if graph.num_nodes >= 12 and graph.x.size(0) >= 12 and (graph.x[:, 1] == 1).sum() >= 6:  # six carbons: benzene
+            raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 4.90 GiB")
+        return forward(graph)
+
+    monkeypatch.setattr(predictor.model, "forward", allocator)
+    rows = predictor.predict(["CCO", "c1ccccc1", "CCN", "CC#N"], batch_size=4)
+    assert [r.error is None for r in rows] == [True, False, True, True]
+    assert "out of memory predicting this molecule alone (12 nodes, 132 edges" in rows[1].error
+    for got, want in zip([rows[0], rows[2], rows[3]], expected):
+        assert got.values == pytest.approx(want.values, rel=1e-5)

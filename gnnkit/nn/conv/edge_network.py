@@ -4,16 +4,16 @@ Chemistry", ICML), computed without the ``E x d x d`` tensor of per-edge matrice
 from __future__ import annotations
 
 import math
-from typing import Literal
+from typing import Any, Literal
 
 import torch
 import torch.nn.functional as F
-from torch import Tensor, nn
+from torch import Tensor
+from torch.nn import init as nn_init
 
 from gnnkit.nn.graph import Graph
-from gnnkit.nn.message_passing import MessagePassing
-from gnnkit.ops import DegreeBuckets, outer_aggregate_flops, outer_aggregate_unchecked, spmm_unchecked
-from gnnkit.ops._backend import uses_triton
+from gnnkit.nn.message_passing import MessagePassing, canonical_aggr
+from gnnkit.ops import cpu_buckets, outer_aggregate_flops
 
 
 class EdgeNetworkConv(MessagePassing):
@@ -26,10 +26,12 @@ class EdgeNetworkConv(MessagePassing):
     (a segmented product per target; nothing of size ``E x d x d`` or ``E x K x d`` exists), and
     the ``d x d`` work happens once per node instead of once per edge.
 
-    The result equals ``torch_geometric.nn.NNConv(d, d', nn=Sequential(Linear(edge_dim, K),
-    ReLU(), Linear(K, d * d')), aggr=...)`` with the same weights: ``edge_mlp[0]`` is the first
-    ``Linear``, ``edge_out`` the last (same ``[d * d', K]`` layout), ``root`` is NNConv's ``lin``
-    and ``bias`` its ``bias``.
+    Takes ``torch_geometric.nn.NNConv``'s parameters in its order, with its defaults, and equals it
+    with the same weights: ``EdgeNetworkConv(d, d', nn=Sequential(Linear(edge_dim, K), ReLU(),
+    Linear(K, d * d')))`` is ``NNConv(d, d', nn=...)`` with ``nn[:-1]`` kept as ``edge_mlp``,
+    ``nn[-1]`` as ``edge_out`` (same ``[d * d', K]`` layout), ``root`` as NNConv's ``lin`` and
+    ``bias`` as its ``bias``. The reassociation needs the last module of ``nn`` to be an
+    ``nn.Linear(K, d * d')``; any other ``nn`` is refused (use PyG's ``NNConv`` for it).
 
     On the base: :meth:`edge_features` is the edge MLP's hidden activation ``z`` (computed once
     per forward), :meth:`message_and_aggregate` the fused outer-product aggregation and
@@ -38,13 +40,21 @@ class EdgeNetworkConv(MessagePassing):
     :meth:`edge_features` once, and repeat :meth:`propagate`.
 
     Args:
-        channels: input node feature size ``d``.
-        edge_dim: edge feature size.
-        hidden: hidden size ``K`` of the edge MLP (one hidden layer with ReLU).
-        aggr: ``"sum"`` or ``"mean"`` over the incoming edges (no in-edges gives 0).
-        out_channels: output size ``d'`` (default ``channels``).
-        root_weight: add ``x_v R`` (a linear map of the node's own features), as NNConv's default.
+        in_channels: input node feature size ``d``, or ``(d_src, d_dst)`` for bipartite graphs
+            (``d_dst`` feeds the root weight only).
+        out_channels: output size ``d'``.
+        nn: the edge network, an ``nn.Sequential`` ending in ``nn.Linear(K, d_src * d')``
+            (default: built from ``edge_dim`` and ``hidden`` as ``Linear(edge_dim, hidden), ReLU(),
+            Linear(hidden, d_src * d')``).
+        aggr: ``"add"`` (= ``"sum"``) or ``"mean"`` over the incoming edges (no in-edges gives 0).
+        root_weight: add ``x_v R`` (a linear map of the target's own features), NNConv's default.
         bias: add a learnable bias.
+        edge_dim: edge feature size, for the default ``nn`` (keyword only).
+        hidden: hidden size ``K`` of the default ``nn`` (keyword only).
+        **kwargs: PyG's base options: ``flow``; ``node_dim=-2``, ``decomposed_layers=1``.
+
+    Call as PyG's: ``conv(x, edge_index, edge_attr, size=None)``, with a sparse ``adj_t`` whose
+    values are the edge features, or with an ``(x_src, x_dst)`` / ``(x_src, None)`` pair.
 
     Shapes:
         x ``[N, d]``, edge_index ``[2, E]``, edge_attr ``[E, edge_dim]`` -> ``[N, d']``.
@@ -58,56 +68,87 @@ class EdgeNetworkConv(MessagePassing):
 
     def __init__(
         self,
-        channels: int,
-        edge_dim: int,
-        hidden: int = 128,
-        aggr: Literal["sum", "mean"] = "sum",
-        out_channels: int | None = None,
-        root_weight: bool = False,
+        in_channels: int | tuple[int, int],
+        out_channels: int,
+        nn: torch.nn.Module | None = None,
+        aggr: Literal["add", "sum", "mean"] = "add",
+        root_weight: bool = True,
         bias: bool = True,
+        *,
+        edge_dim: int | None = None,
+        hidden: int | None = None,
+        **kwargs: Any,
     ) -> None:
-        for name, value in (("channels", channels), ("edge_dim", edge_dim), ("hidden", hidden)):
+        in_src, in_dst = in_channels if isinstance(in_channels, tuple) else (in_channels, in_channels)
+        for name, value in (("in_channels", in_src), ("in_channels", in_dst), ("out_channels", out_channels)):
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name} must be a positive int, got {value!r}")
-        if aggr not in ("sum", "mean"):
-            raise ValueError(f"aggr must be 'sum' or 'mean', got {aggr!r}")
-        super().__init__(aggr)
-        self.channels, self.edge_dim, self.hidden = channels, edge_dim, hidden
-        self.out_channels = channels if out_channels is None else out_channels
-        self.edge_mlp = nn.Sequential(nn.Linear(edge_dim, hidden), nn.ReLU())
-        self.edge_out = nn.Linear(hidden, channels * self.out_channels)
-        self.root = nn.Linear(channels, self.out_channels, bias=False) if root_weight else None
-        self.bias = nn.Parameter(torch.zeros(self.out_channels)) if bias else None
+                raise ValueError(f"{name} must be a positive int (or a pair of them), got {value!r}")
+        super().__init__(aggr, **kwargs)
+        canonical_aggr(aggr, ("sum", "mean"), "EdgeNetworkConv")
+        self.in_channels, self.out_channels = in_channels, out_channels
+        self.channels = in_src  # the width the edge matrices act on
+        if nn is None:
+            if edge_dim is None:
+                raise TypeError("EdgeNetworkConv needs nn (NNConv's edge network) or edge_dim= (for the default one)")
+            hidden = 128 if hidden is None else hidden
+            for name, value in (("edge_dim", edge_dim), ("hidden", hidden)):
+                if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                    raise ValueError(f"{name} must be a positive int, got {value!r}")
+            edge_mlp = torch.nn.Sequential(torch.nn.Linear(edge_dim, hidden), torch.nn.ReLU())
+            edge_out = torch.nn.Linear(hidden, in_src * out_channels)
+        else:
+            if edge_dim is not None or hidden is not None:
+                raise TypeError("pass either nn or edge_dim/hidden (which build the default nn), not both")
+            edge_mlp, edge_out = split_edge_network(nn, in_src * out_channels)
+            first = edge_mlp[0] if len(edge_mlp) else edge_out
+            edge_dim = first.in_features if isinstance(first, torch.nn.Linear) else None
+        self.edge_dim, self.hidden = edge_dim, edge_out.in_features
+        self.edge_mlp, self.edge_out = edge_mlp, edge_out
+        self.root = torch.nn.Linear(in_dst, out_channels, bias=False) if root_weight else None
+        self.bias = torch.nn.Parameter(torch.zeros(out_channels)) if bias else None
         self.reset_parameters()
 
+    @property
+    def nn(self) -> torch.nn.Sequential:
+        """The edge network as one module, ``Sequential(*edge_mlp, edge_out)`` (NNConv's ``nn``;
+        the same submodules, so the same parameters)."""
+        return torch.nn.Sequential(*self.edge_mlp, self.edge_out)
+
     def reset_parameters(self) -> None:
-        self.edge_mlp[0].reset_parameters()
-        self.edge_out.reset_parameters()
+        for m in (*self.edge_mlp, self.edge_out):
+            if callable(getattr(m, "reset_parameters", None)):
+                m.reset_parameters()
         if self.root is not None:
             self.root.reset_parameters()
         if self.bias is not None:
             bound = 1.0 / math.sqrt(self.channels)
-            nn.init.uniform_(self.bias, -bound, bound)
+            nn_init.uniform_(self.bias, -bound, bound)
 
     def edge_hidden(self, edge_attr: Tensor) -> Tensor:
         """The edge MLP's hidden activation ``z`` (``[E, K]``, same edge order as ``edge_attr``)."""
-        if edge_attr.dim() != 2 or edge_attr.size(1) != self.edge_dim:
-            raise ValueError(f"edge_attr must have shape [E, {self.edge_dim}], got {tuple(edge_attr.shape)}")
+        self._check_edge_attr(edge_attr)
         return self.edge_mlp(edge_attr)
 
-    def check_input(self, x_src: Tensor, x_dst: Tensor) -> None:
+    def _check_edge_attr(self, edge_attr: Tensor) -> None:
+        if edge_attr.dim() != 2 or (self.edge_dim is not None and edge_attr.size(1) != self.edge_dim):
+            raise ValueError(f"edge_attr must have shape [E, {self.edge_dim or 'edge_dim'}], got {tuple(edge_attr.shape)}")
+
+    def check_input(self, x_src: Tensor, x_dst: Tensor | None) -> None:
         if x_src.dim() != 2 or x_src.size(1) != self.channels:
             raise ValueError(f"x must have shape [N, {self.channels}], got {tuple(x_src.shape)}")
+        in_dst = self.in_channels[1] if isinstance(self.in_channels, tuple) else self.in_channels
+        if x_dst is not None and x_dst is not x_src and (x_dst.dim() != 2 or x_dst.size(1) != in_dst):
+            raise ValueError(f"x_dst must have shape [M, {in_dst}], got {tuple(x_dst.shape)}")
 
     def prepare(self, graph: Graph) -> Graph:
         """Checks the edge features; adds the CPU degree buckets (built on the host, so not while
         compiling, where the kernel groups the targets itself)."""
         if graph.edge_attr is None:
             raise ValueError("EdgeNetworkConv needs edge features: pass edge_attr")
-        if graph.edge_attr.dim() != 2 or graph.edge_attr.size(1) != self.edge_dim:
-            raise ValueError(f"edge_attr must have shape [E, {self.edge_dim}], got {tuple(graph.edge_attr.shape)}")
-        if graph.buckets is None and not uses_triton(graph.csr.col) and not torch.compiler.is_compiling():
-            graph = graph.replace(buckets=DegreeBuckets.from_csr(graph.csr))
+        self._check_edge_attr(graph.edge_attr)
+        if graph.buckets is None and not torch.compiler.is_compiling():
+            buckets = cpu_buckets(graph.csr)
+            graph = graph if buckets is None else graph.replace(buckets=buckets)
         return graph
 
     def edge_features(self, graph: Graph) -> Tensor:
@@ -118,23 +159,22 @@ class EdgeNetworkConv(MessagePassing):
         csr, z = graph.csr, edge
         dtype = torch.promote_types(z.dtype, x_src.dtype)  # under autocast the edge MLP may give bf16
         z, x_src = z.to(dtype), x_src.to(dtype)
-        mask = self.explain_weights(graph)
-        if mask is not None:  # mask_e A(e) x_w = W2 (mask_e z_e) x_w + b2 (mask_e x_w)
-            z, mask = z * mask.to(dtype).unsqueeze(1), mask.to(dtype)
+        # An explainer's mask scales both terms through the base's primitives:
+        # mask_e A(e) x_w = W2 (mask_e z_e) x_w + b2 (mask_e x_w).
         d, d_out, k = self.channels, self.out_channels, self.hidden
         if self.aggr == "mean":
             # Scale the K-vectors of the edges (E x K work) rather than S (N x K x d).
             inv_deg = 1.0 / csr.degree(z.dtype).clamp(min=1)
             z = z * inv_deg.index_select(0, csr.row).unsqueeze(1)
-        s = outer_aggregate_unchecked(csr, z, x_src, graph.buckets)  # [N, K, d]
+        s = self.outer_aggregate(z, x_src, graph)  # [N, K, d]
         # edge_out.weight row i * d' + o holds A[i, o]; reorder it to act on S's (k, i) layout.
         w = self.edge_out.weight.view(d, d_out, k).permute(1, 2, 0).reshape(d_out, k * d)
         out = F.linear(s.view(s.size(0), k * d), w.to(s.dtype))
-        x_aggr = spmm_unchecked(csr, x_src, mask, self.aggr)
+        x_aggr = self.spmm(x_src, graph, reduce=self.aggr)
         return out + x_aggr @ self.edge_out.bias.view(d, d_out).to(x_aggr.dtype)
 
-    def update(self, x_dst: Tensor, aggregated: Tensor) -> Tensor:
-        if self.root is not None:
+    def update(self, x_dst: Tensor | None, aggregated: Tensor) -> Tensor:
+        if self.root is not None and x_dst is not None:  # an (x_src, None) pair has no root term, as in PyG
             aggregated = aggregated + self.root(x_dst)
         return aggregated + self.bias if self.bias is not None else aggregated
 
@@ -142,7 +182,7 @@ class EdgeNetworkConv(MessagePassing):
         """Cost model of one forward (``backward=True``: forward + backward) in floating-point
         operations, counting the products (a multiply-add is 2; element-wise work not counted).
 
-        Forward: edge MLP ``2 E e K`` (``edge_mlp=False`` leaves it out: a model that computes it
+        Forward: edge MLP ``2 E e K`` per Linear before the last (``edge_mlp=False`` leaves it out: a model that computes it
         once for several steps counts it once), ``S`` ``2 E K d`` (:func:`gnnkit.ops.outer_aggregate_flops`),
         the node-level product ``2 N K d d'``, the bias term ``2 E d + 2 N d d'`` and the root
         weight ``2 N d d'``. Backward: twice each product, except the edge MLP's first layer,
@@ -150,12 +190,30 @@ class EdgeNetworkConv(MessagePassing):
         d, d_out, k = self.channels, self.out_channels, self.hidden
         node = 2 * num_nodes * d * d_out * (k + 1 + (self.root is not None)) + 2 * num_edges * d
         total = outer_aggregate_flops(num_edges, k, d, backward) + (3 * node if backward else node)
-        if edge_mlp:
-            total += 2 * num_edges * self.edge_dim * k * (2 if backward else 1)
+        if edge_mlp:  # every Linear of the edge MLP before its last (which S reassociates)
+            mlp = sum(2 * num_edges * m.in_features * m.out_features for m in self.edge_mlp if isinstance(m, torch.nn.Linear))
+            total += mlp * (2 if backward else 1)
         return total
 
-    def extra_repr(self) -> str:
-        return (
-            f"{self.channels}, {self.out_channels}, edge_dim={self.edge_dim}, hidden={self.hidden}, "
-            f"aggr={self.aggr!r}, root_weight={self.root is not None}"
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.in_channels}, {self.out_channels}, aggr={self.aggr_name}, nn={self.nn})"
+
+
+def split_edge_network(net: torch.nn.Module, width: int) -> tuple[torch.nn.Sequential, torch.nn.Linear]:
+    """``(edge_mlp, edge_out)``: an NNConv edge network split before its last ``Linear``, whose
+    output must be ``width = d_src * d'`` (the reassociation of :class:`EdgeNetworkConv` needs it).
+
+    Raises:
+        ValueError: ``net`` is not an ``nn.Sequential`` ending in such an ``nn.Linear``.
+    """
+    last = net[-1] if isinstance(net, torch.nn.Sequential) and len(net) else net
+    if not isinstance(last, torch.nn.Linear) or isinstance(last, torch.nn.LazyLinear):
+        raise ValueError(
+            "EdgeNetworkConv needs nn to be an nn.Sequential whose last module is an nn.Linear(K, in_channels * "
+            f"out_channels) (it aggregates before that last linear map), got {type(net).__name__}; "
+            "use torch_geometric.nn.NNConv for any other edge network"
         )
+    if last.out_features != width:
+        raise ValueError(f"the last Linear of nn must output in_channels * out_channels = {width} features, got {last.out_features}")
+    head = list(net[:-1]) if isinstance(net, torch.nn.Sequential) else []
+    return torch.nn.Sequential(*head), last

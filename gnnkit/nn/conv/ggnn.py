@@ -11,8 +11,7 @@ import torch
 from torch import Tensor, nn
 
 from gnnkit.nn.graph import Graph
-from gnnkit.nn.message_passing import MessagePassing
-from gnnkit.ops import segment_unchecked
+from gnnkit.nn.message_passing import MessagePassing, canonical_aggr
 
 
 def check_edge_types(graph: Graph, num_edge_types: int, layer: str) -> None:
@@ -27,17 +26,12 @@ def check_edge_types(graph: Graph, num_edge_types: int, layer: str) -> None:
         )
 
 
-def _typed_sum(
-    h: Tensor, weight: Tensor, src: Tensor, etype: Tensor, rowptr: Tensor, aggr: str, mask: Tensor | None = None
-) -> Tensor:
-    """``out[v] = AGG_{e in segment v} mask[e] weight[etype[e]] @ h[src[e]]``: every node is mapped by
-    every type once (``N x T x d'``), then rows are gathered per edge (``E x d'``, like any message)."""
+def typed_messages(h: Tensor, weight: Tensor, src: Tensor, etype: Tensor) -> Tensor:
+    """``weight[etype[e]] @ h[src[e]]`` for every edge ``e``: every node is mapped by every type once
+    (``N x T x d'``), then rows are gathered per edge (``E x d'``, like any message)."""
     num_types, d_out, d_in = weight.shape
     mapped = (h @ weight.reshape(num_types * d_out, d_in).t()).view(h.size(0) * num_types, d_out)
-    messages = mapped.index_select(0, src * num_types + etype)
-    if mask is not None:
-        messages = messages * mask.to(messages.dtype).unsqueeze(1)
-    return segment_unchecked(messages, rowptr, aggr)
+    return mapped.index_select(0, src * num_types + etype)
 
 
 class LiGRUCell(nn.Module):
@@ -83,6 +77,15 @@ class GGNNConv(MessagePassing):
     On the base: :meth:`message_and_aggregate` is the typed two-direction aggregation and
     :meth:`update` the GRU.
 
+    Not a drop-in for ``torch_geometric.nn.GatedGraphConv(out_channels, num_layers, aggr, bias)``,
+    and it does not take its parameters: that layer runs ``num_layers`` untyped steps along the
+    edges only, with ``torch.nn.GRUCell`` and optional ``edge_weight``. There is no ``num_layers``
+    here; what replaces ``GatedGraphConv`` is :class:`gnnkit.models.GGNN` (``steps`` tied-weight
+    steps of this layer, from the input zero-padded to ``channels``, with a readout), or a loop of
+    :meth:`propagate` on one prepared :class:`Graph` (``num_edge_types=1`` for an untyped graph).
+    ``edge_weight`` has no meaning here and raises ``TypeError``, like any per-edge input other
+    than ``edge_type``.
+
     Args:
         channels: state size ``d`` (input and output).
         num_edge_types: number of discrete edge types.
@@ -94,13 +97,12 @@ class GGNNConv(MessagePassing):
 
     edge_input = "edge_type"
 
-    def __init__(self, channels: int, num_edge_types: int, aggr: Literal["sum", "mean"] = "sum") -> None:
+    def __init__(self, channels: int, num_edge_types: int, aggr: Literal["sum", "add", "mean"] = "sum") -> None:
         for name, value in (("channels", channels), ("num_edge_types", num_edge_types)):
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"{name} must be a positive int, got {value!r}")
-        if aggr not in ("sum", "mean"):
-            raise ValueError(f"aggr must be 'sum' or 'mean', got {aggr!r}")
         super().__init__(aggr)
+        canonical_aggr(aggr, ("sum", "mean"), "GGNNConv")
         self.channels, self.num_edge_types = channels, num_edge_types
         self.weight_in = nn.Parameter(torch.empty(num_edge_types, channels, channels))
         self.weight_out = nn.Parameter(torch.empty(num_edge_types, channels, channels))
@@ -131,14 +133,13 @@ class GGNNConv(MessagePassing):
 
     def message_and_aggregate(self, x_src: Tensor, x_dst: Tensor, edge: Tensor | None, graph: Graph) -> Tensor:
         csr, etype = graph.csr, edge
-        mask = self.explain_weights(graph)  # an explainer's edge mask scales both directions' message
-        mask_t = mask.index_select(0, csr.t_perm) if mask is not None else None
-        a_in = _typed_sum(x_src, self.weight_in, csr.col, etype, csr.rowptr, self.aggr, mask)
-        a_out = _typed_sum(x_src, self.weight_out, csr.t_col, etype.index_select(0, csr.t_perm), csr.t_rowptr, self.aggr, mask_t)
+        a_in = self.aggregate(typed_messages(x_src, self.weight_in, csr.col, etype), graph)
+        out_messages = typed_messages(x_src, self.weight_out, csr.t_col, etype.index_select(0, csr.t_perm))
+        a_out = self.aggregate(out_messages, graph, reverse=True)  # along the outgoing edges
         return torch.cat([a_in, a_out], dim=-1) + self.bias
 
     def update(self, x_dst: Tensor, aggregated: Tensor) -> Tensor:
         return self.gru(aggregated, x_dst)
 
-    def extra_repr(self) -> str:
-        return f"{self.channels}, num_edge_types={self.num_edge_types}, aggr={self.aggr!r}"
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.channels}, num_edge_types={self.num_edge_types}, aggr={self.aggr_name})"

@@ -19,17 +19,14 @@ import torch
 from torch import Tensor
 
 from gnnkit.nn.conv.gcn import symmetric_norm, with_self_loops
-from gnnkit.nn.graph import Graph
+from gnnkit.nn.graph import Graph, OperatorKey
 from gnnkit.nn.message_passing import MessagePassing
-from gnnkit.ops import spmm_unchecked
 
-CHANNELS: dict[str, str] = {"L": "nh_l", "H": "nh_h"}
-_BASE = "nh_base"
 
 
 def homophily_channels(graph: Graph, high: Tensor, add_self_loops: bool = True) -> Graph:
-    """``graph`` with the operators ``"nh_l"`` (edges whose source is high) and ``"nh_h"`` (source
-    low) for the node split ``high``.
+    """``graph`` with the operators ``CHANNELS["L"]`` (edges whose source is high) and
+    ``CHANNELS["H"]`` (source low) for the node split ``high``.
 
     Args:
         graph: the graph (its existing self-loops are dropped, as in the reference).
@@ -49,15 +46,18 @@ def homophily_channels(graph: Graph, high: Tensor, add_self_loops: bool = True) 
     base = graph.operators.get(_BASE)
     if base is None:
         csr, _, appended = with_self_loops(graph, torch.ones(n, device=graph.device))
-        base = Graph(csr, edge_type=appended.long())  # edge_type 1 marks the appended loops
-    csr, appended = base.csr, base.edge_type.bool()
+        # with_self_loops lists the graph's edges (csr order) then one loop per node (origin -1).
+        e = graph.num_edges
+        origin = torch.cat([torch.arange(e, device=graph.device), torch.full((n,), -1, device=graph.device)])
+        base = Graph(csr, origin=origin.index_select(0, csr.perm))
+    csr, appended = base.csr, base.origin < 0
     own_loop = ~appended & (csr.row == csr.col)
     loop = torch.full_like(appended, add_self_loops, dtype=torch.float)
     src_high = high.index_select(0, csr.col)
     ops = {_BASE: base}
-    for name, keep in (("nh_l", src_high), ("nh_h", ~src_high)):
+    for name, keep in ((CHANNELS["L"], src_high), (CHANNELS["H"], ~src_high)):
         w = torch.where(appended, loop, (keep & ~own_loop).float())
-        ops[name] = Graph(csr, edge_weight=symmetric_norm(csr, w))
+        ops[name] = Graph(csr, edge_weight=symmetric_norm(csr, w), origin=base.origin)
     return graph.replace(operators={**graph.operators, **ops})
 
 
@@ -65,9 +65,10 @@ class NHConv(MessagePassing):
     """Propagation over one NHGCN channel: ``x' = Â_c x`` for ``c`` in ``{"L", "H"}`` (no weights;
     NHGCN applies its linear maps around it, see :class:`gnnkit.models.NHGCN`).
 
-    Reads the operator ``"nh_l"`` or ``"nh_h"`` of the graph (build them with
+    Reads the operator ``CHANNELS[channel]`` of the graph (build them with
     :func:`homophily_channels`); on the base, :meth:`message_and_aggregate` is one weighted
-    sparse product.
+    sparse product. An explainer's mask scales the messages of the graph's edges (the operators
+    keep each entry's origin), not the appended self-loops.
 
     Shapes:
         x ``[N, F]`` -> ``[N, F]``.
@@ -84,11 +85,12 @@ class NHConv(MessagePassing):
         return graph
 
     def message_and_aggregate(self, x_src: Tensor, x_dst: Tensor, edge: Tensor | None, graph: Graph) -> Tensor:
-        if self.explain:
-            raise ValueError(f"{type(self).__name__} propagates over a precomputed operator whose entries are not the graph's "
-                             "edges, so an explainer's edge mask has no meaning for it")
-        op = graph.operators[CHANNELS[self.channel]]
-        return spmm_unchecked(op.csr, x_src, op.edge_weight.to(x_src.dtype), "sum")
+        key = CHANNELS[self.channel]
+        return self.spmm(x_src, graph, graph.operators[key].edge_weight.to(x_src.dtype), key=key)
 
     def extra_repr(self) -> str:
         return f"channel={self.channel!r}"
+
+
+CHANNELS: dict[str, OperatorKey] = {"L": OperatorKey(NHConv, ("L",)), "H": OperatorKey(NHConv, ("H",))}
+_BASE = OperatorKey(NHConv, ("base",))  # the shared CSR with the appended loops

@@ -98,7 +98,7 @@ class GRUMessagePassing(MessagePassing):
             raise ValueError(f"h must have shape [{n}, {hid}], got {tuple(x_src.shape)}")
 
     def message_and_aggregate(self, x_src: Tensor, x_dst: Tensor, edge: Tensor | None, graph: Graph) -> Tensor:
-        return self.aggregate(self.masked(x_src.index_select(0, graph.csr.col), graph), graph)  # states sent along edges
+        return self.aggregate(x_src.index_select(0, graph.csr.col), graph)  # states sent along edges
 
     def update(self, x_dst: Tensor, aggregated: Tensor) -> Tensor:
         # nn.GRUCell's equations with the node's input x and the predecessors' state m as memory.

@@ -5,22 +5,22 @@ For every source ``s``, the BFS tree to depth ``K`` puts each node ``v`` at shor
 exactly ``l`` into level ``l`` with weight ``sum_{m=l..K} (Â^m)[s, v]``
 (:func:`gnnkit.ops.tree_decomposition`). A node pair sits in exactly one level, so the chosen
 levels form one graph over the nodes whose edges carry a weight and a type (the level's index):
-the ``"tree"`` operator of a :class:`gnnkit.nn.Graph` (:func:`tree_operator`). One sparse product
+the tree operator of a :class:`gnnkit.nn.Graph` (:func:`tree_operator`, key ``TreeConv.operator_key``). One sparse product
 over it propagates through every level at once.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import ClassVar
 
 import torch
 from torch import Tensor, nn
 
-from gnnkit.nn.graph import Graph
+from gnnkit.nn.graph import Graph, OperatorKey
 from gnnkit.nn.message_passing import MessagePassing
-from gnnkit.ops import spmm_unchecked, tree_decomposition
+from gnnkit.ops import tree_decomposition
 
-TREE = "tree"
 
 
 def tree_edges(
@@ -42,7 +42,7 @@ def tree_edges(
 
 
 def tree_operator(edge_index: Tensor, weight: Tensor, level: Tensor, num_nodes: int) -> Graph:
-    """The ``"tree"`` operator graph from :func:`tree_edges`' output (validated, sorted once)."""
+    """The tree operator graph (``TreeConv.operator_key``) from :func:`tree_edges`' output (validated, sorted once)."""
     return Graph.from_edge_index(edge_index, num_nodes, edge_weight=weight, edge_type=level)
 
 
@@ -51,7 +51,7 @@ class TreeConv(MessagePassing):
     ``out = w_0 Z + sum_i w_i (T^{l_i} ⊙ E^{l_i,K}) Z`` with learnable scalars ``w`` (TDGNN-w,
     initialised to 1, not softmax-normalised, as in the reference code).
 
-    Reads the ``"tree"`` operator of the graph (build it with :func:`tree_operator`); on the base,
+    Reads the tree operator of the graph (key ``TreeConv.operator_key``) (build it with :func:`tree_operator`); on the base,
     :meth:`message_and_aggregate` is one weighted sparse product over it (for TDGNN-w the level
     scalars scale the edge weights, so their gradient flows through the product) and
     :meth:`update` adds the identity term.
@@ -63,6 +63,8 @@ class TreeConv(MessagePassing):
     Shapes:
         x ``[N, C]`` -> ``[N, C]``.
     """
+
+    operator_key: ClassVar[OperatorKey]  # TREE, set below the class
 
     def __init__(self, num_levels: int, weighted: bool = False) -> None:
         if isinstance(num_levels, bool) or not isinstance(num_levels, int) or num_levels < 1:
@@ -78,7 +80,7 @@ class TreeConv(MessagePassing):
     def prepare(self, graph: Graph) -> Graph:
         op = graph.operator(TREE)
         if op.edge_weight is None or op.edge_type is None:
-            raise ValueError("the 'tree' operator needs edge weights and edge types (levels); see tree_operator")
+            raise ValueError("the tree operator needs edge weights and edge types (levels); see tree_operator")
         if op.num_edge_types > self.num_levels:
             raise ValueError(f"the tree operator has {op.num_edge_types} levels but the layer was built for {self.num_levels}")
         if op.num_nodes != graph.num_nodes:
@@ -86,14 +88,12 @@ class TreeConv(MessagePassing):
         return graph
 
     def message_and_aggregate(self, x_src: Tensor, x_dst: Tensor, edge: Tensor | None, graph: Graph) -> Tensor:
-        if self.explain:
-            raise ValueError(f"{type(self).__name__} propagates over a precomputed operator whose entries are not the graph's "
-                             "edges, so an explainer's edge mask has no meaning for it")
         op = graph.operators[TREE]
         w = op.edge_weight.to(x_src.dtype)
         if self.level_weight is not None:
             w = w * self.level_weight[1:].to(x_src.dtype).index_select(0, op.edge_type)
-        return spmm_unchecked(op.csr, x_src, w, "sum")
+        # The operator's entries are multi-hop pairs with no origin: an explainer's mask raises in the base.
+        return self.spmm(x_src, graph, w, key=TREE)
 
     def update(self, x_dst: Tensor, aggregated: Tensor) -> Tensor:
         if self.level_weight is None:
@@ -102,3 +102,7 @@ class TreeConv(MessagePassing):
 
     def extra_repr(self) -> str:
         return f"num_levels={self.num_levels}, weighted={self.weighted}"
+
+
+TREE = OperatorKey(TreeConv)
+TreeConv.operator_key = TREE  # the key of the tree operator in Graph.operators
