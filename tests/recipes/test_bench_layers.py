@@ -25,7 +25,9 @@ def test_quick_run_writes_the_table(tmp_path, load_recipe):
         cells = [c.strip() for c in line.strip("|").split("|")]
         ms, work, rate, percent = float(cells[2]), cells[3], float(cells[4]), float(cells[5].rstrip(" %"))
         assert re.fullmatch(r"[0-9.e+-]+ \((cost model|counted)\)", work)
-        assert abs(rate - float(work.split()[0]) / (ms / 1e3)) <= 0.05 + 1e-6
+        # the printed ms has one decimal (+-0.05 ms) and the GFLOP 3 significant digits: so much may the
+        # recomputed rate differ from the printed one (quick runs take under a millisecond)
+        assert abs(rate - float(work.split()[0]) / (ms / 1e3)) <= rate * (0.05 / ms + 0.005) + 0.05 + 1e-6
         assert abs(percent - 100 * rate / peak) < 0.2
     assert "| node product [N, Kd] x [Kd, d]" in table and "| 256 x 256 x 256 |" in table
     # --profile: both batches, the breakdown by kind, the short-call share and the product shapes.

@@ -57,10 +57,11 @@ def test_subnormal_fraction_counts_subnormal_gradients(load_recipe, data_root):
     model = build_model("mpnn", batch.x.size(1), 1, edge_dim=batch.edge_attr.size(1), channels=8, edge_hidden=8, steps=2)
     goal = torch.zeros(batch.num_graphs, 1)
     weight = model.head[-1].weight.detach().clone()
-    assert bench.subnormal_fraction(model, batch, goal) < 1e-3  # a fresh model: a few (softmax, sigmoid tails)
+    fresh = bench.subnormal_fraction(model, batch, goal)
+    assert fresh < 0.02  # a fresh model: a few (softmax, sigmoid tails; 0.0 to 0.8 % seen across machines)
     with torch.no_grad():  # an output ~1e-18 gives a loss gradient ~1e-18 and gradients below it ~1e-40
         model.head[-1].weight.mul_(1e-18)
         model.head[-1].bias.zero_()
-    assert bench.subnormal_fraction(model, batch, goal) > 0.05
+    assert bench.subnormal_fraction(model, batch, goal) > max(0.05, 5 * fresh)
     assert all(p.grad is None for p in model.parameters())
     assert torch.equal(model.head[-1].weight, weight * 1e-18)  # the probe changes no weight
