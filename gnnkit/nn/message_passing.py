@@ -97,6 +97,7 @@ from torch_geometric.nn import MessagePassing as PygMessagePassing
 from gnnkit.nn.graph import Graph, OperatorKey, adjacency_edges, is_adjacency
 from gnnkit.ops import CSR, outer_aggregate_unchecked, scatter_unchecked, segment_unchecked, spmm_unchecked
 from gnnkit.ops._checks import values_checked
+from gnnkit.ops.outer_linear import fused_outer_linear_applies, outer_linear_unchecked
 
 Aggr = Literal["sum", "add", "mean", "max", "min"]
 EdgeInput = Literal["edge_attr", "edge_weight", "edge_type"]
@@ -482,6 +483,20 @@ class MessagePassing(PygMessagePassing):
         if graph.edge_mask is not None:
             z = z * graph.edge_mask.to(z.dtype).unsqueeze(1)
         return outer_aggregate_unchecked(graph.csr, z, x_src, graph.buckets)
+
+    def outer_linear(self, z: Tensor, x_src: Tensor, weight: Tensor, graph: Graph) -> Tensor:
+        """``weight @ vec(S[v])`` for every target (``[num_dst, d']``; ``weight`` ``[d', K * d]`` in
+        ``S``'s ``(k, i)`` order), ``S`` as in :meth:`outer_aggregate` (explainer mask included).
+        On CPU in eager mode the two products are fused block by block so that ``S`` is never
+        stored (:func:`gnnkit.ops.outer_linear.outer_linear_unchecked`); elsewhere it is
+        :meth:`outer_aggregate` followed by one dense product."""
+        if graph.edge_mask is not None:
+            z = z * graph.edge_mask.to(z.dtype).unsqueeze(1)
+        weight = weight.to(z.dtype)
+        if fused_outer_linear_applies(z, x_src, graph.buckets):
+            return outer_linear_unchecked(graph.csr, z, x_src, weight, graph.buckets)
+        s = outer_aggregate_unchecked(graph.csr, z, x_src, graph.buckets)
+        return torch.nn.functional.linear(s.view(s.size(0), -1), weight)
 
     def update(self, x_dst: Tensor, aggregated: Tensor) -> Tensor:
         """New node states from the old target features and the aggregated messages."""

@@ -219,7 +219,9 @@ def _rows(t: Tensor, pos: Tensor) -> Tensor:
     return t.index_select(0, pos.reshape(-1)).view(*pos.shape, t.size(1))
 
 
-def _groups(rowptr: Tensor, buckets: Tensor) -> DegreeBuckets:
+def _groups(rowptr: Tensor, buckets: Tensor | DegreeBuckets) -> DegreeBuckets:
+    if isinstance(buckets, DegreeBuckets):  # the fused eager path passes them unpacked
+        return buckets
     return DegreeBuckets.unpack(buckets) if buckets.numel() else DegreeBuckets.from_rowptr(rowptr)
 
 
@@ -291,3 +293,151 @@ def outer_bwd(
             t = _sparse_csr(t_rowptr, t_perm, msg.new_ones(n_edges), (t_rowptr.numel() - 1, n_edges))
             grad_h = torch.sparse.mm(t, msg)
     return grad_z, grad_h
+
+
+# Target nodes per block of the fused outer-product aggregation + linear map: a block's ``S``
+# (``rows x K x d``) is sized to stay in the cache between the GEMM that writes it and the one
+# that reads it (about 2 MB: 64 rows at K = 128, d = 64).
+_OUTER_BLOCK_BYTES = 1 << 21
+
+
+def _outer_blocks(groups: DegreeBuckets, rows: int) -> list[tuple[int, int, list[tuple], Tensor | None]]:
+    """The targets of ``groups`` in blocks of at most ``rows`` nodes (a single slab or bucket may
+    be split), each ``(first_row, num_rows, pieces, nodes)``: ``pieces`` the slabs
+    ``("slab", b, e0, deg)`` or one bucket slice ``("bucket", pos, mask)`` in row order; ``nodes``
+    ``None`` when the block is the contiguous targets ``first_row:first_row + num_rows`` (runs of
+    adjacent slabs), else the ``[num_rows]`` target nodes of a bucket slice."""
+    blocks: list[tuple[int, int, list[tuple], Tensor | None]] = []
+    run: list[tuple] = []
+    run_n0 = run_rows = 0
+    for n0, b, e0, deg in groups.slabs:
+        for j in range(0, b, rows):  # a slab longer than a block is split
+            bj = min(rows, b - j)
+            if run and (run_n0 + run_rows != n0 + j or run_rows + bj > rows):
+                blocks.append((run_n0, run_rows, run, None))
+                run = []
+            if not run:
+                run_n0, run_rows = n0 + j, 0
+            run.append(("slab", bj, e0 + j * deg, deg))
+            run_rows += bj
+    if run:
+        blocks.append((run_n0, run_rows, run, None))
+    for nodes, pos, mask in zip(groups.nodes, groups.edges, groups.mask):
+        for j in range(0, nodes.numel(), rows):
+            sl = slice(j, j + rows)
+            blocks.append((0, nodes[sl].numel(), [("bucket", pos[sl], None if mask is None else mask[sl])], nodes[sl]))
+    return blocks
+
+
+def _block_rows(k: int, d: int, elsize: int) -> int:
+    return max(1, _OUTER_BLOCK_BYTES // max(1, k * d * elsize))
+
+
+def _outer_block_s(pieces: list[tuple], z: Tensor, h_src: Tensor, s: Tensor) -> None:
+    """Writes the block's ``S`` rows (``[rows, K, d]``) into ``s``, piece after piece."""
+    k, d, at = z.size(1), h_src.size(1), 0
+    for piece in pieces:
+        if piece[0] == "slab":
+            _, b, e0, deg = piece
+            e1 = e0 + b * deg
+            torch.bmm(z[e0:e1].view(b, deg, k).transpose(1, 2), h_src[e0:e1].view(b, deg, d), out=s[at : at + b])
+        else:
+            _, pos, mask = piece
+            b = pos.size(0)
+            zb = _rows(z, pos)
+            if mask is not None:
+                zb = zb * mask.unsqueeze(-1)
+            torch.bmm(zb.transpose(1, 2), _rows(h_src, pos), out=s[at : at + b])
+        at += b
+
+
+def outer_linear_fwd(rowptr: Tensor, col: Tensor, z: Tensor, h: Tensor, w: Tensor, buckets: DegreeBuckets) -> Tensor:
+    """``out[v] = w @ vec(S[v])`` with ``S[v] = sum_e z[e] ⊗ h[col[e]]`` (``w`` ``[d', K * d]``
+    in ``S``'s ``(k, i)`` order), block by block of target nodes: each block's ``S`` is written
+    into one reused buffer and multiplied by ``w`` while still in the cache, so neither ``S``
+    (``N x K x d``) nor anything of size ``E x K x d`` is ever stored."""
+    groups = _groups(rowptr, buckets)
+    k, d, d_out = z.size(1), h.size(1), w.size(0)
+    out = z.new_zeros(groups.num_dst, d_out)  # targets without in-edges keep 0
+    if col.numel() == 0:
+        return out
+    rows = _block_rows(k, d, z.element_size())
+    h_src = h.index_select(0, col)  # [E, d], one gather for all blocks
+    buf = z.new_empty(min(rows, groups.num_dst), k, d)
+    wt = w.t()
+    for n0, r, pieces, nodes in _outer_blocks(groups, rows):
+        s = buf[:r]
+        _outer_block_s(pieces, z, h_src, s)
+        if nodes is None:
+            torch.mm(s.view(r, k * d), wt, out=out[n0 : n0 + r])
+        else:
+            out.index_copy_(0, nodes, torch.mm(s.view(r, k * d), wt))
+    return out
+
+
+def outer_linear_bwd(
+    rowptr: Tensor,
+    col: Tensor,
+    t_rowptr: Tensor,
+    t_perm: Tensor,
+    z: Tensor,
+    h: Tensor,
+    w: Tensor,
+    g: Tensor,
+    need_z: bool,
+    need_h: bool,
+    need_w: bool,
+    buckets: DegreeBuckets,
+) -> tuple[Tensor | None, Tensor | None, Tensor | None]:
+    """Backward of :func:`outer_linear_fwd`, block by block: ``grad_w += g_B^T S_B`` (``S_B``
+    recomputed into a cached buffer rather than stored by the forward), ``G_B = g_B w`` (the
+    block's ``dL/dS``, also in a reused buffer), then per slab or bucket ``grad_z = H_v G_v^T``
+    and the per-edge messages ``Z_v G_v``, summed by source into ``grad_h`` as in :func:`outer_bwd`."""
+    groups = _groups(rowptr, buckets)
+    k, d, n_edges = z.size(1), h.size(1), col.numel()
+    grad_z = torch.empty_like(z) if need_z else None
+    msg = z.new_empty(n_edges, d) if need_h else None
+    grad_w = torch.zeros_like(w) if need_w else None
+    if n_edges == 0:
+        return grad_z, (torch.zeros_like(h) if need_h else None), grad_w
+    rows = _block_rows(k, d, z.element_size())
+    h_src = h.index_select(0, col) if (need_z or need_w) else None
+    cap = min(rows, groups.num_dst)
+    s_buf = z.new_empty(cap, k, d) if need_w else None
+    g_buf = z.new_empty(cap, k * d) if (need_z or need_h) else None
+    for n0, r, pieces, nodes in _outer_blocks(groups, rows):
+        gb = g[n0 : n0 + r] if nodes is None else g.index_select(0, nodes)  # [r, d']
+        if need_w:
+            s = s_buf[:r]
+            _outer_block_s(pieces, z, h_src, s)
+            torch.addmm(grad_w, gb.t(), s.view(r, k * d), out=grad_w)  # in place, seen by flop counters
+        if not (need_z or need_h):
+            continue
+        gs = torch.mm(gb, w, out=g_buf[:r]).view(r, k, d)  # dL/dS of the block
+        at = 0
+        for piece in pieces:
+            if piece[0] == "slab":
+                _, b, e0, deg = piece
+                e1 = e0 + b * deg
+                gp = gs[at : at + b]
+                if need_z:
+                    torch.bmm(h_src[e0:e1].view(b, deg, d), gp.transpose(1, 2), out=grad_z[e0:e1].view(b, deg, k))
+                if need_h:
+                    torch.bmm(z[e0:e1].view(b, deg, k), gp, out=msg[e0:e1].view(b, deg, d))
+            else:
+                _, pos, mask = piece
+                b = pos.size(0)
+                gp = gs[at : at + b]
+                flat = pos.reshape(-1) if mask is None else pos[mask]
+                if need_z:
+                    gz = torch.bmm(_rows(h_src, pos), gp.transpose(1, 2))
+                    grad_z.index_copy_(0, flat, gz.reshape(-1, k) if mask is None else gz[mask])
+                if need_h:
+                    gh = torch.bmm(_rows(z, pos), gp)
+                    msg.index_copy_(0, flat, gh.reshape(-1, d) if mask is None else gh[mask])
+            at += b
+    grad_h = None
+    if need_h:
+        t = _sparse_csr(t_rowptr, t_perm, msg.new_ones(n_edges), (t_rowptr.numel() - 1, n_edges))
+        grad_h = torch.sparse.mm(t, msg)
+    return grad_z, grad_h, grad_w

@@ -147,6 +147,9 @@ def test_cost_model_matches_the_counted_products(root, backward):
         if backward:
             out.sum().backward()
     spmm = 2 * ei.size(1) * 6 * (3 if backward else 1)
-    assert conv.flops(x.size(0), ei.size(1), backward=backward) == counter.get_total_flops() + spmm
+    # The CPU backward recomputes S block by block (gnnkit.ops.outer_linear) instead of storing
+    # it: 2 E K d counted products that are not work of the model, so not in flops().
+    recompute = 2 * ei.size(1) * 10 * 6 if backward else 0
+    assert conv.flops(x.size(0), ei.size(1), backward=backward) == counter.get_total_flops() + spmm - recompute
     assert conv.flops(x.size(0), ei.size(1), backward, edge_mlp=False) == conv.flops(
         x.size(0), ei.size(1), backward) - 2 * ei.size(1) * 4 * 10 * (2 if backward else 1)

@@ -7,7 +7,6 @@ import math
 from typing import Any, Literal
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 from torch.nn import init as nn_init
 
@@ -166,10 +165,9 @@ class EdgeNetworkConv(MessagePassing):
             # Scale the K-vectors of the edges (E x K work) rather than S (N x K x d).
             inv_deg = 1.0 / csr.degree(z.dtype).clamp(min=1)
             z = z * inv_deg.index_select(0, csr.row).unsqueeze(1)
-        s = self.outer_aggregate(z, x_src, graph)  # [N, K, d]
         # edge_out.weight row i * d' + o holds A[i, o]; reorder it to act on S's (k, i) layout.
         w = self.edge_out.weight.view(d, d_out, k).permute(1, 2, 0).reshape(d_out, k * d)
-        out = F.linear(s.view(s.size(0), k * d), w.to(s.dtype))
+        out = self.outer_linear(z, x_src, w, graph)  # W' vec(S_v), S_v = sum_w z_vw ⊗ x_w
         x_aggr = self.spmm(x_src, graph, reduce=self.aggr)
         return out + x_aggr @ self.edge_out.bias.view(d, d_out).to(x_aggr.dtype)
 
