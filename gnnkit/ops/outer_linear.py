@@ -12,7 +12,7 @@ weight gradient (``2 E K d`` more flops) instead of storing it.
 
 This is a CPU fast path for eager mode: it needs the host-side :class:`gnnkit.ops.DegreeBuckets`
 and is not a ``torch.library`` op, so layers use it only where :func:`fused_outer_linear_applies`
-says so (CPU tensors on the torch backend, float32/float64, not while compiling); elsewhere
+says so (CPU tensors on the torch backend, float32/float64, not while compiling or under autocast); elsewhere
 they call :func:`gnnkit.ops.outer_aggregate_unchecked` and a dense product, with the same result
 up to float rounding.
 """
@@ -49,13 +49,14 @@ class _OuterLinear(torch.autograd.Function):
 def fused_outer_linear_applies(z: Tensor, h: Tensor, buckets: DegreeBuckets | None) -> bool:
     """Whether :func:`outer_linear_unchecked` can run: CPU degree buckets present (built by the
     layer's ``prepare`` outside compilation), tensors on the torch backend in float32/float64,
-    eager mode."""
+    eager mode, autocast off."""
     return (
         buckets is not None
         and not torch.compiler.is_compiling()
         and z.dtype in (torch.float32, torch.float64)
         and h.dtype == z.dtype
         and not uses_triton(z)
+        and not torch.is_autocast_enabled(z.device.type)  # autocast: the product's dtype as F.linear gives it
     )
 
 

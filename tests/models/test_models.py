@@ -199,7 +199,10 @@ def test_mpnn_cost_model_is_close_to_the_counted_products(readout):
             out = model(batch)
             if backward:
                 out.sum().backward()
-        counted = counter.get_total_flops()
+        # The CPU backward recomputes each step's S (gnnkit.ops.outer_linear) rather than storing
+        # it: 2 E K d counted products per step that are not the model's work, so not in flops().
+        recompute = model.steps * 2 * batch.edge_index.size(1) * 12 * 16 if backward else 0
+        counted = counter.get_total_flops() - recompute
         modelled = model.flops(batch.num_nodes, batch.edge_index.size(1), batch.num_graphs, backward)
         assert counted <= modelled <= 1.03 * counted
     with pytest.raises(ValueError, match="edge_network"):

@@ -153,3 +153,24 @@ def test_cost_model_matches_the_counted_products(root, backward):
     assert conv.flops(x.size(0), ei.size(1), backward=backward) == counter.get_total_flops() + spmm - recompute
     assert conv.flops(x.size(0), ei.size(1), backward, edge_mlp=False) == conv.flops(
         x.size(0), ei.size(1), backward) - 2 * ei.size(1) * 4 * 10 * (2 if backward else 1)
+
+
+def test_edge_mlp_first_layer_as_addmm_matches_the_module():
+    """The edge MLP's first Linear runs as addmm on a row-major W^T (a faster weight gradient on
+    CPU); outputs and gradients equal the module's, and a hooked module is called as it is."""
+    torch.manual_seed(0)
+    conv = EdgeNetworkConv(4, 3, edge_dim=5, hidden=16)
+    ea, g = torch.randn(50, 5), torch.randn(50, 16)
+    out = conv.edge_hidden(ea)
+    out.backward(g)
+    grads = [p.grad.clone() for p in conv.edge_mlp.parameters()]
+    conv.zero_grad()
+    ref = conv.edge_mlp(ea)
+    ref.backward(g)
+    torch.testing.assert_close(out, ref)
+    for a, p in zip(grads, conv.edge_mlp.parameters()):
+        torch.testing.assert_close(a, p.grad)
+    seen = []
+    conv.edge_mlp[0].register_forward_hook(lambda m, i, o: seen.append(o.shape))
+    torch.testing.assert_close(conv.edge_hidden(ea), ref)
+    assert seen == [(50, 16)]

@@ -94,3 +94,5 @@ def test_applies_only_on_the_eager_float_cpu_path():
     assert fused_outer_linear_applies(z, h, buckets)
     assert not fused_outer_linear_applies(z, h, None)
     assert not fused_outer_linear_applies(z.bfloat16(), h.bfloat16(), buckets)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        assert not fused_outer_linear_applies(z, h, buckets)
