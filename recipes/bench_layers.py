@@ -30,7 +30,7 @@ Measured, for each variant, in the same process and interleaved:
 
 The layer comparison uses the same weights in both layers and checks that their outputs agree.
 The baseline model is our own transcription of PyG's example
-(:class:`gnnkit.models.reference.PygQM9NNConv`: NNConv(mean) inside a GRU loop, 3 steps sharing
+(:class:`gnnkit.models.pyg_reference.PygQM9NNConv`: NNConv(mean) inside a GRU loop, 3 steps sharing
 one conv, Set2Set(3), d=64); its NNConv recomputes the E x d x d edge matrices in
 every step, while gnnkit's MPNN computes the edge MLP's hidden activation once.
 
@@ -64,7 +64,7 @@ from torch_geometric.data import Batch, Data
 from torch_geometric.nn import NNConv
 
 from gnnkit.models import build_model
-from gnnkit.models.reference import PygQM9NNConv
+from gnnkit.models.pyg_reference import PygQM9NNConv
 from gnnkit.nn import EdgeNetworkConv
 from gnnkit.train.probes import MachineLoad, matmul_gflops, profile_summary
 

@@ -30,7 +30,7 @@ from torch import nn
 from torch_geometric.data import Batch, Data
 
 from gnnkit.models import build_model
-from gnnkit.models.reference import PygQM9NNConv
+from gnnkit.models.pyg_reference import PygQM9NNConv
 from gnnkit.nn import EdgeNetworkConv, GCNConv, GGNNConv, GINConv, Graph, RelationalConv, Set2Set
 from gnnkit.train.options import add_options, given_options
 from gnnkit.train.outdir import prepare_out_dir, releases_out_dirs
