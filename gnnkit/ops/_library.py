@@ -157,7 +157,10 @@ def kernel(on: str, absent: torch.dtype | None = None) -> Callable[[Callable], K
 
     def declare(shape: Callable) -> Kernel:
         sig = inspect.signature(shape)
-        pair = str(sig.return_annotation).startswith("tuple")
+        returns = str(sig.return_annotation).replace(" ", "")
+        if returns not in ("Tensor", "tuple[Tensor,Tensor]"):
+            raise TypeError(f"kernel {shape.__name__} must return Tensor or tuple[Tensor, Tensor], got {returns}")
+        pair = returns != "Tensor"
         run = _runner(shape.__name__, list(sig.parameters).index(on), len(sig.parameters), absent, pair)
         schema = torch.library.infer_schema(shape, mutates_args=())
         op = torch.library.custom_op(f"{_LIB}::{shape.__name__}", run, mutates_args=(), schema=schema)
