@@ -15,7 +15,7 @@ excluded) and at the end of each of the first ``--epochs`` passes over the train
 fast per second"), the *equal-epochs* result the same within the epoch budget ("learns well per
 sample"). With the constant learning rate, each is exactly what a run stopped at that budget
 gives. The table reports mean ± std over seeds and ranks a model below another only when their
-intervals are disjoint (:mod:`gnnkit.train.compare`); overlapping pairs are listed.
+intervals are disjoint (:mod:`gnnkit.bench.compare`); overlapping pairs are listed.
 
 Models (``--models``, comma-separated):
 
@@ -28,13 +28,13 @@ Models (``--models``, comma-separated):
   al. 2016), ``weave`` (Kearnes et al. 2016), ``dtnn`` (Schütt et al. 2017; distances from the
   positions) on the complete graph, and ``chebnet`` (Defferrard et al. 2016) on the chemical
   graph.
-* PyG references (:mod:`gnnkit.models.reference`): ``pyg-nnconv`` (PyG's
+* PyG references (:mod:`gnnkit.models.pyg_reference`): ``pyg-nnconv`` (PyG's
   examples/qm9_nn_conv.py: NNConv + GRU + Set2Set), ``schnet`` (PyG's SchNet, on atomic numbers
   and positions), ``dimenet++`` (PyG's DimeNet++; needs pyg-lib's ``radius`` op and
   torch_sparse, which have no wheels for torch 2.13 on PyPI: where they are missing the ``gpu``
   preset lists it as not run, and asking for it is an error).
 * Your model, as ``package.module:Class`` or ``path/to/file.py:Class``
-  (:mod:`gnnkit.models.external`): built as ``Class(in_channels, out_channels, edge_dim=None)``
+  (:mod:`gnnkit.models.user_model`): built as ``Class(in_channels, out_channels, edge_dim=None)``
   and called as ``model(batch)`` on the complete-graph batch (``x [N, 13]``, ``edge_index``,
   ``edge_attr [E, 5]`` = (distance, bond one-hot), ``pos``, ``z``, ``batch``), returning
   ``[num_graphs, 1]``.
@@ -108,13 +108,13 @@ from gnnkit.data.inputs import BondGraph, GridInputs, MapBatches, SmilesTokens
 from gnnkit.data.qm9 import CHEMICAL_ACCURACY, EXTENSIVE, QM9, UNITS, load_split, target_index
 from gnnkit.models import MODELS as REGISTRY
 from gnnkit.models import build_model
-from gnnkit.models.external import build_from_spec, is_model_spec, load_model_spec
-from gnnkit.models.reference import REFERENCE_MODELS, dimenet_missing
+from gnnkit.models.user_model import build_from_spec, is_model_spec, load_model_spec
+from gnnkit.models.pyg_reference import REFERENCE_MODELS, dimenet_missing
 from gnnkit.train import TrainConfig, fit, make_loader, resolve_device, write_log_csv
 from gnnkit.train.budget import BudgetChunks
-from gnnkit.train.compare import SeedSummary, overlapping_pairs, rank_by_intervals, seed_band, summarize
-from gnnkit.train.options import add_options, comma_list, given_options, size_or_all
-from gnnkit.train.probes import MachineLoad, PeakMemory, device_description, git_commit, warm_up
+from gnnkit.bench.compare import SeedSummary, overlapping_pairs, rank_by_intervals, seed_band, summarize
+from gnnkit.cli.options import add_options, comma_list, given_options, size_or_all
+from gnnkit.bench.probes import MachineLoad, PeakMemory, device_description, git_commit, warm_up
 
 
 class ModelEntry(NamedTuple):

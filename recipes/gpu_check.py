@@ -155,7 +155,7 @@ def _models(in_channels: int, edge_dim: int, tiny: bool = False) -> dict[str, Ca
     """Both models at their defaults (Gilmer's enn-s2s sizes: d = 64, edge MLP 128, 3 steps,
     set2set 3); ``tiny`` (the dry run) makes them small, so that compiling them takes seconds."""
     from gnnkit.models import build_model
-    from gnnkit.models.reference import PygQM9NNConv
+    from gnnkit.models.pyg_reference import PygQM9NNConv
 
     size = {"channels": 16, "edge_hidden": 16, "steps": 1, "set2set_steps": 1} if tiny else {}
     return {

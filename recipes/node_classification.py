@@ -43,7 +43,7 @@ from gnnkit.nn import tree_edges
 from gnnkit.train import resolve_device
 from gnnkit.train.checkpoint import atomic_write_text, load_or_build
 from gnnkit.train.node import NodeResult, train_node_classifier
-from gnnkit.train.options import positive_int
+from gnnkit.cli.options import positive_int
 from gnnkit.train.outdir import check_out_dir, prepare_out_dir, releases_out_dirs
 
 MODELS = ("gcn", "tdgnn-s", "tdgnn-w", "nhgcn")

@@ -86,6 +86,12 @@ def compiles_like_eager():
     return _assert_compiles_like_eager
 
 
+def _grad_leaves(args: tuple) -> list[torch.Tensor]:
+    """Every tensor that requires grad inside ``args``, also inside (nested) tuples, lists and
+    dicts such as a bipartite ``(h, x)`` input, so that each gets its compiled gradient compared."""
+    return [a for a in torch.utils._pytree.tree_leaves(args) if isinstance(a, torch.Tensor) and a.requires_grad]
+
+
 def _assert_compiles_like_eager(module: torch.nn.Module, inputs: list[tuple], loss=lambda out: out.square().sum()):
     """``torch.compile(module, fullgraph=True, dynamic=True)`` on each input tuple (batches of
     different sizes): forward and backward must run without a graph break (fullgraph raises on
@@ -98,7 +104,7 @@ def _assert_compiles_like_eager(module: torch.nn.Module, inputs: list[tuple], lo
         grads = []
         for fn in (compiled, module):
             module.zero_grad(set_to_none=True)
-            leaves = [a for a in args if isinstance(a, torch.Tensor) and a.requires_grad]
+            leaves = _grad_leaves(args)
             for leaf in leaves:
                 leaf.grad = None
             out = fn(*args)

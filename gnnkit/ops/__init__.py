@@ -12,7 +12,7 @@ tensor value; they are what layers call on a validated :class:`gnnkit.nn.Graph`.
 from gnnkit.ops._backend import get_backend, set_backend, use_backend
 from gnnkit.ops.buckets import DegreeBuckets
 from gnnkit.ops.csr import CSR
-from gnnkit.ops.edge_network import cpu_buckets, outer_aggregate, outer_aggregate_flops, outer_aggregate_unchecked
+from gnnkit.ops.outer import cpu_buckets, outer_aggregate, outer_aggregate_flops, outer_aggregate_unchecked
 from gnnkit.ops.hops import (
     gcn_adjacency,
     hop_distances,

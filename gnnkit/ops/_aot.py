@@ -12,7 +12,7 @@ the compiler rejects, so this is the only check, short of a GPU, that the kernel
 
 **What is compiled.** The configurations come from :mod:`gnnkit.ops._launch`: the launchers can
 produce exactly the table's ``variants x dtypes x shapes`` per kernel (780 in all; the test checks
-this by running the launchers on ``meta`` tensors), and each compiles with the argument types the
+this with :func:`sweep`, below, which runs every launcher on ``meta`` tensors), and each compiles with the argument types the
 launchers pass (taken from that sweep), pointer arguments marked 16-byte aligned as the JIT marks
 freshly allocated tensors. Integer arguments get no divisibility hint and 32-bit type, the JIT's
 choice for sizes below 2**31 that are not multiples of 16; those hints only change vectorisation.
@@ -38,6 +38,7 @@ import argparse
 import concurrent.futures
 import contextlib
 import io
+import itertools
 import json
 import multiprocessing
 import os
@@ -50,13 +51,85 @@ import time
 import warnings
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
-from gnnkit.ops._launch import TABLE, Spec, sweep
+import torch
+
+from gnnkit.ops._launch import (
+    DOT_BLOCKS,
+    DTYPES,
+    EDGE_BLOCK_F,
+    REDUCE_CODE,
+    ROW_BLOCK_E,
+    ROW_BLOCK_F,
+    TABLE,
+    Launch,
+    Spec,
+    recording,
+)
 
 TARGETS: tuple[int, ...] = (80, 90)
 _REG = re.compile(r"Used (\d+) registers")
 _SPILL = re.compile(r"(\d+) bytes stack frame, (\d+) bytes spill stores, (\d+) bytes spill loads")
+
+
+# ------------------------------------------------------------- sweep: every launch, no kernel runs
+
+
+@dataclass(frozen=True)
+class SweepSizes:
+    """Sizes for one call of every launcher: ``rows`` targets (and sources), ``edges`` edges,
+    ``feats`` features; the outer-product kernels use ``k`` and ``feats``."""
+
+    rows: int
+    edges: int
+    feats: int
+    k: int
+
+
+def call_every_launcher(sizes: SweepSizes, dtype: torch.dtype, device: str | torch.device = "meta") -> None:
+    """Calls every launcher of :mod:`gnnkit.ops._triton_kernels` once per reduction and flag
+    combination, with tensors of ``sizes`` on ``device`` (``meta`` inside :func:`recording`:
+    nothing is allocated or run)."""
+    from gnnkit.ops import _triton_kernels as tk
+
+    n, e, f = sizes.rows, sizes.edges, sizes.feats
+    idx = lambda m: torch.zeros(m, dtype=torch.long, device=device)  # noqa: E731
+    data = lambda *shape: torch.empty(*shape, dtype=dtype, device=device)  # noqa: E731
+    rowptr = idx(n + 1)
+    x, w = data(n, f), data(e)
+    for reduce in REDUCE_CODE:
+        tk.segment_fwd(data(e, f), rowptr, reduce)
+        tk.scatter_fwd(data(e, f), idx(e), n, reduce)
+    for reduce in ("sum", "mean", "max"):
+        for weight in (None, w):
+            tk.spmm_fwd(rowptr, idx(e), weight, x, reduce)
+    tk.edge_dot(idx(e), idx(e), x, x)
+    arg = idx(n * f).view(n, f)
+    for weight in (None, w):
+        tk.spmm_max_bwd(rowptr, idx(e), idx(e), rowptr, idx(e), idx(e), weight, x, arg, data(n, f), True, weight is not None)
+    z, h = data(e, sizes.k), data(n, f)
+    tk.outer_fwd(rowptr, idx(e), z, h, idx(0))
+    tk.outer_bwd(rowptr, idx(e), rowptr, idx(e), z, h, data(n, sizes.k, f), True, True, idx(0))
+
+
+def sweep_sizes() -> list[SweepSizes]:
+    """Sizes that reach every shape of the table: each feature block width (and one past the
+    largest), each outer-product ``K`` block, and an average degree on each side of the row
+    kernels' edge-chunk threshold."""
+    feats = sorted({*ROW_BLOCK_F, *EDGE_BLOCK_F, *DOT_BLOCKS, ROW_BLOCK_F[-1] + 3})
+    degrees = (ROW_BLOCK_E[0] // 2, 2 * ROW_BLOCK_E[0])
+    return [SweepSizes(rows=16, edges=16 * deg, feats=f, k=k) for f, k, deg in itertools.product(feats, DOT_BLOCKS, degrees)]
+
+
+def sweep(call: Callable[[SweepSizes, torch.dtype], None] = call_every_launcher) -> list[Launch]:
+    """Every launch the launchers make over :func:`sweep_sizes` and every dtype (no kernel runs)."""
+    with recording() as launches:
+        for sizes in sweep_sizes():
+            for dtype in DTYPES:
+                call(sizes, dtype)
+    return launches
+
 
 
 def covering_specs() -> list[Spec]:
@@ -75,7 +148,7 @@ def covering_specs() -> list[Spec]:
 
 def signatures() -> dict[Spec, dict[str, str]]:
     """The runtime argument types of every configuration, as the launchers pass them (from
-    :func:`gnnkit.ops._launch.sweep`).
+    :func:`sweep`).
 
     Raises:
         RuntimeError: a configuration was launched with two different argument type lists.
@@ -339,7 +412,19 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     return s
 
 
-__all__ = ["TARGETS", "Result", "compile_all", "compile_spec", "covering_specs", "markdown", "parse_ptxas_log", "signatures"]
+__all__ = [
+    "TARGETS",
+    "Result",
+    "SweepSizes",
+    "call_every_launcher",
+    "compile_all",
+    "compile_spec",
+    "covering_specs",
+    "markdown",
+    "parse_ptxas_log",
+    "signatures",
+    "sweep",
+]
 
 
 if __name__ == "__main__":

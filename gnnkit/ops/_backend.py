@@ -1,10 +1,23 @@
-"""One kernel interface, two implementations: torch on CPU, Triton on CUDA.
+"""Which kernels run: torch on CPU, Triton on CUDA, and how to add an op.
 
-:class:`Kernels` lists every primitive the ops need. :mod:`gnnkit.ops._torch_kernels` and
-:mod:`gnnkit.ops._triton_kernels` both implement all of it with the same signatures (a test checks
-this), :func:`kernels_for` picks one for a tensor, and :mod:`gnnkit.ops._library` registers each
-primitive once as a ``torch.library`` custom op that dispatches through it. A new kernel is a new
-method here, one function in each module and one op in ``_library``.
+Every kernel is declared once, in :mod:`gnnkit.ops._library` (:data:`~gnnkit.ops._library.KERNELS`:
+its argument list, output shapes and docs); :mod:`gnnkit.ops._torch_kernels` and
+:mod:`gnnkit.ops._triton_kernels` both implement each with that argument list (a test checks
+this), and :func:`kernels_for` picks one of the two modules for a tensor at run time.
+
+**Adding a differentiable op touches three files** (its public function and test aside):
+
+1. ``gnnkit/ops/_library.py``: the kernel's shape function under ``@kernel(on=...)`` (argument
+   list, schema, fake) and the op's row in ``OPS`` with its ``setup`` and ``backward``;
+2. ``gnnkit/ops/_torch_kernels.py``: the CPU implementation, same name and arguments;
+3. ``gnnkit/ops/_triton_kernels.py``: the CUDA implementation, same name and arguments.
+
+The registered ``torch.ops.gnnkit`` op, its autograd registration and the eager path are built
+from the row. A new ``@triton.jit`` kernel (rather than a new launcher of existing ones) also needs
+its configurations in ``gnnkit/ops/_launch.py``'s ``TABLE`` and a call in the launch sweep of
+``gnnkit/ops/_aot.py``, so that CI compiles it ahead of time. The public function (checked
+arguments, then ``_library.call``) lives in a module of :mod:`gnnkit.ops` and is exported by its
+``__init__``, like any public function.
 
 ``set_backend("triton")`` forces the Triton kernels everywhere, which together with
 ``TRITON_INTERPRET=1`` runs them on CPU tensors (that is how the test suite checks them without a
@@ -23,82 +36,13 @@ from __future__ import annotations
 
 import contextlib
 from types import ModuleType
-from typing import Iterator, Literal, Protocol
+from typing import Iterator, Literal
 
 from torch import Tensor
 
 Backend = Literal["auto", "torch", "triton"]
 _BACKENDS: tuple[str, ...] = ("auto", "torch", "triton")
 _current: str = "auto"
-
-
-class Kernels(Protocol):
-    """The primitives every backend implements (forward kernels without autograd)."""
-
-    def scatter_fwd(self, src: Tensor, index: Tensor, num_segments: int, reduce: str) -> tuple[Tensor, Tensor | None]:
-        """``out[s] = reduce{src[i] : index[i] == s}`` (``arg`` for max/min, else ``None``)."""
-        ...
-
-    def segment_fwd(self, src: Tensor, rowptr: Tensor, reduce: str) -> tuple[Tensor, Tensor | None]:
-        """``out[s] = reduce(src[rowptr[s]:rowptr[s+1]])``."""
-        ...
-
-    def spmm_fwd(
-        self, rowptr: Tensor, col: Tensor, weight: Tensor | None, x: Tensor, reduce: str
-    ) -> tuple[Tensor, Tensor | None]:
-        """``out[v] = reduce_{e in rowptr[v]:rowptr[v+1]} weight[e] * x[col[e]]``; ``arg`` (max) is
-        the edge position ``e``."""
-        ...
-
-    def spmm_max_bwd(
-        self,
-        rowptr: Tensor,
-        row: Tensor,
-        col: Tensor,
-        t_rowptr: Tensor,
-        t_col: Tensor,
-        t_perm: Tensor,
-        weight: Tensor | None,
-        x: Tensor,
-        arg: Tensor,
-        grad_out: Tensor,
-        need_x: bool,
-        need_w: bool,
-    ) -> tuple[Tensor | None, Tensor | None]:
-        """Gradients of ``spmm_fwd(..., "max")``: each output element's gradient goes to the edge
-        ``arg`` that won it."""
-        ...
-
-    def edge_dot(self, row: Tensor, col: Tensor, a: Tensor, b: Tensor) -> Tensor:
-        """``out[e] = sum_f a[row[e], f] * b[col[e], f]`` (SDDMM)."""
-        ...
-
-    def outer_fwd(self, rowptr: Tensor, col: Tensor, z: Tensor, h: Tensor, buckets: Tensor) -> Tensor:
-        """``S[v] = sum_{e in rowptr[v]:rowptr[v+1]} z[e] ⊗ h[col[e]]`` (``z`` in CSR order);
-        ``buckets``: :attr:`gnnkit.ops.DegreeBuckets.packed`, or empty (the CPU kernel then groups
-        the targets itself)."""
-        ...
-
-    def outer_bwd(
-        self,
-        rowptr: Tensor,
-        col: Tensor,
-        t_rowptr: Tensor,
-        t_perm: Tensor,
-        z: Tensor,
-        h: Tensor,
-        g: Tensor,
-        need_z: bool,
-        need_h: bool,
-        buckets: Tensor,
-    ) -> tuple[Tensor | None, Tensor | None]:
-        """Gradients of ``outer_fwd`` for ``g = dL/dS``."""
-        ...
-
-
-KERNEL_NAMES: tuple[str, ...] = tuple(
-    name for name in vars(Kernels) if not name.startswith("_") and callable(getattr(Kernels, name))
-)
 
 
 def set_backend(name: Backend) -> None:
@@ -129,11 +73,11 @@ def uses_triton(t: Tensor) -> bool:
     return _current == "triton" or (_current == "auto" and t.is_cuda)
 
 
-def kernels_for(t: Tensor) -> Kernels:
+def kernels_for(t: Tensor) -> ModuleType:
     """The kernel implementation for tensor ``t`` under the current backend setting."""
     module: ModuleType
     if uses_triton(t):
         from gnnkit.ops import _triton_kernels as module  # lazily: triton is an optional dependency
     else:
         from gnnkit.ops import _torch_kernels as module
-    return module  # type: ignore[return-value]
+    return module

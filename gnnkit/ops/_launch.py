@@ -4,8 +4,8 @@ Every launch in :mod:`gnnkit.ops._triton_kernels` goes through
 :func:`gnnkit.ops._triton_kernels._launch`, which refuses a configuration that is not listed here.
 So the table is, by construction, a superset of what the launchers can produce, and
 tests/ops/test_triton_aot.py checks the converse: running every launcher on ``meta`` tensors over a
-sweep of sizes, dtypes and flags (:func:`sweep`, no kernel runs) produces every entry of the table
-and nothing else. The same test compiles the entries for sm_80 and sm_90 (see
+sweep of sizes, dtypes and flags (:func:`gnnkit.ops._aot.sweep`, inside :func:`recording`: no
+kernel runs) produces every entry of the table and nothing else. The same test compiles the entries for sm_80 and sm_90 (see
 :mod:`gnnkit.ops._aot`), so a new kernel, flag combination or block size cannot reach a GPU
 without having been compiled in CI.
 
@@ -17,14 +17,14 @@ Shapes are chosen from small fixed sets rather than from every power of two: eac
 configuration costs one JIT compilation (0.3-1 s) the first time a process launches it on a GPU,
 and one AOT compilation per target in CI.
 
-This module needs torch only (no Triton), so launch grids can be computed anywhere.
+This module needs torch only (no Triton) and imports nothing of the kernels, so launch grids can
+be computed anywhere; the kernels import it, never the reverse.
 """
 
 from __future__ import annotations
 
 import contextlib
-import itertools
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -345,64 +345,6 @@ def arg_type(value: Any) -> str:
     raise TypeError(f"no Triton type for {type(value).__name__}")
 
 
-# ----------------------------------------------------------------------------------- sweep
-
-
-@dataclass(frozen=True)
-class SweepSizes:
-    """Sizes for one call of every launcher: ``rows`` targets (and sources), ``edges`` edges,
-    ``feats`` features; the outer-product kernels use ``k`` and ``feats``."""
-
-    rows: int
-    edges: int
-    feats: int
-    k: int
-
-
-def call_every_launcher(sizes: SweepSizes, dtype: torch.dtype, device: str | torch.device = "meta") -> None:
-    """Calls every launcher of :mod:`gnnkit.ops._triton_kernels` once per reduction and flag
-    combination, with tensors of ``sizes`` on ``device`` (``meta`` inside :func:`recording`:
-    nothing is allocated or run)."""
-    from gnnkit.ops import _triton_kernels as tk
-
-    n, e, f = sizes.rows, sizes.edges, sizes.feats
-    idx = lambda m: torch.zeros(m, dtype=torch.long, device=device)  # noqa: E731
-    data = lambda *shape: torch.empty(*shape, dtype=dtype, device=device)  # noqa: E731
-    rowptr = idx(n + 1)
-    x, w = data(n, f), data(e)
-    for reduce in REDUCE_CODE:
-        tk.segment_fwd(data(e, f), rowptr, reduce)
-        tk.scatter_fwd(data(e, f), idx(e), n, reduce)
-    for reduce in ("sum", "mean", "max"):
-        for weight in (None, w):
-            tk.spmm_fwd(rowptr, idx(e), weight, x, reduce)
-    tk.edge_dot(idx(e), idx(e), x, x)
-    arg = idx(n * f).view(n, f)
-    for weight in (None, w):
-        tk.spmm_max_bwd(rowptr, idx(e), idx(e), rowptr, idx(e), idx(e), weight, x, arg, data(n, f), True, weight is not None)
-    z, h = data(e, sizes.k), data(n, f)
-    tk.outer_fwd(rowptr, idx(e), z, h, idx(0))
-    tk.outer_bwd(rowptr, idx(e), rowptr, idx(e), z, h, data(n, sizes.k, f), True, True, idx(0))
-
-
-def sweep_sizes() -> list[SweepSizes]:
-    """Sizes that reach every shape of the table: each feature block width (and one past the
-    largest), each outer-product ``K`` block, and an average degree on each side of the row
-    kernels' edge-chunk threshold."""
-    feats = sorted({*ROW_BLOCK_F, *EDGE_BLOCK_F, *DOT_BLOCKS, ROW_BLOCK_F[-1] + 3})
-    degrees = (ROW_BLOCK_E[0] // 2, 2 * ROW_BLOCK_E[0])
-    return [SweepSizes(rows=16, edges=16 * deg, feats=f, k=k) for f, k, deg in itertools.product(feats, DOT_BLOCKS, degrees)]
-
-
-def sweep(call: Callable[[SweepSizes, torch.dtype], None] = call_every_launcher) -> list[Launch]:
-    """Every launch the launchers make over :func:`sweep_sizes` and every dtype (no kernel runs)."""
-    with recording() as launches:
-        for sizes in sweep_sizes():
-            for dtype in DTYPES:
-                call(sizes, dtype)
-    return launches
-
-
 __all__ = [
     "DTYPES",
     "TABLE",
@@ -412,7 +354,6 @@ __all__ = [
     "Spec",
     "all_specs",
     "GRID_LIMITS",
-    "call_every_launcher",
     "check_grid",
     "csr_reduce_flags",
     "outer_bwd_msg_shape",
@@ -423,5 +364,4 @@ __all__ = [
     "recording",
     "row_shape",
     "spec_for",
-    "sweep",
 ]

@@ -1,9 +1,9 @@
 """CPU kernels in plain torch: the reference path that the Triton kernels are tested against.
 
-The :class:`gnnkit.ops._backend.Kernels` interface, implemented with aten ops (sparse CSR products
-for the reductions, batched GEMMs over degree buckets for the outer-product aggregation). Each
-function is a forward primitive without autograd; :mod:`gnnkit.ops._library` registers them as
-custom ops with their backward passes. Shapes: ``E`` edges (or scattered rows), ``N``
+The kernels declared in :data:`gnnkit.ops._library.KERNELS` (same names, same arguments),
+implemented with aten ops (sparse CSR products for the reductions, batched GEMMs over degree
+buckets for the outer-product aggregation). Each function is a primitive without autograd;
+:mod:`gnnkit.ops._library` registers them as custom ops and builds the backward passes on them. Shapes: ``E`` edges (or scattered rows), ``N``
 segments/targets, ``F`` features (all trailing dimensions flattened).
 
 float16/bfloat16 inputs are computed in float32 (aten's sparse CPU products have no half kernels,

@@ -1,4 +1,5 @@
-"""CUDA kernels in Triton, with exactly the signatures and results of :mod:`._torch_kernels`.
+"""CUDA kernels in Triton: the kernels of :data:`gnnkit.ops._library.KERNELS`, with the arguments
+and results of :mod:`._torch_kernels`.
 
 All reductions go through one kernel, :func:`_csr_reduce_kernel`: one program per target row
 (axis 0 of the grid) and per ``BLOCK_F`` feature tile (axis 1) loops over the row's edges

@@ -20,7 +20,7 @@ def spmm_unchecked(csr: CSR, x: Tensor, edge_weight: Tensor | None = None, reduc
     """:func:`spmm` without argument checks, for ``edge_weight`` already in ``csr``'s sorted order."""
     return _library.call(
         "spmm",
-        csr.rowptr, csr.col, csr.row, csr.t_rowptr, csr.t_col, csr.t_perm, edge_weight, x.contiguous(), reduce
+        csr.rowptr, csr.col, edge_weight, x.contiguous(), reduce, csr.row, csr.t_rowptr, csr.t_col, csr.t_perm
     )[0]
 
 

@@ -96,8 +96,32 @@ def test_layer_compiles_without_graph_breaks(name, compiles_like_eager):
 
 def test_gru_step_compiles(compiles_like_eager):
     layer = GRUMessagePassing(F, 3)
-    inputs = [((torch.randn(n, 3, requires_grad=True), torch.randn(n, F)), _graph(n, e, s)) for n, e, s in GRAPHS]
+    # Both halves of the bipartite (h, x) input require grad: the check compares each one's gradient.
+    inputs = [
+        ((torch.randn(n, 3, requires_grad=True), torch.randn(n, F, requires_grad=True)), _graph(n, e, s))
+        for n, e, s in GRAPHS
+    ]
     compiles_like_eager(layer, inputs)
+
+
+class _GradDiffersWhenCompiled(nn.Module):
+    """Same output compiled and eager, but compiled the gradient of ``h`` (inside a tuple) doubles."""
+
+    def forward(self, hx, extra):
+        h, x = hx
+        if torch.compiler.is_compiling():
+            h = h + (h - h.detach())  # value h, gradient 2
+        return h * x + extra["w"]
+
+
+def test_compile_check_compares_gradients_inside_tuples_and_dicts(compiles_like_eager):
+    """The check itself: a wrong compiled gradient of a leaf nested in a tuple must fail it."""
+    def inputs(h_grad: bool, w_grad: bool):
+        return [((torch.randn(4, 3, requires_grad=h_grad), torch.randn(4, 3)), {"w": torch.randn(4, 3, requires_grad=w_grad)})]
+
+    with pytest.raises(AssertionError):
+        compiles_like_eager(_GradDiffersWhenCompiled(), inputs(True, False))
+    compiles_like_eager(_GradDiffersWhenCompiled(), inputs(False, True))  # only w's gradient: equal
 
 
 class _WeaveStep(nn.Module):

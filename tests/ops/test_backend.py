@@ -1,12 +1,14 @@
-"""One kernel interface: both backends implement every primitive of Kernels with its signature,
-and every primitive is a registered torch.library op."""
+"""One kernel interface: both backends implement every kernel declared in _library.KERNELS with
+its argument list, and every kernel and differentiable op is a registered torch.library op."""
 
 import inspect
 
 import torch
 
-from gnnkit.ops import _backend, _torch_kernels, _triton_kernels
-from gnnkit.ops._backend import KERNEL_NAMES, Kernels, kernels_for, use_backend
+from gnnkit.ops import _backend, _library, _torch_kernels, _triton_kernels
+from gnnkit.ops._backend import kernels_for, use_backend
+
+KERNEL_NAMES = tuple(_library.KERNELS)
 
 
 def _params(fn):
@@ -19,11 +21,13 @@ def test_both_backends_implement_the_interface_with_its_signatures():
         for name in KERNEL_NAMES:
             impl = getattr(module, name, None)
             assert callable(impl), f"{module.__name__} lacks {name}"
-            assert _params(impl) == _params(getattr(Kernels, name)), f"{module.__name__}.{name} signature"
+            assert _params(impl) == _params(_library.KERNELS[name].shape), f"{module.__name__}.{name} signature"
 
 
 def test_every_primitive_is_a_registered_op():
     ops = {"scatter", "segment", "spmm", "spmm_fwd", "spmm_max_bwd", "edge_dot", "outer", "outer_bwd"}
+    assert {op.name for op in _library.OPS} == {"scatter", "segment", "spmm", "outer"}
+    ops |= set(KERNEL_NAMES)
     for name in ops:
         assert hasattr(torch.ops.gnnkit, name), name
 

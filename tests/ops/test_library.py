@@ -30,11 +30,11 @@ def _cases(reduce):
         return t.clone().requires_grad_(True)
 
     return {
-        "spmm": lambda: ("spmm", (csr.rowptr, csr.col, csr.row, csr.t_rowptr, csr.t_col, csr.t_perm,
-                                  leaf(w0), leaf(x0), reduce)),
+        "spmm": lambda: ("spmm", (csr.rowptr, csr.col, leaf(w0), leaf(x0), reduce,
+                                  csr.row, csr.t_rowptr, csr.t_col, csr.t_perm)),
         "scatter": lambda: ("scatter", (leaf(src0), csr.row, csr.num_dst, reduce)),
         "segment": lambda: ("segment", (leaf(src0), csr.rowptr, reduce)),
-        "outer": lambda: ("outer", (csr.rowptr, csr.col, csr.t_rowptr, csr.t_perm, leaf(z0), leaf(x0), packed)),
+        "outer": lambda: ("outer", (csr.rowptr, csr.col, leaf(z0), leaf(x0), packed, csr.t_rowptr, csr.t_perm)),
     }  # fmt: skip
 
 

@@ -34,7 +34,7 @@ def test_every_kernel_has_a_table_entry():
 
 
 def test_launchers_produce_exactly_the_table():
-    launches = _launch.sweep()
+    launches = _aot.sweep()
     assert {launch.spec for launch in launches} == set(_launch.all_specs())
     assert len(_launch.all_specs()) == 780
     sigs = _aot.signatures()  # raises if one configuration were launched with two argument type lists
@@ -83,9 +83,9 @@ TILED_AXES = {
 
 @pytest.mark.parametrize("dtype", list(_launch.DTYPES))
 def test_grids_stay_within_cuda_limits_at_10m_edges(dtype):
-    sizes = _launch.SweepSizes(rows=1_000_000, edges=10_000_000, feats=256, k=256)
+    sizes = _aot.SweepSizes(rows=1_000_000, edges=10_000_000, feats=256, k=256)
     with _launch.recording() as launches:
-        _launch.call_every_launcher(sizes, dtype)
+        _aot.call_every_launcher(sizes, dtype)
     assert {launch.spec.kernel for launch in launches} == set(_launch.TABLE)
     x_max, yz_max = _launch.GRID_LIMITS[0], _launch.GRID_LIMITS[1]
     for launch in launches:

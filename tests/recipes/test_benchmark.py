@@ -13,7 +13,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch_geometric.nn import global_add_pool
 
-from gnnkit.models.reference import dimenet_missing
+from gnnkit.models.pyg_reference import dimenet_missing
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
 

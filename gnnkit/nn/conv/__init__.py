@@ -9,7 +9,7 @@ from gnnkit.nn.conv.ggnn import GGNNConv, LiGRUCell
 from gnnkit.nn.conv.gin import GINConv
 from gnnkit.nn.conv.homophily import NHConv, homophily_channels
 from gnnkit.nn.conv.interaction import InteractionConv
-from gnnkit.nn.conv.recurrent import GRUMessagePassing
+from gnnkit.nn.conv.gru_message_passing import GRUMessagePassing
 from gnnkit.nn.conv.relational import RelationalConv
 from gnnkit.nn.conv.tree import TreeConv, tree_edges, tree_operator
 from gnnkit.nn.conv.weave import WeaveConv

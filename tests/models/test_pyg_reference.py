@@ -1,4 +1,4 @@
-"""Reference models from PyG (gnnkit.models.reference): interface, invariances, the interaction graph."""
+"""Reference models from PyG (gnnkit.models.pyg_reference): interface, invariances, the interaction graph."""
 
 import math
 
@@ -6,7 +6,7 @@ import pytest
 import torch
 from torch_geometric.data import Batch, Data
 
-from gnnkit.models.reference import (
+from gnnkit.models.pyg_reference import (
     REFERENCE_MODELS,
     CompleteInteractionGraph,
     PygDimeNetPlusPlus,

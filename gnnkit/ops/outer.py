@@ -108,7 +108,7 @@ def outer_aggregate_unchecked(csr: CSR, z_sorted: Tensor, h: Tensor, buckets: De
         packed = buckets.packed
     else:
         packed = csr.rowptr.new_empty(0)  # the CPU kernel then groups the targets itself
-    return _library.call("outer", csr.rowptr, csr.col, csr.t_rowptr, csr.t_perm, z_sorted.contiguous(), h.contiguous(), packed)
+    return _library.call("outer", csr.rowptr, csr.col, z_sorted.contiguous(), h.contiguous(), packed, csr.t_rowptr, csr.t_perm)
 
 
 def cpu_buckets(csr: CSR) -> DegreeBuckets | None:

@@ -1,4 +1,4 @@
-"""A user's model from a "module:Class" spec (gnnkit.models.external): import forms and errors."""
+"""A user's model from a "module:Class" spec (gnnkit.models.user_model): import forms and errors."""
 
 import sys
 import textwrap
@@ -6,7 +6,7 @@ import textwrap
 import pytest
 from torch import nn
 
-from gnnkit.models.external import build_from_spec, is_model_spec, load_model_spec
+from gnnkit.models.user_model import build_from_spec, is_model_spec, load_model_spec
 
 SOURCE = textwrap.dedent(
     """
