@@ -54,6 +54,7 @@ import argparse
 import dataclasses
 import json
 import math
+import sys
 import types
 import typing
 from collections.abc import Callable, Mapping, Sequence
@@ -405,7 +406,8 @@ def build_parser(cls: type, description: str | None = None, examples: str | None
     """An argparse parser for ``cls`` (or ``parser``, e.g. a subcommand's, filled in), with the
     examples as epilog."""
     if parser is None:
-        parser = argparse.ArgumentParser(prog=prog, description=description, formatter_class=HelpFormatter)
+        text = description.replace("``", "") if description else None  # docstring markup reads as noise in a terminal
+        parser = argparse.ArgumentParser(prog=prog, description=text, formatter_class=HelpFormatter)
     if examples:
         parser.epilog = "examples:\n" + examples.rstrip("\n") + "\n"
     add_options(parser, cls)
@@ -449,6 +451,41 @@ def layer(cls: type, given: Mapping[str, Any], presets: Mapping[str, Mapping[str
     return values
 
 
+def parse_given(parser: argparse.ArgumentParser, argv: Sequence[str] | None = None) -> dict[str, Any]:
+    """The options on the command line, as ``{field: value}`` (argparse's usage errors exit 2)."""
+    return given_options(parser.parse_args(argv))
+
+
+def config_from(
+    cls: type,
+    given: dict[str, Any],
+    parser: argparse.ArgumentParser,
+    presets: Mapping[str, Mapping[str, Any]] | None = None,
+    resolve: Callable[[dict[str, Any], set[str]], dict[str, Any]] | None = None,
+) -> Any:
+    """The checked config from the options given (see :func:`parse_config`); a bad value is a
+    usage error of ``parser`` (exit status 2)."""
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    try:
+        given = dict(given)
+        for name, value in list(given.items()):
+            if fields[name].metadata.get("key_values"):
+                given[name] = key_values(value, _flag(fields[name]))
+        values = layer(cls, given, presets)
+        if resolve is not None:
+            values = resolve(values, set(given))
+        missing = [_flag(f) for f in fields.values() if f.init and f.default is MISSING and f.default_factory is MISSING
+                   and f.name not in values]  # fmt: skip
+        if missing:
+            raise ValueError(f"{', '.join(missing)} {'is' if len(missing) == 1 else 'are'} required")
+        cfg = cls(**values)
+        if {"out", "resume", "overwrite"} <= set(fields) and getattr(cfg, "out", None):
+            check_out_dir(cfg.out, cfg.resume, cfg.overwrite)
+    except (ValueError, FileNotFoundError, FileExistsError) as e:
+        parser.error(str(e))
+    return cfg
+
+
 def parse_config(
     cls: type,
     argv: Sequence[str] | None = None,
@@ -461,7 +498,7 @@ def parse_config(
     prog: str | None = None,
 ) -> Any:
     """Command line -> checked config; a bad value is a usage error (exit status 2) before any
-    data is read.
+    data is read. :func:`parse_given` then :func:`config_from`.
 
     Args:
         cls: the config dataclass (its ``__post_init__`` should call :func:`check_config`).
@@ -474,26 +511,18 @@ def parse_config(
     """
     if parser is None:
         parser = build_parser(cls, description, examples, prog)
-    given = given_options(parser.parse_args(argv))
-    fields = {f.name: f for f in dataclasses.fields(cls)}
+    return config_from(cls, parse_given(parser, argv), parser, presets, resolve)
+
+
+def run_command(parse: Callable[[Sequence[str] | None], Any], main: Callable[[Any], Any], argv: Sequence[str] | None,
+                prog: str, status: Callable[[Any], int] = lambda outcome: 0) -> int:  # fmt: skip
+    """Parses, runs and returns the exit status: 2 for a usage error (argparse's) or a ValueError
+    the run raises before or while reading its data (``prog: error: ...`` on stderr, no
+    traceback), else ``status(outcome)``."""
     try:
-        for name, value in list(given.items()):
-            if fields[name].metadata.get("key_values"):
-                given[name] = key_values(value, _flag(fields[name]))
-        values = layer(cls, given, presets)
-        if resolve is not None:
-            values = resolve(values, set(given))
-        cfg = cls(**values)
-        if {"out", "resume", "overwrite"} <= set(fields) and getattr(cfg, "out", None):
-            check_out_dir(cfg.out, cfg.resume, cfg.overwrite)
-    except (ValueError, FileNotFoundError, FileExistsError) as e:
-        parser.error(str(e))
-    return cfg
-
-
-__all__ = [
-    "option", "shared", "train_setting", "check_config", "parse_config", "build_parser", "add_options",
-    "given_options", "layer", "HelpFormatter", "key_values", "literal", "comma_list", "float_list",
-    "clip_norm", "positive_int", "size_or_all", "at_least", "fraction", "one_of", "device_check", "grad_clip_check",
-    "train_check",
-]  # fmt: skip
+        cfg = parse(argv)
+        outcome = main(cfg)
+    except (ValueError, FileNotFoundError) as e:  # e.g. --out taken by another run, data that cannot be used: say why
+        print(f"{prog}: error: {e}", file=sys.stderr)
+        return 2
+    return status(outcome)
