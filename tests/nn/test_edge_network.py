@@ -6,6 +6,7 @@ from torch import nn
 from torch.profiler import ProfilerActivity, profile
 from torch_geometric.nn import NNConv
 
+from gnnkit.bench.synthetic import complete_edges
 from gnnkit.nn import EdgeNetworkConv, Graph
 from gnnkit.ops import CSR, DegreeBuckets, use_backend
 
@@ -109,8 +110,7 @@ def _peak_bytes(fn) -> int:
 
 def test_peak_memory_on_complete_graph_stays_far_below_per_edge_matrices():
     n, d, k = 40, 32, 16
-    ii, jj = torch.meshgrid(torch.arange(n), torch.arange(n), indexing="ij")
-    ei = torch.stack([ii[ii != jj], jj[ii != jj]])
+    ei = complete_edges(n)
     e = ei.size(1)
     x = torch.randn(n, d, requires_grad=True)
     ea = torch.randn(e, 5)
@@ -137,8 +137,7 @@ def test_cost_model_matches_the_counted_products(root, backward):
     conv = EdgeNetworkConv(6, 5, edge_dim=4, hidden=10, root_weight=root)
     blocks, start = [], 0
     for n in (4, 6, 5):
-        ii, jj = torch.meshgrid(torch.arange(n), torch.arange(n), indexing="ij")
-        blocks.append(torch.stack([ii[ii != jj], jj[ii != jj]]) + start)
+        blocks.append(complete_edges(n) + start)
         start += n
     ei = torch.cat(blocks, 1)
     x, ea = torch.randn(start, 6, requires_grad=True), torch.randn(ei.size(1), 4)
