@@ -18,12 +18,12 @@ Measured, for each variant, in the same process and interleaved:
   :meth:`gnnkit.models.MPNN.flops`: the products, a multiply-add counting 2), PyG's counted by
   ``torch.utils.flop_counter`` on one pass (its products), each divided by the time; the peak is
   the best ``torch.mm`` float32 rate measured in the same run with the same threads
-  (:func:`gnnkit.train.probes.matmul_gflops`) on 2048 x 2048 x 2048 and on the shapes of the
+  (:func:`gnnkit.bench.probes.matmul_gflops`) on 2048 x 2048 x 2048 and on the shapes of the
   MPNN's node-level product (forward, and both gradients) at this batch.
 * **profile** (optional, ``--profile``): ``torch.profiler`` on one training step (forward,
   backward, Adam step) of the MPNN on this batch and on a batch of 32 molecules (the quick QM9
   job's batch size): self time by kind of op, the share in calls under 1 ms (dispatch overhead),
-  and the GFLOP/s of each product shape (:func:`gnnkit.train.probes.profile_summary`).
+  and the GFLOP/s of each product shape (:func:`gnnkit.bench.probes.profile_summary`).
 * **RSS delta** (optional, ``--rss``, Linux): each variant once in a fresh subprocess; the peak
   resident set size (``VmHWM``, reset through ``/proc/self/clear_refs`` just before) during one
   forward + backward minus the resident size before it (includes allocator caching).
@@ -66,7 +66,7 @@ from torch_geometric.nn import NNConv
 from gnnkit.models import build_model
 from gnnkit.models.reference import PygQM9NNConv
 from gnnkit.nn import EdgeNetworkConv
-from gnnkit.train.probes import MachineLoad, matmul_gflops, profile_summary
+from gnnkit.bench.probes import MachineLoad, matmul_gflops, profile_summary
 
 ATOM_FEATURES, EDGE_DIM = 11, 5
 

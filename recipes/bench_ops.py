@@ -51,7 +51,7 @@ from torch_geometric.utils import scatter as pyg_scatter
 
 from gnnkit.data.paths import data_root
 from gnnkit.ops import CSR, scatter, spmm
-from gnnkit.train.probes import MachineLoad
+from gnnkit.bench.probes import MachineLoad
 
 # Peak HBM bandwidth in GB/s by device name (vendor datasheets).
 PEAK_GBPS = {"H200": 4800.0, "H100 SXM": 3350.0, "H100 PCIe": 2000.0, "H100": 3350.0, "A100": 2039.0}

@@ -40,8 +40,8 @@ from gnnkit.data import QM9, TargetNormalizer, load_split, target_index
 from gnnkit.data.qm9 import EXTENSIVE, TARGETS
 from gnnkit.models import build_model
 from gnnkit.train import TrainConfig, fit, flush_denormal, make_loader, prepare_out_dir
-from gnnkit.train.options import add_options, given_options
-from gnnkit.train.probes import MachineLoad
+from gnnkit.cli.options import add_options, given_options
+from gnnkit.bench.probes import MachineLoad
 
 TINY = torch.finfo(torch.float32).tiny
 

@@ -15,7 +15,7 @@ excluded) and at the end of each of the first ``--epochs`` passes over the train
 fast per second"), the *equal-epochs* result the same within the epoch budget ("learns well per
 sample"). With the constant learning rate, each is exactly what a run stopped at that budget
 gives. The table reports mean ± std over seeds and ranks a model below another only when their
-intervals are disjoint (:mod:`gnnkit.train.compare`); overlapping pairs are listed.
+intervals are disjoint (:mod:`gnnkit.bench.compare`); overlapping pairs are listed.
 
 Models (``--models``, comma-separated):
 
@@ -112,9 +112,9 @@ from gnnkit.models.external import build_from_spec, is_model_spec, load_model_sp
 from gnnkit.models.reference import REFERENCE_MODELS, dimenet_missing
 from gnnkit.train import TrainConfig, fit, make_loader, resolve_device, write_log_csv
 from gnnkit.train.budget import BudgetChunks
-from gnnkit.train.compare import SeedSummary, overlapping_pairs, rank_by_intervals, seed_band, summarize
-from gnnkit.train.options import add_options, comma_list, given_options, size_or_all
-from gnnkit.train.probes import MachineLoad, PeakMemory, device_description, git_commit, warm_up
+from gnnkit.bench.compare import SeedSummary, overlapping_pairs, rank_by_intervals, seed_band, summarize
+from gnnkit.cli.options import add_options, comma_list, given_options, size_or_all
+from gnnkit.bench.probes import MachineLoad, PeakMemory, device_description, git_commit, warm_up
 
 
 class ModelEntry(NamedTuple):

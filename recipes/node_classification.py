@@ -43,7 +43,7 @@ from gnnkit.bench.node_classification import (
     run_all,
 )
 from gnnkit.data.node_classification import NODE_DATASETS, SPLITS
-from gnnkit.train.options import positive_int
+from gnnkit.cli.options import positive_int
 from gnnkit.train.outdir import check_out_dir, releases_out_dirs
 
 

@@ -41,9 +41,9 @@ from pathlib import Path
 
 from gnnkit.data import read_sdf, read_smiles_file, read_xyz, smiles_record
 from gnnkit.data.molecule_io import DEFAULT_MAX_ATOMS, DEFAULT_MAX_EDGES, MoleculeRecord
-from gnnkit.train import Prediction, load_predictor, resolve_device
+from gnnkit.predict import Prediction, geometry_text, load_predictor
+from gnnkit.train import resolve_device
 from gnnkit.train.checkpoint import atomic_write_text
-from gnnkit.train.predict import geometry_text
 
 KINDS = ("smiles", "smiles_file", "xyz", "sdf")
 

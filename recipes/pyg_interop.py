@@ -11,7 +11,7 @@ more breaks than PyG's layer, 0 on a prebuilt graph, the MPNN no more than PyG's
 model; compile time within 2x of PyG's. The behaviour rows (sparse adjacency, to_hetero, fx,
 lazy sizes, half precision, explainers) are tests: tests/nn/test_pyg_interop.py.
 
-Timings need an idle machine: the report records the load (``gnnkit.train.probes.MachineLoad``).
+Timings need an idle machine: the report records the load (``gnnkit.bench.probes.MachineLoad``).
 """
 
 from __future__ import annotations
@@ -33,9 +33,9 @@ from gnnkit.bench.synthetic import complete_edges
 from gnnkit.models import build_model
 from gnnkit.models.reference import PygQM9NNConv
 from gnnkit.nn import EdgeNetworkConv, GCNConv, GGNNConv, GINConv, Graph, RelationalConv, Set2Set
-from gnnkit.train.options import add_options, given_options
+from gnnkit.cli.options import add_options, given_options
 from gnnkit.train.outdir import prepare_out_dir, releases_out_dirs
-from gnnkit.train.probes import MachineLoad, compile_seconds, git_commit, graph_breaks
+from gnnkit.bench.probes import MachineLoad, compile_seconds, git_commit, graph_breaks
 
 F, EDGE_DIM, TYPES = 16, 5, 3
 SIZES = (20, 35, 50)  # nodes of the three graphs compiled

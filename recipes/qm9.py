@@ -74,6 +74,7 @@ from gnnkit.data.molecule_io import training_domain
 from gnnkit.data.qm9 import CHEMICAL_ACCURACY, EXTENSIVE, SPLIT_SIZES, TARGETS, UNITS
 from gnnkit.data.smiles import read_qm9_smiles
 from gnnkit.models import MODELS, build_model
+from gnnkit.predict import predictor_card
 from gnnkit.train import (
     TrainConfig,
     check_resume,
@@ -81,12 +82,11 @@ from gnnkit.train import (
     init_distributed,
     loader_throughput,
     make_loader,
-    predictor_card,
     resolve_device,
 )
 from gnnkit.train.checkpoint import atomic_write_text
 from gnnkit.train.loop import OUTPUTS
-from gnnkit.train.options import key_values, size_or_all
+from gnnkit.cli.options import key_values, size_or_all
 from gnnkit.train.outdir import check_out_dir, prepare_out_dir, releases_out_dirs
 
 QUICK_TRAIN_SIZE, QUICK_EVAL_SIZE = 5_000, 1_000

@@ -48,11 +48,12 @@ from gnnkit.data import TargetNormalizer, load_molecule_csv, split_molecules
 from gnnkit.data.molecule_csv import check_columns, check_fractions, csv_header
 from gnnkit.data.molecule_io import training_domain
 from gnnkit.models import MODELS, build_model
-from gnnkit.train import TrainConfig, check_resume, fit, load_predictor, make_loader, predictor_card, regression_errors
+from gnnkit.predict import load_predictor, predictor_card, regression_errors
+from gnnkit.train import TrainConfig, check_resume, fit, make_loader
 from gnnkit.train import resolve_device
 from gnnkit.train.checkpoint import atomic_write_text
 from gnnkit.train.loop import OUTPUTS
-from gnnkit.train.options import add_options, comma_list, given_options, key_values
+from gnnkit.cli.options import add_options, comma_list, given_options, key_values
 from gnnkit.train.outdir import check_out_dir, prepare_out_dir, releases_out_dirs
 
 GRAPH_MODELS = tuple(n for n, spec in MODELS.items() if spec.task == "graph" and spec.inputs == "graph")

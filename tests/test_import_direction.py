@@ -1,7 +1,9 @@
-"""The import direction ops → nn → models → data → train (recipes on top, outside the package).
+"""The import direction ops → nn → models → data → train → {bench, predict} → cli (recipes on top,
+outside the package).
 
 Every ``import``/``from ... import`` in gnnkit's modules, at any depth (function-level imports
 included, relative ones resolved), may only name a gnnkit package at the same layer or below.
+``bench`` and ``predict`` share a layer: neither imports the other.
 """
 
 from __future__ import annotations
@@ -13,7 +15,9 @@ from pathlib import Path
 import pytest
 
 PACKAGE = Path(__file__).resolve().parents[1] / "gnnkit"
-LAYERS = ("ops", "nn", "models", "data", "train")
+# One entry per layer, lowest first; a tuple holds the packages that share a layer.
+LAYERS = ("ops", "nn", "models", "data", "train", ("bench", "predict"), "cli")
+RANK = {name: i for i, layer in enumerate(LAYERS) for name in ((layer,) if isinstance(layer, str) else layer)}
 
 
 def _module_name(path: Path) -> list[str]:
@@ -45,7 +49,7 @@ def imported_gnnkit_modules(path: Path) -> list[tuple[int, str]]:
 
 def layer_of(dotted: str) -> int | None:
     parts = dotted.split(".")
-    return LAYERS.index(parts[1]) if len(parts) > 1 and parts[1] in LAYERS else None
+    return RANK.get(parts[1]) if len(parts) > 1 else None
 
 
 def violations(path: Path) -> list[str]:
@@ -55,7 +59,8 @@ def violations(path: Path) -> list[str]:
     bad = []
     for line, name in imported_gnnkit_modules(path):
         target = layer_of(name)
-        if name == "gnnkit" or (target is not None and target > own):
+        sibling = target == own and name.split(".")[1] != _module_name(path)[1]
+        if name == "gnnkit" or (target is not None and target > own) or sibling:
             bad.append(f"{path.relative_to(PACKAGE.parent)}:{line} imports {name}")
     return bad
 
@@ -66,7 +71,7 @@ def test_every_module_imports_only_downwards():
     layers_seen = {layer_of(".".join(_module_name(p))) for p in modules}
     assert set(range(len(LAYERS))) <= layers_seen
     bad = [v for p in modules for v in violations(p)]
-    assert not bad, "imports against ops → nn → models → data → train:\n" + "\n".join(bad)
+    assert not bad, "imports against ops → nn → models → data → train → {bench, predict} → cli:\n" + "\n".join(bad)
 
 
 @pytest.mark.parametrize(
@@ -77,11 +82,35 @@ def test_every_module_imports_only_downwards():
         ("from gnnkit import data\n", True),
         ("import gnnkit.models\n", True),
         ("from gnnkit.ops import spmm\nfrom ..graph import Graph\n", False),
+        ("from gnnkit.bench.probes import MachineLoad\n", True),
+        ("from gnnkit.predict import load_predictor\n", True),
+        ("from gnnkit.cli.options import add_options\n", True),
     ],
 )
 def test_checker_catches_an_upward_import(tmp_path, monkeypatch, source, expected):
     """The checker itself: an upward import written into a fake nn/conv module is reported."""
     fake = tmp_path / "gnnkit" / "nn" / "conv"
+    fake.mkdir(parents=True)
+    (fake / "bad.py").write_text(source)
+    monkeypatch.setattr(sys.modules[__name__], "PACKAGE", tmp_path / "gnnkit")
+    assert bool(violations(fake / "bad.py")) is expected
+
+
+@pytest.mark.parametrize(
+    ("layer", "source", "expected"),
+    [
+        ("train", "from gnnkit.predict import load_predictor\n", True),
+        ("bench", "from gnnkit.predict import load_predictor\n", True),
+        ("predict", "from gnnkit.bench import probes\n", True),
+        ("predict", "from gnnkit.cli.options import add_options\n", True),
+        ("predict", "from gnnkit.train.loop import fit\nfrom .predictor import Predictor\n", False),
+        ("cli", "from gnnkit.predict import load_predictor\nfrom gnnkit.bench.compare import summarize\n", False),
+    ],
+)
+def test_checker_knows_the_upper_layers(tmp_path, monkeypatch, layer, source, expected):
+    """bench and predict sit above train and beside each other (neither imports the other); cli
+    sits above both."""
+    fake = tmp_path / "gnnkit" / layer
     fake.mkdir(parents=True)
     (fake / "bad.py").write_text(source)
     monkeypatch.setattr(sys.modules[__name__], "PACKAGE", tmp_path / "gnnkit")

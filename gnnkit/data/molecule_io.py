@@ -153,7 +153,7 @@ def molecule_domain(mol: Any) -> dict[str, int]:
 def training_domain(smiles: Sequence[str]) -> dict[str, Any]:
     """The applicability domain of a model trained on ``smiles``: the largest heavy-atom count,
     the net charges and the largest number of fragments seen (SMILES RDKit cannot read are
-    left out). Plain values, for a predictor card (see :func:`gnnkit.train.predictor_card`)."""
+    left out). Plain values, for a predictor card (see :func:`gnnkit.predict.predictor_card`)."""
     from rdkit import Chem
 
     from gnnkit.data.molecule import _rdkit

@@ -33,7 +33,6 @@ from gnnkit.train.loop import (
     write_log_csv,
 )
 from gnnkit.train.node import NodeResult, train_node_classifier
-from gnnkit.train.predict import Prediction, Predictor, load_predictor, predictor_card, regression_errors
 from gnnkit.train.outdir import OutDirLockedError, OutDirNotEmptyError, check_out_dir, prepare_out_dir
 
 __all__ = [
@@ -75,9 +74,4 @@ __all__ = [
     "seed_everything",
     "train_node_classifier",
     "NodeResult",
-    "load_predictor",
-    "Predictor",
-    "Prediction",
-    "predictor_card",
-    "regression_errors",
 ]

@@ -131,8 +131,8 @@ class TrainConfig:
             resume. JSON-like values.
         best_model_info: what ``best_model.pt`` carries beside the weights and the epoch, under
             the key ``"predictor"``: tensors and plain containers only, so that the file loads with
-            ``torch.load(..., weights_only=True)`` (see :func:`gnnkit.train.predictor_card`, which
-            :func:`gnnkit.train.load_predictor` reads back). ``None``: weights and epoch only.
+            ``torch.load(..., weights_only=True)`` (see :func:`gnnkit.predict.predictor_card`, which
+            :func:`gnnkit.predict.load_predictor` reads back). ``None``: weights and epoch only.
         flush_denormal: on CPU, train and evaluate with subnormal floats flushed to zero (see
             :func:`flush_denormal`). Without it a model whose gates saturate (the MPNN's GRU on
             QM9) slowed 4x over a 6-epoch run. Changes values only below 1.2e-38 in magnitude;

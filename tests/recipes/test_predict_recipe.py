@@ -68,7 +68,7 @@ def own_evaluation(run):
 
 
 def test_api_predictions_equal_the_models_own_evaluation(run, test_molecules):
-    from gnnkit.train import load_predictor
+    from gnnkit.predict import load_predictor
 
     out, _, _, result = run
     expected, truth = own_evaluation(run)

@@ -380,7 +380,7 @@ def test_sigint_and_sigterm_keep_the_checkpoint_and_resume_is_identical(data_roo
 
 def test_target_all_trains_one_model_per_target_and_writes_the_table(recipe, data_root, tmp_path, capsys):
     from gnnkit.data.qm9 import TARGETS
-    from gnnkit.train import load_predictor
+    from gnnkit.predict import load_predictor
 
     out = tmp_path / "all"
     table = run(recipe, data_root, out, "--epochs", "1", "--target", "all")

@@ -81,7 +81,7 @@ def test_coordinates_column_scaffold_split_and_ggnn(recipe, data_csv, tmp_path):
     result = recipe.main(recipe.parse_args(args))
     assert result["status"] == "completed" and result["edges"] == "complete" and result["geometry"] == "given"
     assert result["skipped"] == 4 and sum(result["sizes"].values()) == 48
-    from gnnkit.train import load_predictor
+    from gnnkit.predict import load_predictor
 
     predictor = load_predictor(out)
     assert predictor.options.needs_coordinates and predictor.geometry == "given"

@@ -1,10 +1,10 @@
-"""Mean ± std over seeds and interval rankings (gnnkit.train.compare)."""
+"""Mean ± std over seeds and interval rankings (gnnkit.bench.compare)."""
 
 import math
 
 import pytest
 
-from gnnkit.train.compare import SeedSummary, overlapping_pairs, rank_by_intervals, seed_band, summarize
+from gnnkit.bench.compare import SeedSummary, overlapping_pairs, rank_by_intervals, seed_band, summarize
 
 
 def test_summarize_uses_the_sample_std_and_counts_missing_values():

@@ -10,15 +10,8 @@ from torch_geometric.data import Batch
 from gnnkit.data import FeaturizerOptions, TargetNormalizer, molecule_data, smiles_record
 from gnnkit.data.molecule_io import training_domain
 from gnnkit.models import build_model
-from gnnkit.train import (
-    DamagedFileError,
-    TrainConfig,
-    fit,
-    load_predictor,
-    make_loader,
-    predictor_card,
-    regression_errors,
-)
+from gnnkit.predict import load_predictor, predictor_card, regression_errors
+from gnnkit.train import DamagedFileError, TrainConfig, fit, make_loader
 from gnnkit.train.loop import _scheduler
 
 pytestmark = pytest.mark.usefixtures("one_thread")

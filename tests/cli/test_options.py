@@ -1,11 +1,11 @@
-"""Options from a config dataclass (gnnkit.train.options)."""
+"""Options from a config dataclass (gnnkit.cli.options)."""
 
 import argparse
 from dataclasses import dataclass, field
 
 import pytest
 
-from gnnkit.train.options import add_options, comma_list, given_options, key_values, literal
+from gnnkit.cli.options import add_options, comma_list, given_options, key_values, literal
 
 
 @dataclass

@@ -1,4 +1,4 @@
-"""Measurement probes (gnnkit.train.probes): peak memory, machine load, device and commit strings."""
+"""Measurement probes (gnnkit.bench.probes): peak memory, machine load, device and commit strings."""
 
 import pathlib
 import time
@@ -6,7 +6,7 @@ import time
 import pytest
 import torch
 
-from gnnkit.train.probes import (
+from gnnkit.bench.probes import (
     LoadSample,
     MachineLoad,
     PeakMemory,
