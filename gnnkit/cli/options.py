@@ -1,7 +1,8 @@
 """Command-line options from a config dataclass: each option is written once, as a field.
 
 A field becomes ``--field-name``; its help text and (for types other than ``int``, ``float``,
-``str``, ``bool`` and ``X | None``) its parser come from the field's metadata::
+``str``, ``bool`` and ``X | None``) its parser come from the field's metadata (a callable, or
+the name of one of :data:`PARSERS`, for configs in layers below this one)::
 
     @dataclass
     class Config:
@@ -54,6 +55,10 @@ def comma_list(text: str) -> tuple[str, ...]:
     return tuple(item.strip() for item in text.split(",") if item.strip())
 
 
+# Parsers a field's metadata may name as a string (``{"parse": "comma_list"}``).
+PARSERS: dict[str, Callable[[str], Any]] = {"positive_int": positive_int, "size_or_all": size_or_all, "comma_list": comma_list}
+
+
 def _optional(parse: Callable[[str], Any]) -> Callable[[str], Any]:
     def parse_optional(text: str) -> Any:
         return None if text.strip().lower() == "none" else parse(text)
@@ -100,6 +105,8 @@ def add_options(parser: argparse.ArgumentParser, cls: type) -> None:
                                 help=help_text)  # fmt: skip
             continue
         parse = f.metadata.get("parse") or _parser_for(hints[f.name])
+        if isinstance(parse, str):  # a config below the CLI layer names its parser (gnnkit.bench cannot import this module)
+            parse = PARSERS[parse]
         if parse is None:
             raise TypeError(f"field {cls.__name__}.{f.name} of type {hints[f.name]} needs metadata={{'parse': ...}}")
         parser.add_argument(flag, dest=f.name, type=parse, default=argparse.SUPPRESS, metavar=f.metadata.get("metavar"),
