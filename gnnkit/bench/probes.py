@@ -87,6 +87,29 @@ class PeakMemory:
             self.peak_mb = (self._peak - self._base) / 2**20
 
 
+def peak_tensor_bytes(fn: Callable[[], None], device: torch.device | None = None) -> int:
+    """Peak of live tensor memory allocated while ``fn`` runs: torch.profiler memory events on
+    CPU (every allocation and free of the CPU allocator, summed in time order), the caching
+    allocator's peak on a CUDA ``device``. Tensors that exist before ``fn`` runs are not counted."""
+    from torch.profiler import ProfilerActivity, profile
+
+    if device is not None and device.type == "cuda":
+        torch.cuda.synchronize(device)
+        torch.cuda.reset_peak_memory_stats(device)
+        before = torch.cuda.memory_allocated(device)
+        fn()
+        torch.cuda.synchronize(device)
+        return torch.cuda.max_memory_allocated(device) - before
+    with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
+        fn()
+    events = sorted((e.start_ns(), e.nbytes()) for e in prof.profiler.kineto_results.events() if e.name() == "[memory]")
+    live = peak = 0
+    for _, nbytes in events:
+        live += nbytes
+        peak = max(peak, live)
+    return peak
+
+
 def _busy_seconds() -> float | None:
     """CPU seconds all cores of the machine spent busy since boot (``/proc/stat``), or ``None``."""
     try:
@@ -238,8 +261,8 @@ def git_commit(path: str | os.PathLike) -> str | None:
     return head.stdout.strip() + ("+dirty" if dirty.returncode == 0 and dirty.stdout.strip() else "")
 
 
-__all__ = ["PeakMemory", "MachineLoad", "LoadSample", "warm_up", "device_description", "git_commit", "matmul_gflops",
-           "profile_summary", "ProfileSummary"]
+__all__ = ["PeakMemory", "peak_tensor_bytes", "MachineLoad", "LoadSample", "warm_up", "device_description", "git_commit",
+           "matmul_gflops", "profile_summary", "ProfileSummary"]
 
 
 def graph_breaks(fn: Callable[..., Any], *args: Any) -> tuple[int, list[str]]:

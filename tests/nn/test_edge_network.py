@@ -3,9 +3,9 @@
 import pytest
 import torch
 from torch import nn
-from torch.profiler import ProfilerActivity, profile
 from torch_geometric.nn import NNConv
 
+from gnnkit.bench.probes import peak_tensor_bytes
 from gnnkit.bench.synthetic import complete_edges
 from gnnkit.nn import EdgeNetworkConv, Graph
 from gnnkit.ops import CSR, DegreeBuckets, use_backend
@@ -96,18 +96,6 @@ def test_errors():
         conv(x, ei, ea[:3])
 
 
-def _peak_bytes(fn) -> int:
-    """Peak of live CPU tensor memory allocated while ``fn`` runs (torch.profiler memory events)."""
-    with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
-        fn()
-    events = sorted((e.start_ns(), e.nbytes()) for e in prof.profiler.kineto_results.events() if e.name() == "[memory]")
-    live = peak = 0
-    for _, nbytes in events:
-        live += nbytes
-        peak = max(peak, live)
-    return peak
-
-
 def test_peak_memory_on_complete_graph_stays_far_below_per_edge_matrices():
     n, d, k = 40, 32, 16
     ei = complete_edges(n)
@@ -117,8 +105,8 @@ def test_peak_memory_on_complete_graph_stays_far_below_per_edge_matrices():
     ours = EdgeNetworkConv(d, d, aggr="mean", root_weight=False, edge_dim=5, hidden=k)
     pyg = NNConv(d, d, nn.Sequential(nn.Linear(5, k), nn.ReLU(), nn.Linear(k, d * d)), aggr="mean")
     per_edge_matrices = e * d * d * 4  # the E x d x d float32 tensor NNConv builds
-    peak_ours = _peak_bytes(lambda: ours(x, ei, ea).sum().backward())
-    peak_pyg = _peak_bytes(lambda: pyg(x, ei, ea).sum().backward())
+    peak_ours = peak_tensor_bytes(lambda: ours(x, ei, ea).sum().backward())
+    peak_pyg = peak_tensor_bytes(lambda: pyg(x, ei, ea).sum().backward())
     assert peak_pyg > per_edge_matrices  # the measurement sees the big tensor when it exists
     assert peak_ours < per_edge_matrices / 4
     # What we do hold: node-level K x d blocks, per-edge vectors of size K or d, parameter grads.
