@@ -94,6 +94,14 @@ class IdentityTargets:
         return batch.y.double()
 
 
+def _stderr_is_terminal() -> bool:
+    """Whether progress bars would reach a person: stderr is a terminal, not a file or a pipe."""
+    try:
+        return sys.stderr.isatty()
+    except (AttributeError, ValueError):  # replaced by an object without isatty, or closed
+        return False
+
+
 @dataclass
 class TrainConfig:
     """Settings of :func:`fit`.
@@ -120,7 +128,8 @@ class TrainConfig:
             checkpoint kept beside it; neither: start afresh). Refused if the checkpoint was
             written with other settings (every field here but device, out_dir, resume,
             progress, log_epochs and stop_after_epoch; plus ``run_settings`` and the DDP world size).
-        progress: tqdm progress bar (main process only).
+        progress: tqdm progress bar (main process only); ``None``: only when stderr is a
+            terminal, so that a log redirected to a file gets no carriage-return updates.
         log_epochs: print one line per epoch (main process only).
         stop_after_epoch: stop after this epoch as if the run were killed (testing resume).
         target_names: names of the ``T`` targets, for the log.
@@ -154,7 +163,7 @@ class TrainConfig:
     seed: int = 0
     out_dir: str | None = None
     resume: bool = False
-    progress: bool = True
+    progress: bool | None = None
     log_epochs: bool = True
     stop_after_epoch: int | None = None
     target_names: Sequence[str] | None = None
@@ -165,7 +174,7 @@ class TrainConfig:
 
     def __post_init__(self) -> None:
         if isinstance(self.epochs, bool) or not isinstance(self.epochs, numbers.Integral) or self.epochs < 1:
-            raise ValueError(f"epochs must be an int >= 1, got {self.epochs!r}")
+            raise ValueError(f"epochs must be an integer >= 1, got {self.epochs!r}")
         if not (self.lr > 0 and math.isfinite(self.lr)):
             raise ValueError(f"lr must be a finite number > 0, got {self.lr}")
         if not (self.weight_decay >= 0 and math.isfinite(self.weight_decay)):
@@ -492,7 +501,7 @@ def _fit(
         net = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
     names = list(config.target_names) if config.target_names is not None else None
     scale = torch.as_tensor(config.score_scale, dtype=torch.float64) if config.score_scale is not None else None
-    show = config.progress and info.is_main
+    show = info.is_main and (config.progress if config.progress is not None else _stderr_is_terminal())
 
     error: str | None = None
     epoch = start_epoch - 1
