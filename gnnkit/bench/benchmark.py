@@ -2,16 +2,16 @@
 its model table and presets, the :class:`Config`, one (model, seed) run under two budgets,
 aggregation over seeds, rankings and the report.
 
-Entry point: :func:`run` (``config_from_options`` turns command-line options over a preset into
-a :class:`Config`). The protocol, the presets and the outputs are described in
-``recipes/benchmark.py``'s docstring.
+Entry point: :func:`run` with a :class:`gnnkit.cli.benchmark.Config` (its options, presets and
+checks live with the ``gnnkit benchmark`` command, which builds it from a command line). The
+protocol, the presets and the outputs are described in :mod:`gnnkit.cli.benchmark`.
 """
 
 from __future__ import annotations
 
 import json
 import time
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, fields
 from pathlib import Path
 from typing import Any, Callable, Literal, NamedTuple
 
@@ -26,8 +26,8 @@ from gnnkit.data.inputs import BondGraph, GridInputs, MapBatches, SmilesTokens
 from gnnkit.data.qm9 import CHEMICAL_ACCURACY, EXTENSIVE, QM9, UNITS, load_split, target_index
 from gnnkit.models import MODELS as REGISTRY
 from gnnkit.models import build_model
-from gnnkit.models.external import build_from_spec, is_model_spec, load_model_spec
-from gnnkit.models.reference import REFERENCE_MODELS, dimenet_missing
+from gnnkit.models.external import build_from_spec, is_model_spec
+from gnnkit.models.reference import REFERENCE_MODELS
 from gnnkit.train import TrainConfig, fit, make_loader, resolve_device, write_log_csv
 from gnnkit.train.budget import BudgetChunks
 
@@ -95,65 +95,6 @@ PRESETS: dict[str, dict[str, Any]] = {
 }  # fmt: skip
 
 
-def _opt(default: Any, text: str, **meta: Any) -> Any:
-    return field(default=default, metadata={"help": text, **meta})
-
-
-@dataclass
-class Config:
-    preset: str = _opt("quick", "quick (CPU, minutes: the defaults shown), section2 (CPU, hours: every model, "
-                       "5 epochs of 2,000 molecules) or gpu (see the module docstring)",
-                       choices=tuple(PRESETS))  # fmt: skip
-    target: str = _opt("U0", "QM9 target, e.g. U0, gap, mu")
-    models: tuple[str, ...] = _opt(PRESETS["quick"]["models"], "comma-separated registry names or module:Class specs",
-                                   parse="comma_list", metavar="A,B,...")  # fmt: skip
-    seeds: int = _opt(3, "runs per model (seeds 0..K-1)")
-    budget_seconds: float = _opt(45.0, "equal-time budget: training wall-clock per run")
-    epochs: int = _opt(3, "equal-epochs budget: passes over the training slice")
-    time_evals: int = _opt(3, "validation points within the time budget")
-    train_size: int | None = _opt(500, "first N molecules of the training split, or 'all'", parse="size_or_all")
-    eval_size: int | None = _opt(300, "first M molecules of the validation and test splits, or 'all'", parse="size_or_all")
-    widths: str = _opt("quick", "model widths: quick (about half) or default", choices=("quick", "default"))
-    batch_size: int = _opt(32, "molecules per batch")
-    lr: float = _opt(1e-3, "Adam learning rate")
-    schedule: str = _opt("constant", "constant, or plateau (halves the rate when validation stalls; its steps then "
-                         "depend on both budgets' evaluation points)", choices=("constant", "plateau"))  # fmt: skip
-    grad_clip: float | None = _opt(5.0, "gradient norm clip ('none' to disable)")
-    device: str = _opt("auto", "cpu, cuda, cuda:1 or auto")
-    threads: int | None = _opt(None, "torch intra-op threads (default: torch's)")
-    loader_workers: int = _opt(0, "DataLoader worker processes")
-    data_root: str | None = _opt(None, "QM9 folder with the processed cache (default: qm9/ under $GNNKIT_DATA, else the checkout's datasets/, else ~/.cache/gnnkit)")
-    out: str = _opt("runs/benchmark", "output folder (must be empty or absent)")
-    command: str = field(default="", repr=False, metadata={"cli": False})
-    not_run: dict[str, str] = field(default_factory=dict, metadata={"cli": False})
-
-    def __post_init__(self) -> None:
-        self.models = tuple(self.models)
-        target_index(self.target)
-        if self.preset not in PRESETS:
-            raise ValueError(f"preset must be one of {tuple(PRESETS)}, got {self.preset!r}")
-        if not self.models or len(set(self.models)) != len(self.models):
-            raise ValueError(f"models must be a non-empty list without repeats, got {list(self.models)}")
-        if self.seeds < 1 or self.epochs < 1 or self.time_evals < 1 or self.batch_size < 1:
-            raise ValueError("seeds, epochs, time_evals and batch_size must be >= 1")
-        if not self.budget_seconds > 0:
-            raise ValueError(f"budget_seconds must be > 0, got {self.budget_seconds}")
-        if any(n is not None and n < 1 for n in (self.train_size, self.eval_size)):
-            raise ValueError("train_size and eval_size must be >= 1 (or None for the whole split)")
-        if self.widths not in ("quick", "default") or self.schedule not in ("constant", "plateau"):
-            raise ValueError(f"widths must be quick/default and schedule constant/plateau, got {self.widths!r}, {self.schedule!r}")
-        if self.threads is not None and self.threads < 1:
-            raise ValueError(f"threads must be >= 1, got {self.threads}")
-        # Last: a user's module:Class spec is imported (its code runs) only once every other value is good.
-        for name in self.models:
-            if is_model_spec(name):
-                load_model_spec(name)  # a bad spec fails here, before any data is prepared
-            elif name not in MODELS:
-                raise ValueError(f"unknown model {name!r}: use one of {sorted(MODELS)} or a 'module:Class' spec")
-            elif name == "dimenet++" and dimenet_missing():
-                raise ValueError(f"dimenet++ cannot run here: {dimenet_missing()}")
-
-
 def model_config(name: str, widths: str) -> dict[str, Any]:
     if is_model_spec(name):
         return {}
@@ -178,7 +119,7 @@ def _builder(name: str) -> Callable[..., nn.Module]:
 # -- data -----------------------------------------------------------------------------------
 
 
-def prepare(config: Config) -> dict[str, Any]:
+def prepare(config: Any) -> dict[str, Any]:
     """The QM9 slices of the split, the target normaliser and (for the RNN) the SMILES vocabulary."""
     split = load_split()
     rows = {"train": split["train"][: config.train_size], "val": split["val"][: config.eval_size],
@@ -199,7 +140,7 @@ def prepare(config: Config) -> dict[str, Any]:
     return info
 
 
-def loaders_for(kind: str, info: dict[str, Any], config: Config, seed: int, device: torch.device) -> dict[str, Any]:
+def loaders_for(kind: str, info: dict[str, Any], config: Any, seed: int, device: torch.device) -> dict[str, Any]:
     """Train/val/test loaders that build ``kind`` inputs from the complete-graph molecules."""
     out = {}
     for split, part in info["parts"].items():
@@ -219,7 +160,7 @@ def loaders_for(kind: str, info: dict[str, Any], config: Config, seed: int, devi
 # -- one run --------------------------------------------------------------------------------
 
 
-def run_one(name: str, seed: int, config: Config, info: dict[str, Any], device: torch.device, run_dir: Path) -> dict[str, Any]:
+def run_one(name: str, seed: int, config: Any, info: dict[str, Any], device: torch.device, run_dir: Path) -> dict[str, Any]:
     """Trains ``name`` with ``seed`` under both budgets; its history goes to ``run_dir/log.csv``."""
     kind = "graph" if is_model_spec(name) else MODELS[name].inputs
     loaders = loaders_for(kind, info, config, seed, device)
@@ -463,36 +404,12 @@ def _check_out(out: Path) -> None:
         raise ValueError(f"--out {str(out)!r} is not an empty folder; choose a new one (a benchmark never overwrites results)")
 
 
-def config_from_options(given: dict[str, Any], command: str) -> Config:
-    """The :class:`Config` of a command line: the preset's values (``given["preset"]``, else
-    ``quick``) under the options ``given``. Where the preset's models are used, a reference that
-    cannot run here (dimenet++ without pyg-lib) is dropped and recorded in ``not_run``.
-
-    Raises:
-        ValueError: a bad value (a user's ``module:Class`` model is imported only when every
-            other value is good).
-    """
-    preset = given.get("preset", Config.preset)
-    if preset not in PRESETS:
-        raise ValueError(f"preset must be one of {tuple(PRESETS)}, got {preset!r}")
-    values = {**PRESETS[preset], **given}
-    not_run = {}
-    if "models" not in given:  # the preset's table says why a reference is missing from it
-        reason = dimenet_missing()
-        if reason:
-            values["models"] = tuple(m for m in values["models"] if m != "dimenet++")
-            not_run["dimenet++"] = reason
-        elif "dimenet++" not in values["models"]:
-            not_run["dimenet++"] = f"not in the {preset} preset; add it with --models"
-    return Config(**values, command=command, not_run=not_run)
-
-
 def run_folder(name: str) -> str:
     """The folder name of a model's runs (a spec's slashes and colons replaced)."""
     return "".join(c if c.isalnum() or c in "._+-" else "_" for c in name)
 
 
-def run(config: Config) -> dict[str, Any]:
+def run(config: Any) -> dict[str, Any]:
     """Runs the benchmark ``config`` describes and writes its report under ``config.out``
     (``benchmark_<target>.md``/``.json``/``.png``, ``runs/<model>/seed<k>/log.csv``); returns
     what the JSON holds."""
