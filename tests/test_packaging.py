@@ -127,11 +127,13 @@ def test_wheel_contents(wheel):
     with zipfile.ZipFile(wheel) as z:
         names = set(z.namelist())
         split = z.read("gnnkit/data/qm9_split.npz")
+        node_settings = z.read("gnnkit/bench/node_classification.json")  # `gnnkit node`'s per-dataset settings
         meta = email.message_from_bytes(z.read("gnnkit-0.1.0.dist-info/METADATA"))
         license_text = z.read("gnnkit-0.1.0.dist-info/licenses/LICENSE").decode()
     sources = {p.relative_to(REPO).as_posix() for p in (REPO / "gnnkit").rglob("*.py")}
     assert {n for n in names if n.endswith(".py")} == sources
     assert split == (REPO / "gnnkit" / "data" / "qm9_split.npz").read_bytes()
+    assert node_settings == (REPO / "gnnkit" / "bench" / "node_classification.json").read_bytes()
     assert "gnnkit/py.typed" in names
     assert {n.split("/")[0] for n in names} == {"gnnkit", "gnnkit-0.1.0.dist-info"}  # no datasets/, tests/, recipes/
     assert license_text.startswith("MIT License") and meta["License-Expression"] == "MIT"

@@ -320,6 +320,31 @@ def model_input(model: nn.Module, batch: Any) -> Any:
     return prepare(batch) if callable(prepare) else batch
 
 
+def train_step(
+    net: nn.Module, model: nn.Module, batch: Any, targets: Targets, opt: torch.optim.Optimizer, device: torch.device,
+    amp: bool = False, grad_clip: float | None = None,
+) -> tuple[Tensor, Tensor]:
+    """One optimisation step as :func:`fit` takes it: the model's input built outside the forward
+    (:func:`model_input`), the forward under bf16 autocast when ``amp`` on CUDA, MSE against
+    ``targets.encode(batch)`` in float32, backward, gradient-norm clipping at ``grad_clip``, the
+    optimizer step. ``net`` is what is called (``model`` itself, or its DDP or compiled wrapper);
+    ``model`` owns the parameters. Returns the loss (not synchronised) and the encoded targets.
+
+    Shapes:
+        ``net(...)``: ``[num_graphs, T]`` (or anything of ``goal``'s size) -> loss ``[]``, goal ``[num_graphs, T]``.
+    """
+    goal = targets.encode(batch)
+    with _autocast(device, amp):
+        out = net(model_input(model, batch))
+    loss = torch.nn.functional.mse_loss(out.float().reshape(goal.shape), goal)
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    if grad_clip is not None:
+        torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
+    opt.step()
+    return loss, goal
+
+
 @torch.no_grad()
 def evaluate(model: nn.Module, loader: Iterable, targets: Targets, device: torch.device, amp: bool = False) -> Tensor:
     """MAE per target in physical units over ``loader`` (summed over DDP ranks).
@@ -497,15 +522,7 @@ def _fit(
         t_train = time.perf_counter()
         for step, batch in enumerate(batches):
             batch = batch.to(device, non_blocking=True)
-            goal = targets.encode(batch)
-            with _autocast(device, config.amp):
-                out = net(model_input(model, batch))
-            loss = torch.nn.functional.mse_loss(out.float().reshape(goal.shape), goal)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            if config.grad_clip is not None:
-                torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
-            opt.step()
+            loss, goal = train_step(net, model, batch, targets, opt, device, config.amp, config.grad_clip)
             if per_step:
                 sched.step()
             loss_sum += torch.stack([loss.detach().double() * goal.size(0), torch.tensor(goal.size(0), dtype=torch.float64, device=device)])
@@ -671,6 +688,7 @@ def loader_throughput(loader: Iterable, device: str | torch.device = "cpu", max_
 
 __all__ = [
     "model_input",
+    "train_step",
     "OUTPUTS",
     "check_resume",
     "FitResult",
