@@ -36,7 +36,7 @@ examples:
   gnnkit train qm9 --out runs/qm9                       # quick run: MPNN on U0, minutes on a CPU
   gnnkit train csv --data my.csv --targets logS --out runs/logs
   gnnkit predict --checkpoint runs/qm9 --smiles CCO c1ccccc1 --out preds.csv
-  gnnkit node --model gcn --dataset cora --splits planetoid
+  gnnkit node --model gcn --dataset cora --splits public
   gnnkit benchmark --out runs/benchmark
 """
 
