@@ -202,11 +202,10 @@ def grad_clip_check(value: float | None) -> float | None:
 def train_check(name: str) -> Check:
     """Check: the value :class:`gnnkit.train.TrainConfig` accepts for its field ``name`` (its
     check, its message)."""
-    base = {"out_dir": "."} if name == "resume" else {}
 
     def check(value: Any) -> Any:
         try:
-            TrainConfig(**base, **{name: value})
+            TrainConfig(**{name: value})
         except ValueError as e:
             raise ValueError(str(e).removeprefix(f"{name} ")) from None
         return value
