@@ -94,6 +94,14 @@ class IdentityTargets:
         return batch.y.double()
 
 
+def _stderr_is_terminal() -> bool:
+    """Whether progress bars would reach a person: stderr is a terminal, not a file or a pipe."""
+    try:
+        return sys.stderr.isatty()
+    except (AttributeError, ValueError):  # replaced by an object without isatty, or closed
+        return False
+
+
 @dataclass
 class TrainConfig:
     """Settings of :func:`fit`.
@@ -120,7 +128,8 @@ class TrainConfig:
             checkpoint kept beside it; neither: start afresh). Refused if the checkpoint was
             written with other settings (every field here but device, out_dir, resume,
             progress, log_epochs and stop_after_epoch; plus ``run_settings`` and the DDP world size).
-        progress: tqdm progress bar (main process only).
+        progress: tqdm progress bar (main process only); ``None``: only when stderr is a
+            terminal, so that a log redirected to a file gets no carriage-return updates.
         log_epochs: print one line per epoch (main process only).
         stop_after_epoch: stop after this epoch as if the run were killed (testing resume).
         target_names: names of the ``T`` targets, for the log.
@@ -154,7 +163,7 @@ class TrainConfig:
     seed: int = 0
     out_dir: str | None = None
     resume: bool = False
-    progress: bool = True
+    progress: bool | None = None
     log_epochs: bool = True
     stop_after_epoch: int | None = None
     target_names: Sequence[str] | None = None
@@ -165,7 +174,7 @@ class TrainConfig:
 
     def __post_init__(self) -> None:
         if isinstance(self.epochs, bool) or not isinstance(self.epochs, numbers.Integral) or self.epochs < 1:
-            raise ValueError(f"epochs must be an int >= 1, got {self.epochs!r}")
+            raise ValueError(f"epochs must be an integer >= 1, got {self.epochs!r}")
         if not (self.lr > 0 and math.isfinite(self.lr)):
             raise ValueError(f"lr must be a finite number > 0, got {self.lr}")
         if not (self.weight_decay >= 0 and math.isfinite(self.weight_decay)):
@@ -309,6 +318,31 @@ def model_input(model: nn.Module, batch: Any) -> Any:
     forward and backward pass read nothing on the host; the batch itself for any other model."""
     prepare = getattr(model, "prepare", None)
     return prepare(batch) if callable(prepare) else batch
+
+
+def train_step(
+    net: nn.Module, model: nn.Module, batch: Any, targets: Targets, opt: torch.optim.Optimizer, device: torch.device,
+    amp: bool = False, grad_clip: float | None = None,
+) -> tuple[Tensor, Tensor]:
+    """One optimisation step as :func:`fit` takes it: the model's input built outside the forward
+    (:func:`model_input`), the forward under bf16 autocast when ``amp`` on CUDA, MSE against
+    ``targets.encode(batch)`` in float32, backward, gradient-norm clipping at ``grad_clip``, the
+    optimizer step. ``net`` is what is called (``model`` itself, or its DDP or compiled wrapper);
+    ``model`` owns the parameters. Returns the loss (not synchronised) and the encoded targets.
+
+    Shapes:
+        ``net(...)``: ``[num_graphs, T]`` (or anything of ``goal``'s size) -> loss ``[]``, goal ``[num_graphs, T]``.
+    """
+    goal = targets.encode(batch)
+    with _autocast(device, amp):
+        out = net(model_input(model, batch))
+    loss = torch.nn.functional.mse_loss(out.float().reshape(goal.shape), goal)
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    if grad_clip is not None:
+        torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
+    opt.step()
+    return loss, goal
 
 
 @torch.no_grad()
@@ -467,7 +501,7 @@ def _fit(
         net = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
     names = list(config.target_names) if config.target_names is not None else None
     scale = torch.as_tensor(config.score_scale, dtype=torch.float64) if config.score_scale is not None else None
-    show = config.progress and info.is_main
+    show = info.is_main and (config.progress if config.progress is not None else _stderr_is_terminal())
 
     error: str | None = None
     epoch = start_epoch - 1
@@ -488,15 +522,7 @@ def _fit(
         t_train = time.perf_counter()
         for step, batch in enumerate(batches):
             batch = batch.to(device, non_blocking=True)
-            goal = targets.encode(batch)
-            with _autocast(device, config.amp):
-                out = net(model_input(model, batch))
-            loss = torch.nn.functional.mse_loss(out.float().reshape(goal.shape), goal)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            if config.grad_clip is not None:
-                torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
-            opt.step()
+            loss, goal = train_step(net, model, batch, targets, opt, device, config.amp, config.grad_clip)
             if per_step:
                 sched.step()
             loss_sum += torch.stack([loss.detach().double() * goal.size(0), torch.tensor(goal.size(0), dtype=torch.float64, device=device)])
@@ -662,6 +688,7 @@ def loader_throughput(loader: Iterable, device: str | torch.device = "cpu", max_
 
 __all__ = [
     "model_input",
+    "train_step",
     "OUTPUTS",
     "check_resume",
     "FitResult",

@@ -6,6 +6,7 @@ import pytest
 import torch
 from torch_geometric.data import Batch, Data
 
+from gnnkit.bench.synthetic import synthetic_molecule
 from gnnkit.models.pyg_reference import (
     REFERENCE_MODELS,
     CompleteInteractionGraph,
@@ -21,17 +22,7 @@ IN, EDGE = 7, 5
 
 def _molecule(n: int, seed: int) -> Data:
     """A complete graph with QM9-style edges (distance, bond one-hot) and atomic numbers."""
-    g = torch.Generator().manual_seed(seed)
-    pos = torch.randn(n, 3, generator=g) * 1.5
-    ii, jj = torch.meshgrid(torch.arange(n), torch.arange(n), indexing="ij")
-    off = ii != jj
-    ei = torch.stack([ii[off], jj[off]])
-    dist = (pos[ei[0]] - pos[ei[1]]).norm(dim=1, keepdim=True)
-    bond = torch.zeros(ei.size(1), 4)
-    bonded = torch.rand(ei.size(1), generator=g) < 0.3
-    bond[bonded, torch.randint(0, 4, (int(bonded.sum()),), generator=g)] = 1.0
-    z = torch.tensor([1, 6, 7, 8, 9])[torch.randint(0, 5, (n,), generator=g)]
-    return Data(x=torch.randn(n, IN, generator=g), edge_index=ei, edge_attr=torch.cat([dist, bond], 1), pos=pos, z=z)
+    return synthetic_molecule(n, seed, atom_features=IN, bond_fraction=0.3, atomic_numbers=True)
 
 
 def _brute_force_pairs(pos, batch, cutoff):

@@ -1,6 +1,7 @@
 """The training loop with a tiny model: learning, exact resume, checkpoints, logs, samplers."""
 
 import csv
+import io
 import os
 import re
 import subprocess
@@ -390,3 +391,27 @@ def test_resume_with_another_thread_count_warns(loaders, tmp_path, capsys, recor
         torch.set_num_threads(1)
     err = capsys.readouterr().err
     assert "written with 1 CPU threads, this run uses 2" in err and "OMP_NUM_THREADS=1" in err
+
+
+class _Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+@pytest.mark.parametrize("terminal", [False, True])
+def test_progress_bar_only_on_a_terminal(loaders, tmp_path, monkeypatch, terminal):
+    """progress=None (the default): a bar when stderr is a terminal; a redirected log (a file)
+    gets no carriage-return updates. progress=True/False force it either way."""
+    stream = _Terminal() if terminal else open(tmp_path / "log.txt", "w+")
+    monkeypatch.setattr(sys, "stderr", stream)
+    torch.manual_seed(0)
+    fit(TinyNet(), *loaders(), IdentityTargets(), TrainConfig(device="cpu", epochs=1, log_epochs=False))
+    stream.seek(0)
+    written = stream.read()
+    assert ("\r" in written and "epoch 1/1" in written) is terminal
+    if not terminal:
+        assert written == ""
+        fit(TinyNet(), *loaders(), IdentityTargets(), TrainConfig(device="cpu", epochs=1, log_epochs=False, progress=True))
+        stream.seek(0)
+        assert "epoch 1/1" in stream.read()
+    stream.close()
