@@ -40,6 +40,15 @@ gnnkit picks one value for all targets:
 * decay start between 10 % and 90 % of training: **50 %**; decay factor F in [0.01, 1]: **0.1**;
 * the edge network's hidden layer (not described): gnnkit's default, 128 units.
 
+``--preset full`` and ``--preset full-pyg`` are the equal-wall-clock comparison on the whole split
+(110,831 training molecules, the full validation and test splits, U0 unless ``--target``): 60
+minutes of training wall-clock each (``--time-budget 3600``: evaluation excluded, the schedule
+decays over the time), a validation point (and checkpoint) every 20,000 molecules
+(``--epoch-size``), resumable with ``--resume``. ``full`` is gnnkit's MPNN with the settings the
+pilots chose (recipes/results/qm9_pilots.md); ``full-pyg`` is PyG's ``examples/qm9_nn_conv.py``
+model (``--model pyg-nnconv``) at that example's settings. ``recipes/qm9_report.py`` turns the two
+run folders into one figure and one table.
+
 Gilmer normalised every target to mean 0 and variance 1; gnnkit also subtracts a per-element
 linear reference from extensive targets first (:mod:`gnnkit.data.normalize`). Expected time, an
 estimate: 1.7 CPU-s per step of batch 20 measured on one core, so 13 targets x 3M steps is about
@@ -87,6 +96,7 @@ from gnnkit.train import (
 from gnnkit.train.checkpoint import atomic_write_text
 from gnnkit.train.loop import OUTPUTS
 from gnnkit.train.options import key_values, size_or_all
+from gnnkit.train.probes import MachineLoad, PeakMemory, device_description, git_commit
 from gnnkit.train.outdir import check_out_dir, prepare_out_dir, releases_out_dirs
 
 QUICK_TRAIN_SIZE, QUICK_EVAL_SIZE = 5_000, 1_000
@@ -110,6 +120,8 @@ NOT_RUN_SETTINGS = ("device", "out", "data_root", "resume", "overwrite", "loader
 # Presets: values layered under the command line (an option given there wins). "quick" is the
 # dataclass defaults. "gilmer": see the module docstring for what the paper fixes and what we pick.
 GILMER_EPOCHS = 541  # ceil(110,831 / 20) = 5,542 steps per epoch; 541 epochs = 2,998,222 steps
+FULL_DATA = {"train_size": None, "eval_size": None, "time_budget": 3600.0, "epochs": 10_000, "epoch_size": 20_000,
+             "edges": "complete", "hydrogens": True}  # fmt: skip
 PRESETS: dict[str, dict] = {
     "quick": {},
     "gilmer": {
@@ -118,6 +130,13 @@ PRESETS: dict[str, dict] = {
         "final_lr_factor": 0.1, "grad_clip": None, "channels": 200, "steps": 3,
         "model_options": {"set2set_steps": 6},
     },
+    # 60 minutes of training wall-clock on the whole split (recipes/results/qm9_pilots.md chose the MPNN's settings).
+    "full": {**FULL_DATA, "model": "mpnn", "batch_size": 32, "lr": 1e-3, "schedule": "linear", "decay_start": 0.0,
+             "final_lr_factor": 0.05, "grad_clip": 5.0, "model_options": {"aggr": "mean"}},
+    # PyG's examples/qm9_nn_conv.py: d = 64, mean aggregation, batch 128, Adam 1e-3 (its ReduceLROnPlateau, patience
+    # 5 epochs, cannot act within the few passes of an hour on a CPU, so the lr is constant), no clipping.
+    "full-pyg": {**FULL_DATA, "model": "pyg-nnconv", "batch_size": 128, "lr": 1e-3, "schedule": "constant",
+                 "grad_clip": None, "channels": 64},
 }  # fmt: skip
 
 
@@ -149,6 +168,8 @@ class Config:
     progress: bool = True
     stop_after_epoch: int | None = None  # for tests: stop as if killed after this epoch
     model_options: dict = field(default_factory=dict)
+    time_budget: float | None = None  # seconds of training wall-clock (evaluation excluded); None: --epochs
+    epoch_size: int | None = None  # molecules per epoch (one validation point each); None: the training set
     preset: str = "quick"  # recorded only; the preset's values are in the fields above
 
     def __post_init__(self) -> None:
@@ -166,7 +187,7 @@ class Config:
         if self.schedule not in ("linear", "cosine", "plateau", "constant"):
             raise ValueError(f"schedule must be linear, cosine, plateau or constant, got {self.schedule!r}")
         for name, low in (("epochs", 1), ("batch_size", 1), ("channels", 1), ("steps", 1), ("loader_workers", 0),
-                          ("stop_after_epoch", 1)):  # fmt: skip
+                          ("stop_after_epoch", 1), ("epoch_size", 1)):  # fmt: skip
             value = getattr(self, name)
             if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < low):
                 raise ValueError(f"--{name.replace('_', '-')} must be an integer >= {low}, got {value!r}")
@@ -175,6 +196,8 @@ class Config:
             if value is not None and (not isinstance(value, int) or not 1 <= value <= most):
                 raise ValueError(f"--{name.replace('_', '-')} must be in 1..{most:,} (the {split} split's size) or "
                                  f"'all', got {value!r}")  # fmt: skip
+        if self.time_budget is not None and not (self.time_budget > 0 and math.isfinite(self.time_budget)):
+            raise ValueError(f"--time-budget must be a finite number of seconds > 0, got {self.time_budget}")
         if not (self.lr > 0 and math.isfinite(self.lr)):
             raise ValueError(f"--lr must be a finite number > 0, got {self.lr}")
         if self.grad_clip is not None and not (self.grad_clip > 0 and math.isfinite(self.grad_clip)):
@@ -211,7 +234,8 @@ def parse_args(argv: list[str] | None = None) -> Config:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
     S = argparse.SUPPRESS  # preset-layered options: absent unless given, so a preset can supply them
     p.add_argument("--preset", choices=tuple(PRESETS), default="quick",
-                   help="quick (the defaults shown) or gilmer (Gilmer et al.'s enn-s2s training; see above)")
+                   help="quick (the defaults shown), gilmer (Gilmer et al.'s enn-s2s training), full or full-pyg "
+                        "(60 minutes on the whole split: gnnkit's MPNN, PyG's example); see above")
     p.add_argument("--model", choices=GRAPH_MODELS, default=S, help=f"default {Config.model}")
     p.add_argument("--target", default="U0", help=f"one of {', '.join(TARGETS)} (case-insensitive), or all: one model "
                    "per target and the 13-target table")  # fmt: skip
@@ -233,6 +257,10 @@ def parse_args(argv: list[str] | None = None) -> Config:
     p.add_argument("--eval-size", type=size_or_all, default=S,
                    help=f"first M molecules of the validation and test splits, or 'all' (default: {QUICK_EVAL_SIZE} "
                         "for the quick run; 'all' as soon as --train-size is given)")  # fmt: skip
+    p.add_argument("--time-budget", type=float, default=S, metavar="SECONDS", help="train for this much training "
+                   "wall-clock (evaluation excluded) instead of --epochs; the lr schedule decays over it")
+    p.add_argument("--epoch-size", type=int, default=S, metavar="N",
+                   help="molecules per epoch, i.e. per validation point and checkpoint (default: the training set)")
     p.add_argument("--channels", type=int, default=S)
     p.add_argument("--steps", type=int, default=S)
     p.add_argument("--model-option", action="append", default=[], metavar="KEY=VALUE",
@@ -253,9 +281,10 @@ def parse_args(argv: list[str] | None = None) -> Config:
     preset = dict(PRESETS[a.preset])
     preset_options = preset.pop("model_options", {})
     values = {f: given.get(f, preset.get(f, getattr(Config, f))) for f in (
-        "model", "edges", "epochs", "batch_size", "lr", "schedule", "final_lr_factor", "decay_start", "channels", "steps")}
+        "model", "edges", "epochs", "batch_size", "lr", "schedule", "final_lr_factor", "decay_start", "channels", "steps",
+        "time_budget", "epoch_size")}
     if a.preset != "quick" and values["model"] != preset.get("model", values["model"]):
-        p.error(f"--preset {a.preset} trains {preset['model']} (Gilmer's enn-s2s); it cannot be combined with "
+        p.error(f"--preset {a.preset} trains {preset['model']}; it cannot be combined with "
                 f"--model {values['model']}")  # fmt: skip
     values["hydrogens"] = not given["no_hydrogens"] if "no_hydrogens" in given else preset.get("hydrogens", True)
     # --train-size alone evaluates on the full validation and test splits.
@@ -310,7 +339,7 @@ def _train_config(cfg: Config, device: torch.device) -> TrainConfig:
     name = cfg.target
     return TrainConfig(
         epochs=cfg.epochs, lr=cfg.lr, schedule=cfg.schedule, final_lr_factor=cfg.final_lr_factor,
-        decay_start=cfg.decay_start, amp=cfg.amp, grad_clip=cfg.grad_clip,
+        decay_start=cfg.decay_start, amp=cfg.amp, grad_clip=cfg.grad_clip, time_budget=cfg.time_budget,
         device=str(device), seed=cfg.seed, out_dir=cfg.out, resume=cfg.resume, progress=cfg.progress,
         stop_after_epoch=cfg.stop_after_epoch, target_names=[name], score_scale=[CHEMICAL_ACCURACY[name]],
         run_settings={k: v for k, v in asdict(cfg).items() if k not in NOT_RUN_SETTINGS},
@@ -363,8 +392,9 @@ def train_target(cfg: Config, info, dataset: QM9, rows: dict[str, np.ndarray], t
     workers = cfg.loader_workers
     if workers is None:
         workers = min(8, max((os.cpu_count() or 1) // info.world_size - 1, 0)) if pin else 0
-    loaders = {k: make_loader(d, cfg.batch_size, shuffle=k == "train", seed=cfg.seed, dist_info=info,
-                              num_workers=workers, pin_memory=pin) for k, d in parts.items()}  # fmt: skip
+    loaders = {k: make_loader(d, cfg.batch_size, shuffle=k == "train", seed=cfg.seed, dist_info=info, num_workers=workers,
+                              pin_memory=pin, epoch_size=cfg.epoch_size if k == "train" else None)
+               for k, d in parts.items()}  # fmt: skip
     loader_rate = loader_throughput(loaders["train"], device, max_batches=50) * info.world_size
 
     torch.manual_seed(cfg.seed)
@@ -385,7 +415,11 @@ def train_target(cfg: Config, info, dataset: QM9, rows: dict[str, np.ndarray], t
               f"hydrogens={cfg.hydrogens}; train/val/test = {len(parts['train'])}/{len(parts['val'])}/{len(parts['test'])} "
               f"molecules; data ready in {data_seconds:.1f} s; loader {loader_rate:.0f} mol/s", flush=True)  # fmt: skip
 
-    res = fit(model, loaders["train"], loaders["val"], loaders["test"], normalizer, train_cfg)
+    load = MachineLoad(own_threads=torch.get_num_threads())
+    load.sample()
+    with PeakMemory(device) as memory:
+        res = fit(model, loaders["train"], loaders["val"], loaders["test"], normalizer, train_cfg)
+    load.sample()
 
     acc = CHEMICAL_ACCURACY[name]
     # A diverged run has no result: its MAEs would be those of an epoch before the divergence.
@@ -404,7 +438,9 @@ def train_target(cfg: Config, info, dataset: QM9, rows: dict[str, np.ndarray], t
         "cpu_seconds": round(_cpu_seconds(cpu_start), 2), "threads": torch.get_num_threads(),
         "data_seconds": round(data_seconds, 2), "molecules_per_second": round(res.train_molecules_per_second, 1),
         "loader_molecules_per_second": round(loader_rate, 1), "loader_workers": workers, "device": str(device),
-        "world_size": info.world_size,
+        "world_size": info.world_size, "parameters": sum(p.numel() for p in model.parameters()),
+        "peak_memory_mb": memory.peak_mb, "machine_load": load.summary(), "machine": device_description(device),
+        "commit": git_commit(Path(__file__).resolve().parent), "time_budget": cfg.time_budget, "argv": ["python", *sys.argv],
         "interrupted": res.interrupted, "featurization": {k: v for k, v in dataset.report.items() if k != "failures"},
         "config": asdict(cfg), "torch": torch.__version__,
         "paper": {"gilmer_enn_s2s_ratio": GILMER_ENN_S2S[name], "gilmer_steps": 3_000_000, "gilmer_batch_size": 20},
