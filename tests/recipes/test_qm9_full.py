@@ -34,6 +34,7 @@ def test_presets_settings(recipe, tmp_path):
     full = recipe.parse_args(["--preset", "full", "--out", str(tmp_path / "a")])
     assert (full.model, full.train_size, full.eval_size, full.time_budget, full.epoch_size) == ("mpnn", None, None, 3600.0, 20_000)
     assert full.schedule in ("linear", "cosine")  # decays within the budget
+    assert full.model_options == {"message_scale": 1 / 18, "edge_hidden": 64}  # the pilots' choice
     pyg = recipe.parse_args(["--preset", "full-pyg", "--out", str(tmp_path / "b")])
     assert (pyg.model, pyg.channels, pyg.batch_size, pyg.lr, pyg.grad_clip, pyg.train_size, pyg.time_budget) == (
         "pyg-nnconv", 64, 128, 1e-3, None, None, 3600.0)
