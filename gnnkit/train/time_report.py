@@ -106,7 +106,9 @@ def markdown(rows: list[dict[str, Any]], title: str) -> str:
         f"# {title}", "",
         "Validation MAE against training wall-clock (evaluation excluded) in the figure beside this file; "
         f"test MAE at the best validation point. Ratio = test MAE / chemical accuracy. Epochs: evaluation points "
-        f"(passes = training molecules seen / training set). Molecules/s: the run's mean (its epochs' range).", "",
+        f"(passes = training molecules seen / training set). Molecules/s: the run's mean (its epochs' range). Peak memory: "
+        "resident memory above the process's level when training began (the loaded dataset excluded; of the last "
+        "session if the run was resumed).", "",
         f"| run | model | test MAE ({unit}) | ratio | best / epochs | passes | training s | molecules/s | parameters | "
         "peak memory (MB) | status |",
         "|---|---|---|---|---|---|---|---|---|---|---|",
@@ -124,7 +126,7 @@ def markdown(rows: list[dict[str, Any]], title: str) -> str:
         argv = " ".join(r["argv"]) if isinstance(r["argv"], list) else r["argv"]
         lines += [
             f"**{r['run']}**: `{argv}`; {r['train_size']:,} training / {r['val_size']:,} validation / "
-            f"{r['test_size']:,} test molecules, batch {r['batch_size']}, {r['threads']} threads; commit "
+            f"{r['test_size']:,} test molecules, batch {r['batch_size']}, {r['threads']} thread(s); commit "
             f"{r['commit']}; {r['machine']}; load average (1, 5, 15 min) before {r['load_average_start']}, after "
             f"{r['load_average_end']}: {r['load_verdict']}", "",
         ]  # fmt: skip
