@@ -579,8 +579,10 @@ def _fit(
         elapsed += time.perf_counter() - t_epoch
         mol_seconds += train_seconds
         mols += epoch_mols
+        # train_seconds / train_molecules: cumulative, the x axes of an equal-wall-clock comparison.
         row.update({"best_epoch": best_epoch, "epoch_seconds": time.perf_counter() - t_epoch,
-                    "train_seconds": mol_seconds, "train_molecules": mols, "train_molecules_per_second": epoch_mols / max(train_seconds, 1e-9)})  # fmt: skip
+                    "train_seconds": mol_seconds, "train_molecules": mols,
+                    "train_molecules_per_second": epoch_mols / max(train_seconds, 1e-9)})  # fmt: skip
         history.append(row)
         if config.log_epochs and info.is_main:
             msg = " ".join(f"{k}={v:.5g}" for k, v in row.items() if k.startswith(("val_mae", "test_mae")))
