@@ -309,8 +309,8 @@ def shared(name: str, default: Any = MISSING, help: str | None = None, **kwargs:
                       parse=clip_norm, group="training", **kwargs)  # fmt: skip
     if name == "epoch_size":  # make_loader(epoch_size=...): an epoch of N samples of an endless shuffled stream
         return option(None if default is MISSING else default, help or "molecules per epoch (a validation point and "
-                      "checkpoint each, cut from an endless shuffled stream); none: one pass over the training set", check=at_least(1), group="training", metavar="N",
-                      **kwargs)  # fmt: skip
+                      "checkpoint each, cut from an endless shuffled stream); none: one pass over the training set",
+                      check=at_least(1), group="training", metavar="N", **kwargs)  # fmt: skip
     if name == "batch_size":
         return option(32 if default is MISSING else default, help or "molecules per step", check=at_least(1),
                       group="training", **kwargs)  # fmt: skip

@@ -456,6 +456,9 @@ def main(cfg: Config) -> dict:
     device = resolve_device(cfg.device)
     if device.type == "cpu" and info.distributed:
         torch.set_num_threads(max(1, (os.cpu_count() or 1) // info.world_size))
+    if info.distributed and cfg.time_budget is not None:  # before any data is loaded (fit refuses it too)
+        raise ValueError("--time-budget runs in one process (under torchrun the ranks' clocks would stop them at "
+                         "different batches)")  # fmt: skip
     runs = _per_target(cfg)
     # Before any data is loaded: never replace another run's files unless told to, and resume
     # only the runs these arguments describe.
