@@ -7,6 +7,9 @@ Quantum Chemistry"). The same command as ``gnnkit train qm9``.
     python recipes/qm9.py --preset gilmer --target all --device cuda --out runs/gilmer   # the paper's setup
     python recipes/qm9.py --train-size all --epochs 300 --device cuda --amp
     torchrun --nproc_per_node=4 recipes/qm9.py --train-size all --device cuda
+    python recipes/qm9.py --preset full --out runs/full_mpnn      # 60 min of training on the whole split
+    python recipes/qm9.py --preset full-pyg --out runs/full_pyg   # PyG's qm9_nn_conv example, the same
+    python recipes/qm9_report.py runs/full_mpnn runs/full_pyg --out recipes/results/qm9_full_cpu
 
 What the run does, top to bottom (:func:`gnnkit.cli.qm9.main`):
 
@@ -21,7 +24,9 @@ What the run does, top to bottom (:func:`gnnkit.cli.qm9.main`):
 4. ``--target all``: ``OUT/table.md`` / ``OUT/table.json``, the 13-target table.
 
 See ``gnnkit train qm9 --help`` (or ``python recipes/qm9.py --help``) for every option and
-:mod:`gnnkit.cli.qm9` for the presets and what ``--preset gilmer`` fixes.
+:mod:`gnnkit.cli.qm9` for the presets: what ``--preset gilmer`` fixes, and ``full`` / ``full-pyg``,
+the equal-wall-clock comparison (``--time-budget``, ``--epoch-size``) that ``recipes/qm9_report.py``
+turns into one figure and one table.
 """
 
 import sys

@@ -88,7 +88,7 @@ PRESETS: dict[str, dict[str, Any]] = {
     "quick": {"models": (*GNNKIT, "pyg-nnconv", "schnet")},
     "section2": {"models": (*GNNKIT, *SECTION2, "pyg-nnconv", "schnet"), "train_size": 2000, "eval_size": 500,
                  "budget_seconds": SECTION2_SECONDS, "epochs": 5, "time_evals": 5},
-    "gpu": {"models": (*GNNKIT, *REFERENCE_MODELS), "train_size": None, "eval_size": None, "budget_seconds": 1800.0,
+    "gpu": {"models": (*GNNKIT, "pyg-nnconv", *REFERENCE_MODELS), "train_size": None, "eval_size": None, "budget_seconds": 1800.0,
             "epochs": 10, "time_evals": 6, "widths": "default", "device": "cuda", "loader_workers": 4},
     "gilmer": {"models": tuple(GILMER_ROWS), "train_size": 4000, "eval_size": 1000, "budget_seconds": 100.0,
                "epochs": 3, "time_evals": 3, "seeds": 3},

@@ -9,8 +9,8 @@ wall-clock on a molecular CSV made from QM9, through ``gnnkit train csv`` itself
    rows), as a user's CSV would hold them: no coordinates, so every model sees the chemical graph
    with bond one-hot edges (what ``gnnkit train csv`` does by default).
 2. Featurizes it once, then for every model and seed runs :func:`gnnkit.cli.molecules.main` with
-   ``--time-budget`` (constant learning rate, ``--time-evals`` validation points, at least one
-   epoch): seed ``k`` sets the seeded 80/10/10 split, the initialisation and the batch order, the
+   ``--time-budget`` (constant learning rate, a validation point every ``--epoch-size`` molecules
+   or every pass): seed ``k`` sets the seeded 80/10/10 split, the initialisation and the batch order, the
    same for every model.
 3. Reports the test MAE at the best validation point within the budget, mean ± std over seeds,
    ranked only where intervals are disjoint (:mod:`gnnkit.bench.compare`), with each model's
@@ -57,13 +57,13 @@ class Config:
     rows: int = option(3000, "molecules in the CSV (from QM9's committed training split)", check=at_least(30), group="data")
     seeds: int = option(2, "runs per model (seeds 0..K-1: split, initialisation, batch order)", check=at_least(1))
     budget_seconds: float = option(30.0, "training wall-clock per run (evaluation excluded)", group="training")
-    time_evals: int = option(5, "validation points within the budget", check=at_least(1), group="training")
+    epoch_size: int | None = shared("epoch_size")
     batch_size: int = shared("batch_size", 32)
     lr: float = shared("lr")
     threads: int | None = option(None, "torch threads (none: torch's default)", check=at_least(1), group="run")
     device: str = shared("device", "cpu")
     out: str = shared("out", "runs/csv_models")
-    resume: bool = option(False, "not supported (time-budget runs restart)", cli=False)
+    resume: bool = option(False, "not supported (the measurement restarts)", cli=False)
     overwrite: bool = shared("overwrite")
 
     def __post_init__(self) -> None:
@@ -97,7 +97,8 @@ def report(cfg: Config, runs: list[dict], load: tuple) -> tuple[dict, str]:
     lines = [f"# Equal-time comparison on a QM9-derived CSV ({cfg.target}, {unit})", "",
              f"{cfg.rows} molecules (SMILES only: chemical graph, bond one-hot edges), seeded 80/10/10 split per seed, "
              f"{cfg.budget_seconds:g} s of training per run, {cfg.seeds} seed(s), batch {cfg.batch_size}, Adam lr "
-             f"{cfg.lr} constant; test MAE at the best of {cfg.time_evals} validation points within the budget. "
+             f"{cfg.lr} constant; test MAE at the best validation point within the budget (one every "
+             f"{f'{cfg.epoch_size:,} molecules' if cfg.epoch_size else 'pass'}). "
              f"Load average before {load[0]}, after {load[1]}; threads {torch.get_num_threads()}.", "",
              "| rank | model | test MAE (mean ± std) | parameters | training molecules seen |", "|---|---|---|---|---|"]  # fmt: skip
     def order(m: str) -> tuple:
@@ -129,7 +130,7 @@ def main(cfg: Config) -> dict:
     write_csv(data, cfg.target, cfg.rows)
     load_before = tuple(round(x, 2) for x in os.getloadavg())
     base = dict(data=str(data), targets=(cfg.target,), units=(UNITS[cfg.target],), time_budget=cfg.budget_seconds,
-                time_evals=cfg.time_evals, schedule="constant", batch_size=cfg.batch_size, lr=cfg.lr, device=cfg.device,
+                epoch_size=cfg.epoch_size, schedule="constant", batch_size=cfg.batch_size, lr=cfg.lr, device=cfg.device,
                 progress=False, overwrite=True)  # fmt: skip
     table = molecules.load_table(molecules.Config(**base, model=cfg.models[0], out=str(out / "runs" / "probe")))
     runs = []

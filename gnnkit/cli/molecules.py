@@ -25,10 +25,13 @@ data row, or strings such as ``"0-79,85"``). An explicit split is checked before
 read (unknown label, index out of range, a row in two splits, an empty split); skipped rows drop
 out of their split and rows in no split are not used.
 
-``--time-budget SECONDS`` trains for that much training wall-clock (evaluation excluded, at
-least one epoch) instead of ``--epochs``, with ``--time-evals`` validation points, and reports the
-test MAE at the best of them: the equal-time comparison of models (at a constant learning rate
-unless ``--schedule plateau``).
+``--time-budget SECONDS`` trains for that much training wall-clock (evaluation excluded) instead
+of ``--epochs`` (then only an upper bound), as ``gnnkit train qm9 --time-budget`` does
+(:attr:`gnnkit.train.TrainConfig.time_budget`): a killed run continues with ``--resume`` (the
+budget counts every session's training seconds), and a linear or cosine schedule decays over the
+time. ``--epoch-size N`` makes an epoch, i.e. a validation point, of N molecules of an endless
+shuffled stream; the test MAE is that of the best validation point: the equal-time comparison of
+models.
 
 Writes under ``OUT``: ``result.json`` (test MAE and RMSE per target at the best validation epoch,
 sizes, skipped count, settings), ``test_predictions.csv``, ``skipped_rows.csv``, the training
@@ -79,7 +82,6 @@ from gnnkit.data.molecule_io import training_domain
 from gnnkit.models import MODELS, build_model
 from gnnkit.predict import load_predictor, predictor_card, regression_errors
 from gnnkit.train import TrainConfig, check_resume, fit, make_loader, resolve_device
-from gnnkit.train.budget import BudgetChunks
 from gnnkit.train.checkpoint import atomic_write_text
 from gnnkit.train.loop import OUTPUTS
 from gnnkit.train.outdir import prepare_out_dir, releases_out_dirs
@@ -137,10 +139,8 @@ class Config:
     lr: float = shared("lr")
     schedule: str = shared("schedule")
     grad_clip: float | None = shared("grad_clip", 5.0)
-    time_budget: float | None = option(None, "train for this many seconds of training wall-clock (at least one epoch) "
-                                       "instead of --epochs; for equal-time comparisons", group="training",
-                                       metavar="SECONDS")  # fmt: skip
-    time_evals: int = option(5, "validation points within --time-budget", check=at_least(1), group="training")
+    time_budget: float | None = shared("time_budget")
+    epoch_size: int | None = shared("epoch_size")
     device: str = shared("device")
     seed: int = shared("seed", help="seeds the split, the initialisation and the batch order")
     out: str = shared("out", "runs/molecules")
@@ -176,13 +176,6 @@ class Config:
             raise ValueError(f"--edges {self.edges} carries distances: give --xyz-column or --embed (or use --edges bonds)")
         self.split_sizes = check_fractions(self.split_sizes)
         self.explicit_split()  # an explicit split's errors now, before any molecule is read
-        if self.time_budget is not None and not self.time_budget > 0:
-            raise ValueError(f"--time-budget must be a number of seconds > 0, got {self.time_budget}")
-        if self.time_budget is not None and self.schedule in ("linear", "cosine"):
-            raise ValueError(f"--time-budget needs --schedule constant or plateau (a {self.schedule} decay is sized by "
-                             "epochs, not seconds)")  # fmt: skip
-        if self.time_budget is not None and self.resume:
-            raise ValueError("--time-budget runs cannot be resumed (their chunks follow the wall-clock); start afresh")
         valid = MODELS[self.model].options()
         bad = sorted(set(self.model_options) - set(valid))
         if bad:
@@ -223,10 +216,7 @@ class Config:
 
 
 def _resolve(values: dict, given: set[str]) -> dict:
-    """The seeded split's options do not go with an explicit split; --time-budget trains at a
-    constant learning rate unless --schedule says otherwise."""
-    if values.get("time_budget") is not None:
-        values.setdefault("schedule", "constant")
+    """The seeded split's options do not go with an explicit split."""
     seeded = sorted(given & {"split", "split_sizes"})
     if seeded and (values.get("split_column") or values.get("splits_file")):
         raise ValueError(f"--{seeded[0].replace('_', '-')} sets the seeded split; it does not go with --split-column or "
@@ -273,12 +263,13 @@ def main(cfg: Config, table: MoleculeCSV | None = None) -> dict:
     device = resolve_device(cfg.device)
     out = Path(cfg.out)
     train_cfg = TrainConfig(
-        epochs=cfg.epochs, lr=cfg.lr, schedule=cfg.schedule, grad_clip=cfg.grad_clip, device=str(device), seed=cfg.seed,
+        epochs=cfg.epochs, lr=cfg.lr, schedule=cfg.schedule, grad_clip=cfg.grad_clip, time_budget=cfg.time_budget,
+        device=str(device), seed=cfg.seed,
         out_dir=cfg.out, resume=cfg.resume, progress=cfg.progress, target_names=list(cfg.targets),
         run_settings={k: v for k, v in asdict(cfg).items() if k not in NOT_RUN_SETTINGS},
     )  # fmt: skip
     prepare_out_dir(cfg.out, cfg.resume, cfg.overwrite, outputs=(*OUTPUTS, RESULT_NAME, PREDICTIONS_NAME, SKIPPED_NAME))
-    check_resume(train_cfg)
+    check_resume(train_cfg, pending=("score_scale",))  # the targets' spread, from the data: checked by fit
 
     # 1. the molecules and the split
     if table is None:
@@ -297,11 +288,8 @@ def main(cfg: Config, table: MoleculeCSV | None = None) -> dict:
     normalizer = TargetNormalizer.fit(y_train, counts_train, list(range(len(cfg.targets))),
                                       [t in cfg.extensive for t in cfg.targets])  # fmt: skip
     train_cfg.score_scale = [float(s) if s > 0 else 1.0 for s in y_train.std(0).tolist()]
-    loaders = {k: make_loader(v, cfg.batch_size, shuffle=k == "train", seed=cfg.seed) for k, v in parts.items()}
-    chunks = None
-    if cfg.time_budget is not None:  # chunks of wall-clock instead of epochs (one epoch at least)
-        chunks = BudgetChunks(loaders["train"], cfg.time_budget, cfg.time_evals, epochs=1)
-        train_cfg.epochs, loaders["train"] = chunks.num_chunks, chunks
+    loaders = {k: make_loader(v, cfg.batch_size, shuffle=k == "train", seed=cfg.seed,
+                              epoch_size=cfg.epoch_size if k == "train" else None) for k, v in parts.items()}  # fmt: skip
 
     # 3. the model, with the card best_model.pt carries for gnnkit predict
     torch.manual_seed(cfg.seed)
@@ -346,11 +334,14 @@ def main(cfg: Config, table: MoleculeCSV | None = None) -> dict:
         "train_seconds": round(res.seconds, 2), "parameters": n_params,
         "config": asdict(cfg), "torch": torch.__version__,
     }  # fmt: skip
-    if chunks is not None and not res.error:
-        budget = chunks.result(res.history, "time")
-        result["time_budget"] = {"seconds": budget.seconds, "molecules": budget.molecules, "complete": budget.complete,
-                                 "val_mae": dict(zip(cfg.targets, budget.val_mae or [])),
-                                 "test_mae": dict(zip(cfg.targets, budget.test_mae or []))}  # fmt: skip
+    if cfg.time_budget is not None and errors and res.history:
+        # The equal-time result: the training seconds and molecules spent (the run stops at the first
+        # batch past the budget) and the test MAE at the best validation point within them.
+        last = res.history[-1]
+        result["time_budget"] = {"budget": cfg.time_budget, "seconds": round(last["train_seconds"], 3),
+                                 "molecules": int(last["train_molecules"]), "complete": status == "completed"
+                                 and last["train_seconds"] >= cfg.time_budget,
+                                 "val_mae": result["val_mae"], "test_mae": {t: e["mae"] for t, e in errors.items()}}  # fmt: skip
     atomic_write_text(json.dumps(result, indent=1, default=str) + "\n", out / RESULT_NAME)
     if errors:
         unit = dict(zip(cfg.targets, cfg.units))

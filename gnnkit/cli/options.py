@@ -266,6 +266,8 @@ def train_setting(name: str, help: str, default: Any = MISSING, **kwargs: Any) -
     return option(_TRAIN_FIELDS[name].default if default is MISSING else default, help, **kwargs)
 
 
+# --epochs under --time-budget when not given: an upper bound the time reaches first.
+BUDGET_EPOCHS = 10_000
 _SCHEDULES: tuple[str, ...] = typing.get_args(typing.get_type_hints(TrainConfig)["schedule"])
 
 # The settings every command spells the same way: name -> (default, help, option keywords).
@@ -285,22 +287,30 @@ _SHARED_TRAIN = {
     "schedule": f"learning-rate schedule: {', '.join(_SCHEDULES)}",
     "final_lr_factor": "end of the linear/cosine decay relative to --lr",
     "decay_start": "fraction of the training steps at --lr before the linear/cosine decay begins",
+    "time_budget": "train for this many seconds of training wall-clock (evaluation excluded; counted over --resume) "
+                   "instead of --epochs, which is then an upper bound; a linear/cosine schedule decays over the time",
 }
 
 
 def shared(name: str, default: Any = MISSING, help: str | None = None, **kwargs: Any) -> Any:
     """The field of a setting every command spells the same way: ``device``, ``seed``, ``out``,
     ``resume``, ``overwrite``, ``progress``, ``model_options`` (``--model-option KEY=VALUE``),
-    ``grad_clip`` (``none``/``0``: no clipping), ``batch_size`` and TrainConfig's ``epochs``,
-    ``lr``, ``schedule``, ``final_lr_factor``, ``decay_start`` (default and check from
+    ``grad_clip`` (``none``/``0``: no clipping), ``batch_size``, ``epoch_size`` and TrainConfig's
+    ``epochs``, ``lr``, ``schedule``, ``final_lr_factor``, ``decay_start``, ``time_budget`` (default and check from
     :class:`gnnkit.train.TrainConfig`). ``default`` / ``help`` / keywords override the shared ones."""
     if name in _SHARED_TRAIN:
         if name == "schedule":
             kwargs.setdefault("choices", _SCHEDULES)
+        if name == "time_budget":
+            kwargs.setdefault("metavar", "SECONDS")
         return train_setting(name, help or _SHARED_TRAIN[name], default, **kwargs)
     if name == "grad_clip":
         return option(default, help or "clip the gradient norm to this; none (or 0): no clipping", check=grad_clip_check,
                       parse=clip_norm, group="training", **kwargs)  # fmt: skip
+    if name == "epoch_size":  # make_loader(epoch_size=...): an epoch of N samples of an endless shuffled stream
+        return option(None if default is MISSING else default, help or "molecules per epoch (a validation point and "
+                      "checkpoint each, cut from an endless shuffled stream); none: one pass over the training set",
+                      check=at_least(1), group="training", metavar="N", **kwargs)  # fmt: skip
     if name == "batch_size":
         return option(32 if default is MISSING else default, help or "molecules per step", check=at_least(1),
                       group="training", **kwargs)  # fmt: skip
@@ -473,6 +483,8 @@ def config_from(
         values = layer(cls, given, presets)
         if resolve is not None:
             values = resolve(values, set(given))
+        if "time_budget" in fields and values.get("time_budget") is not None and "epochs" in fields:
+            values.setdefault("epochs", BUDGET_EPOCHS)  # the time ends the run; --epochs only if given
         missing = [_flag(f) for f in fields.values() if f.init and f.default is MISSING and f.default_factory is MISSING
                    and f.name not in values]  # fmt: skip
         if missing:

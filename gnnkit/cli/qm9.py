@@ -33,6 +33,16 @@ gnnkit picks one value for all targets:
 * decay start between 10 % and 90 % of training: **50 %**; decay factor F in [0.01, 1]: **0.1**;
 * the edge network's hidden layer (not described): gnnkit's default, 128 units.
 
+``--preset full`` and ``--preset full-pyg`` are the equal-wall-clock comparison on the whole split
+(110,831 training molecules, the full validation and test splits, U0 unless ``--target``): 60
+minutes of training wall-clock each (``--time-budget 3600``: evaluation excluded, the schedule
+decays over the time), a validation point (and checkpoint) every 20,000 molecules
+(``--epoch-size``), resumable with ``--resume`` (the budget counts the training seconds of every
+session). ``full`` is gnnkit's MPNN with the settings the pilots chose
+(recipes/results/qm9_pilots.md); ``full-pyg`` is PyG's ``examples/qm9_nn_conv.py`` model
+(``--model pyg-nnconv``) at that example's settings. ``recipes/qm9_report.py``
+(:mod:`gnnkit.bench.time_report`) turns the two run folders into one figure and one table.
+
 Gilmer normalised every target to mean 0 and variance 1; gnnkit also subtracts a per-element
 linear reference from extensive targets first (:mod:`gnnkit.data.normalize`). Expected time, an
 estimate: 1.7 CPU-s per step of batch 20 measured on one core, so 13 targets x 3M steps is about
@@ -61,6 +71,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from gnnkit.bench.probes import MachineLoad, PeakMemory, device_description, git_commit
 from gnnkit.cli.options import (
     at_least,
     build_parser,
@@ -89,6 +100,8 @@ EXAMPLES = """\
   gnnkit train qm9 --target all --out runs/qm9_all  # one model per target + the 13-target table
   gnnkit train qm9 --preset gilmer --target all --device cuda --out runs/gilmer   # the paper's setup
   gnnkit train qm9 --train-size all --epochs 300 --device cuda --amp
+  gnnkit train qm9 --preset full --out runs/full_mpnn      # 60 min of training on the whole split
+  gnnkit train qm9 --preset full-pyg --out runs/full_pyg   # PyG's qm9_nn_conv example, the same
   torchrun --nproc_per_node=4 -m gnnkit train qm9 --train-size all --device cuda
   (python recipes/qm9.py takes the same options)
 """
@@ -114,6 +127,10 @@ NOT_RUN_SETTINGS = ("device", "out", "data_root", "resume", "overwrite", "loader
 # Presets: plain dicts layered over the defaults (an option given on the command line wins).
 # "quick" is the dataclass defaults. "gilmer": see the module docstring for what the paper fixes and what we pick.
 GILMER_EPOCHS = 541  # ceil(110,831 / 20) = 5,542 steps per epoch; 541 epochs = 2,998,222 steps
+# The whole split for 60 minutes of training wall-clock (--epochs then defaults to an upper bound the time reaches
+# first), a validation point every 20,000 molecules.
+FULL_DATA = {"train_size": None, "eval_size": None, "time_budget": 3600.0, "epoch_size": 20_000, "edges": "complete",
+             "hydrogens": True}  # fmt: skip
 PRESETS: dict[str, dict] = {
     "quick": {},
     "gilmer": {
@@ -122,6 +139,16 @@ PRESETS: dict[str, dict] = {
         "final_lr_factor": 0.1, "grad_clip": None, "channels": 200, "steps": 3,
         "model_options": {"set2set_steps": 6},
     },
+    # 60 minutes of training wall-clock on the whole split (recipes/results/qm9_pilots.md chose the MPNN's settings).
+    # Messages summed as in Gilmer's paper, scaled by 1/18 (about 1 / the mean in-degree of QM9's complete graphs with
+    # hydrogens), edge network hidden size 64: per step as fast as 128, 1.6x the molecules per CPU-second.
+    "full": {**FULL_DATA, "model": "mpnn", "batch_size": 32, "lr": 1e-3, "schedule": "linear", "decay_start": 0.0,
+             "final_lr_factor": 0.05, "grad_clip": 5.0, "channels": 64, "steps": 3,
+             "model_options": {"message_scale": 1 / 18, "edge_hidden": 64}},
+    # PyG's examples/qm9_nn_conv.py: d = 64, mean aggregation, batch 128, Adam 1e-3 (its ReduceLROnPlateau, patience
+    # 5 epochs, cannot act within the few passes of an hour on a CPU, so the lr is constant), no clipping.
+    "full-pyg": {**FULL_DATA, "model": "pyg-nnconv", "batch_size": 128, "lr": 1e-3, "schedule": "constant",
+                 "grad_clip": None, "channels": 64},
 }  # fmt: skip
 
 
@@ -176,6 +203,8 @@ class Config:
     decay_start: float = shared("decay_start")
     grad_clip: float | None = shared("grad_clip", 5.0, "clip the gradient norm to this (steadier than none on the quick "
                                      "run); none (or 0): no clipping")  # fmt: skip
+    time_budget: float | None = shared("time_budget")
+    epoch_size: int | None = shared("epoch_size")
     amp: bool = option(False, "bf16 autocast on CUDA", group="training")
     device: str = shared("device")
     seed: int = shared("seed")
@@ -187,7 +216,8 @@ class Config:
     progress: bool | None = shared("progress")
     stop_after_epoch: int | None = option(None, "for tests: stop as if killed after this epoch", check=at_least(1),
                                           group="run")  # fmt: skip
-    preset: str = option("quick", "quick (the defaults shown) or gilmer (Gilmer et al.'s enn-s2s training)",
+    preset: str = option("quick", "quick (the defaults shown), gilmer (Gilmer et al.'s enn-s2s training), full or "
+                         "full-pyg (60 minutes on the whole split: gnnkit's MPNN, PyG's example)",
                          choices=tuple(PRESETS))  # fmt: skip
 
     def __post_init__(self) -> None:
@@ -215,7 +245,7 @@ def _resolve(values: dict, given: set[str]) -> dict:
     preset = values.get("preset", "quick")
     fixed = PRESETS[preset].get("model")
     if fixed is not None and values.get("model", fixed) != fixed:
-        raise ValueError(f"--preset {preset} trains {fixed} (Gilmer's enn-s2s); it cannot be combined with "
+        raise ValueError(f"--preset {preset} trains {fixed}; it cannot be combined with "
                          f"--model {values['model']}")  # fmt: skip
     if "train_size" in given and "eval_size" not in values:
         values["eval_size"] = None
@@ -250,11 +280,22 @@ def _cpu_seconds(since: os.times_result) -> float:
         now.children_system - since.children_system)  # fmt: skip
 
 
+def _command_line() -> list[str]:
+    """This process's command as typed: ``python recipes/qm9.py ...``, ``python -m gnnkit ...`` or
+    ``gnnkit ...`` (the console script), for the result's record."""
+    script, rest = sys.argv[0], sys.argv[1:]
+    if Path(script).name == "__main__.py":
+        return ["python", "-m", Path(script).parent.name, *rest]
+    if script.endswith(".py"):
+        return ["python", script, *rest]
+    return [Path(script).name, *rest]
+
+
 def _train_config(cfg: Config, device: torch.device) -> TrainConfig:
     name = cfg.target
     return TrainConfig(
         epochs=cfg.epochs, lr=cfg.lr, schedule=cfg.schedule, final_lr_factor=cfg.final_lr_factor,
-        decay_start=cfg.decay_start, amp=cfg.amp, grad_clip=cfg.grad_clip,
+        decay_start=cfg.decay_start, amp=cfg.amp, grad_clip=cfg.grad_clip, time_budget=cfg.time_budget,
         device=str(device), seed=cfg.seed, out_dir=cfg.out, resume=cfg.resume, progress=cfg.progress,
         stop_after_epoch=cfg.stop_after_epoch, target_names=[name], score_scale=[CHEMICAL_ACCURACY[name]],
         run_settings={k: v for k, v in asdict(cfg).items() if k not in NOT_RUN_SETTINGS},
@@ -307,8 +348,9 @@ def train_target(cfg: Config, info, dataset: QM9, rows: dict[str, np.ndarray], t
     workers = cfg.loader_workers
     if workers is None:
         workers = min(8, max((os.cpu_count() or 1) // info.world_size - 1, 0)) if pin else 0
-    loaders = {k: make_loader(d, cfg.batch_size, shuffle=k == "train", seed=cfg.seed, dist_info=info,
-                              num_workers=workers, pin_memory=pin) for k, d in parts.items()}  # fmt: skip
+    loaders = {k: make_loader(d, cfg.batch_size, shuffle=k == "train", seed=cfg.seed, dist_info=info, num_workers=workers,
+                              pin_memory=pin, epoch_size=cfg.epoch_size if k == "train" else None)
+               for k, d in parts.items()}  # fmt: skip
     loader_rate = loader_throughput(loaders["train"], device, max_batches=50) * info.world_size
 
     torch.manual_seed(cfg.seed)
@@ -329,7 +371,11 @@ def train_target(cfg: Config, info, dataset: QM9, rows: dict[str, np.ndarray], t
               f"hydrogens={cfg.hydrogens}; train/val/test = {len(parts['train'])}/{len(parts['val'])}/{len(parts['test'])} "
               f"molecules; data ready in {data_seconds:.1f} s; loader {loader_rate:.0f} mol/s", flush=True)  # fmt: skip
 
-    res = fit(model, loaders["train"], loaders["val"], loaders["test"], normalizer, train_cfg)
+    load = MachineLoad(own_threads=torch.get_num_threads())
+    load.sample()
+    with PeakMemory(device) as memory:
+        res = fit(model, loaders["train"], loaders["val"], loaders["test"], normalizer, train_cfg)
+    load.sample()
 
     acc = CHEMICAL_ACCURACY[name]
     # A diverged run has no result: its MAEs would be those of an epoch before the divergence.
@@ -348,7 +394,9 @@ def train_target(cfg: Config, info, dataset: QM9, rows: dict[str, np.ndarray], t
         "cpu_seconds": round(_cpu_seconds(cpu_start), 2), "threads": torch.get_num_threads(),
         "data_seconds": round(data_seconds, 2), "molecules_per_second": round(res.train_molecules_per_second, 1),
         "loader_molecules_per_second": round(loader_rate, 1), "loader_workers": workers, "device": str(device),
-        "world_size": info.world_size,
+        "world_size": info.world_size, "parameters": sum(p.numel() for p in model.parameters()),
+        "peak_memory_mb": memory.peak_mb, "machine_load": load.summary(), "machine": device_description(device),
+        "commit": git_commit(Path(__file__).resolve().parent), "time_budget": cfg.time_budget, "argv": _command_line(),
         "interrupted": res.interrupted, "featurization": {k: v for k, v in dataset.report.items() if k != "failures"},
         "config": asdict(cfg), "torch": torch.__version__,
         "paper": {"gilmer_enn_s2s_ratio": GILMER_ENN_S2S[name], "gilmer_steps": 3_000_000, "gilmer_batch_size": 20},
@@ -408,6 +456,9 @@ def main(cfg: Config) -> dict:
     device = resolve_device(cfg.device)
     if device.type == "cpu" and info.distributed:
         torch.set_num_threads(max(1, (os.cpu_count() or 1) // info.world_size))
+    if info.distributed and cfg.time_budget is not None:  # before any data is loaded (fit refuses it too)
+        raise ValueError("--time-budget runs in one process (under torchrun the ranks' clocks would stop them at "
+                         "different batches)")  # fmt: skip
     runs = _per_target(cfg)
     # Before any data is loaded: never replace another run's files unless told to, and resume
     # only the runs these arguments describe.

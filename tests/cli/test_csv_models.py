@@ -19,7 +19,7 @@ def test_tiny_equal_time_comparison(tmp_path, capsys, monkeypatch):
     monkeypatch.setattr(csv_models, "load_split", lambda: {"train": np.arange(100, 160)})
     out = tmp_path / "cmp"
     assert csv_models.command(["--rows", "60", "--models", "gcn-graph,nfp", "--seeds", "2", "--budget-seconds", "0.3",
-                               "--time-evals", "1", "--out", str(out), "--device", "cpu"]) == 0  # fmt: skip
+                               "--epoch-size", "24", "--out", str(out), "--device", "cpu"]) == 0  # fmt: skip
     with open(out / "qm9_gap.csv", newline="") as f:
         rows = list(csv.DictReader(f))
     assert len(rows) == 60 and set(rows[0]) == {"smiles", "gap"}

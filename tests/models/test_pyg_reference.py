@@ -7,6 +7,7 @@ import torch
 from torch_geometric.data import Batch, Data
 
 from gnnkit.bench.synthetic import synthetic_molecule
+from gnnkit.models import MODELS, build_model
 from gnnkit.models.pyg_reference import (
     REFERENCE_MODELS,
     CompleteInteractionGraph,
@@ -114,8 +115,11 @@ def test_pyg_nnconv_matches_per_graph_and_is_permutation_invariant():
 
 
 def test_reference_builders_and_errors():
-    assert set(REFERENCE_MODELS) == {"pyg-nnconv", "schnet", "dimenet++"}
-    model = REFERENCE_MODELS["pyg-nnconv"](IN, 1, edge_dim=EDGE, channels=4, edge_hidden=4)
+    # One entry per name: pyg-nnconv takes gnnkit's graph inputs and is a registry model; the
+    # references that read atomic numbers and positions are the builders of REFERENCE_MODELS.
+    assert set(REFERENCE_MODELS) == {"schnet", "dimenet++"} and not set(REFERENCE_MODELS) & set(MODELS)
+    assert MODELS["pyg-nnconv"].cls is PygQM9NNConv and MODELS["pyg-nnconv"].edge_features
+    model = build_model("pyg-nnconv", IN, 1, edge_dim=EDGE, channels=4, edge_hidden=4)
     assert isinstance(model, PygQM9NNConv)
     with pytest.raises(ValueError, match="edge_dim"):
         PygQM9NNConv(IN, 1)

@@ -304,14 +304,27 @@ def test_unknown_split_label_is_a_usage_error(recipe, data_csv, tmp_path, capsys
     assert "must hold train, val or test in every row (1 do not: row 4: 'holdout')" in capsys.readouterr().err
 
 
-def test_time_budget_reports_the_equal_time_result(recipe, data_csv, tmp_path):
-    cfg = recipe.parse_args(["--data", str(data_csv), "--targets", "gap", "--time-budget", "1", "--time-evals", "2",
-                             "--out", str(tmp_path / "t"), *TINY])  # fmt: skip
-    assert cfg.schedule == "constant"  # a per-step decay is sized by epochs
-    result = recipe.main(cfg)
+def test_time_budget_is_train_qm9s_resumable_decaying_budget(recipe, data_csv, tmp_path, monkeypatch):
+    # train csv's --time-budget is TrainConfig.time_budget (as train qm9's): training seconds, --epochs then an upper
+    # bound, a linear decay over the time, epochs of --epoch-size molecules, and a killed run resumes (train csv's
+    # former wall-clock chunks could not be resumed and allowed a constant or plateau schedule only).
+    from gnnkit.cli.options import BUDGET_EPOCHS
+
+    args = ["--data", str(data_csv), "--targets", "gap", "--time-budget", "1", "--epoch-size", "8", "--schedule", "linear",
+            "--out", str(tmp_path / "t"), *TINY[2:]]  # fmt: skip
+    cfg = recipe.parse_args(args)
+    assert (cfg.schedule, cfg.epochs, cfg.time_budget, cfg.epoch_size) == ("linear", BUDGET_EPOCHS, 1.0, 8)
+    killed = molecules_cli.TrainConfig
+    # killed after its second epoch of 8 molecules, then resumed with the same command: the clock continues
+    monkeypatch.setattr(molecules_cli, "TrainConfig", lambda **kw: killed(**kw, stop_after_epoch=2))
+    cut = recipe.main(cfg)
+    assert cut["status"] == "interrupted" and cut["epochs"] == 2 and not cut["time_budget"]["complete"]
+    monkeypatch.setattr(molecules_cli, "TrainConfig", killed)
+    result = recipe.main(recipe.parse_args([*args, "--resume"]))
     budget = result["time_budget"]
-    assert budget["complete"] and budget["seconds"] >= 0.5 and budget["molecules"] >= result["sizes"]["train"]
-    assert budget["test_mae"]["gap"] > 0 and result["epochs"] == 3  # 2 time points + 1 epoch mark
+    assert result["status"] == "completed" and budget["complete"] and budget["seconds"] >= 1.0
+    assert result["epochs"] > 2 and budget["molecules"] > 16 and budget["test_mae"]["gap"] == result["test"]["gap"]["mae"] > 0
+    log = (tmp_path / "t" / "log.csv").read_text().splitlines()
+    assert len(log) == 1 + result["epochs"]  # the resumed run's log continues the killed one's
     with pytest.raises(SystemExit):
-        recipe.parse_args(["--data", str(data_csv), "--targets", "gap", "--time-budget", "1", "--schedule", "linear",
-                           "--out", str(tmp_path / "u")])  # fmt: skip
+        recipe.parse_args([*args[:-len(TINY[2:])], "--time-budget", "0", *TINY[2:]])

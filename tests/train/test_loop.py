@@ -357,6 +357,22 @@ def test_crafted_checkpoint_is_refused_without_running_it(loaders, tmp_path, rec
     assert not marker.exists()
 
 
+def test_check_resume_leaves_pending_settings_to_fit(loaders, tmp_path):
+    # A caller that derives a setting from the data (train csv's score_scale) checks the others before
+    # loading it; fit then compares the pending one too.
+    from gnnkit.train import check_resume
+
+    run(loaders, tmp_path, epochs=2, stop_after_epoch=1, score_scale=[2.0])
+    cfg = TrainConfig(epochs=2, lr=1e-2, device="cpu", progress=False, out_dir=str(tmp_path), resume=True)
+    with pytest.raises(ValueError, match=r"score_scale \(checkpoint: \[2\.0\], now: None\)"):
+        check_resume(cfg)
+    assert check_resume(cfg, pending=("score_scale",)) == 1
+    with pytest.raises(ValueError, match="epochs"):
+        check_resume(TrainConfig(epochs=3, lr=1e-2, device="cpu", out_dir=str(tmp_path), resume=True), pending=("score_scale",))
+    with pytest.raises(ValueError, match="score_scale"):
+        run(loaders, tmp_path, epochs=2, resume=True, score_scale=[3.0])
+
+
 @pytest.mark.parametrize("content", [[1, 2, 3], {"model": {}}], ids=["list", "dict-without-keys"])
 def test_checkpoint_of_another_shape_is_refused_naming_it(loaders, tmp_path, content, record_property):
     record_property("reliability", {
