@@ -32,18 +32,13 @@ from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
-from torch.utils._python_dispatch import TorchDispatchMode
-from torch.utils._pytree import tree_flatten
 
 from gnnkit.data import QM9, TargetNormalizer, load_split, target_index
 from gnnkit.data.qm9 import EXTENSIVE, TARGETS
 from gnnkit.models import build_model
 from gnnkit.train import TrainConfig, fit, flush_denormal, make_loader, prepare_out_dir
 from gnnkit.cli.options import add_options, given_options
-from gnnkit.bench.probes import MachineLoad
-
-TINY = torch.finfo(torch.float32).tiny
+from gnnkit.bench.probes import MachineLoad, SubnormalProbe
 
 RESULT_NAMES = ("throughput.md", "throughput.json")
 
@@ -85,59 +80,6 @@ class Config:
 
 
 QUICK = {"train_size": 48, "eval_size": 16, "epochs": 2, "batch_size": 16, "channels": 16, "edge_hidden": 16, "steps": 2}
-
-
-class _CountSubnormals(TorchDispatchMode):
-    """Counts the float32 values every op writes, and how many of them are subnormal."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.values = self.subnormal = 0
-
-    def __torch_dispatch__(self, func, types, args=(), kwargs=None):  # noqa: ANN001 (torch's signature)
-        out = func(*args, **(kwargs or {}))
-        for t in tree_flatten(out)[0]:
-            if isinstance(t, torch.Tensor) and t.dtype == torch.float32 and t.layout == torch.strided and t.numel():
-                a = t.detach().abs()
-                self.values += t.numel()
-                self.subnormal += int(((a > 0) & (a < TINY)).sum())
-        return out
-
-
-def subnormal_fraction(model: torch.nn.Module, batch: Any, goal: torch.Tensor) -> float:
-    """Fraction of the float32 values written by the ops of one forward + backward on ``batch``
-    (activations, gradients, every intermediate) that are subnormal (nonzero, below float32's
-    smallest normal), with subnormals kept. Parameters and their ``.grad`` are left unchanged."""
-    params = [p for p in model.parameters() if p.requires_grad]
-    counter = _CountSubnormals()
-    with flush_denormal(False), counter:
-        loss = F.mse_loss(model(model.prepare(batch)), goal)
-        torch.autograd.grad(loss, params)
-    return counter.subnormal / max(counter.values, 1)
-
-
-class SubnormalProbe(torch.nn.Module):
-    """The MPNN, measuring :func:`subnormal_fraction` on a fixed batch at the first forward of each
-    epoch (the loop switches to train mode at the start of every epoch)."""
-
-    def __init__(self, model: torch.nn.Module, batch: Any, goal: torch.Tensor) -> None:
-        super().__init__()
-        self.model, self.batch, self.goal = model, batch, goal
-        self.fractions: list[float] = []
-        self.pending = False
-
-    def train(self, mode: bool = True) -> SubnormalProbe:
-        self.pending = self.pending or mode
-        return super().train(mode)
-
-    def prepare(self, batch: Any) -> Any:
-        return self.model.prepare(batch)  # the loop builds each batch's Graph outside the forward
-
-    def forward(self, batch: Any) -> torch.Tensor:
-        if self.pending:
-            self.pending = False
-            self.fractions.append(subnormal_fraction(self.model, self.batch, self.goal))
-        return self.model(batch)
 
 
 def run(cfg: Config, command: str = "") -> dict[str, Any]:

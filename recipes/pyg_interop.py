@@ -29,6 +29,7 @@ import torch
 from torch import nn
 from torch_geometric.data import Batch, Data
 
+from gnnkit.bench.synthetic import complete_edges
 from gnnkit.models import build_model
 from gnnkit.models.pyg_reference import PygQM9NNConv
 from gnnkit.nn import EdgeNetworkConv, GCNConv, GGNNConv, GINConv, Graph, RelationalConv, Set2Set
@@ -71,8 +72,7 @@ def _molecules(sizes: tuple[int, ...], seed: int) -> Batch:
     data = []
     for i, n in enumerate(sizes):
         g = torch.Generator().manual_seed(seed + i)
-        ii, jj = torch.meshgrid(torch.arange(n), torch.arange(n), indexing="ij")
-        ei = torch.stack([ii[ii != jj], jj[ii != jj]])
+        ei = complete_edges(n)
         data.append(Data(x=torch.randn(n, 11, generator=g), edge_index=ei, edge_attr=torch.rand(ei.size(1), EDGE_DIM, generator=g)))
     return Batch.from_data_list(data)
 

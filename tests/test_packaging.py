@@ -127,11 +127,13 @@ def test_wheel_contents(wheel):
     with zipfile.ZipFile(wheel) as z:
         names = set(z.namelist())
         split = z.read("gnnkit/data/qm9_split.npz")
+        node_settings = z.read("gnnkit/bench/node_classification.json")  # `gnnkit node`'s per-dataset settings
         meta = email.message_from_bytes(z.read("gnnkit-0.1.0.dist-info/METADATA"))
         license_text = z.read("gnnkit-0.1.0.dist-info/licenses/LICENSE").decode()
     sources = {p.relative_to(REPO).as_posix() for p in (REPO / "gnnkit").rglob("*.py")}
     assert {n for n in names if n.endswith(".py")} == sources
     assert split == (REPO / "gnnkit" / "data" / "qm9_split.npz").read_bytes()
+    assert node_settings == (REPO / "gnnkit" / "bench" / "node_classification.json").read_bytes()
     assert "gnnkit/py.typed" in names
     assert {n.split("/")[0] for n in names} == {"gnnkit", "gnnkit-0.1.0.dist-info"}  # no datasets/, tests/, recipes/
     assert license_text.startswith("MIT License") and meta["License-Expression"] == "MIT"
@@ -139,6 +141,9 @@ def test_wheel_contents(wheel):
     assert [r for r in requires if "extra ==" not in r] == PYPROJECT["project"]["dependencies"]
     assert set(meta.get_all("Provides-Extra")) == {"chem", "plot", "recipes", "gpu", "test"}
     assert "Programming Language :: Python :: 3.11" in meta.get_all("Classifier")
+    with zipfile.ZipFile(wheel) as z:  # the `gnnkit` command
+        assert z.read("gnnkit-0.1.0.dist-info/entry_points.txt").decode().split() == [
+            "[console_scripts]", "gnnkit", "=", "gnnkit.cli.main:main"]  # fmt: skip
 
 
 INSTALLED_RUN = """
@@ -177,3 +182,9 @@ def test_installed_wheel_works_outside_the_checkout(wheel, tmp_path):
     assert run.returncode == 0 and run.stdout.strip().endswith("ok"), run.stderr[-3000:]
     assert sorted(p.relative_to(site) for p in site.rglob("*")) == before  # nothing written into the package
     assert not any((tmp_path / "elsewhere").iterdir())
+    # the gnnkit command from the installed wheel: pip's console script, and python -m gnnkit
+    script = site / "bin" / "gnnkit"
+    assert "from gnnkit.cli.main import main" in script.read_text()
+    for cmd in ([sys.executable, str(script), "--help"], [sys.executable, "-m", "gnnkit", "train", "qm9", "--help"]):
+        done = subprocess.run(cmd, capture_output=True, text=True, timeout=120, env=env, cwd=tmp_path / "elsewhere")
+        assert done.returncode == 0 and "gnnkit train qm9" in done.stdout, done.stderr[-3000:]

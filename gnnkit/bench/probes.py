@@ -23,6 +23,11 @@ from pathlib import Path
 from typing import Any, Callable
 
 import torch
+import torch.nn.functional as F
+from torch.utils._python_dispatch import TorchDispatchMode
+from torch.utils._pytree import tree_flatten
+
+from gnnkit.train.loop import flush_denormal
 
 
 class PeakMemory:
@@ -85,6 +90,85 @@ class PeakMemory:
         if rss is not None:
             self._peak = max(self._peak, rss)
             self.peak_mb = (self._peak - self._base) / 2**20
+
+
+def peak_tensor_bytes(fn: Callable[[], None], device: torch.device | None = None) -> int:
+    """Peak of live tensor memory allocated while ``fn`` runs: torch.profiler memory events on
+    CPU (every allocation and free of the CPU allocator, summed in time order), the caching
+    allocator's peak on a CUDA ``device``. Tensors that exist before ``fn`` runs are not counted."""
+    from torch.profiler import ProfilerActivity, profile
+
+    if device is not None and device.type == "cuda":
+        torch.cuda.synchronize(device)
+        torch.cuda.reset_peak_memory_stats(device)
+        before = torch.cuda.memory_allocated(device)
+        fn()
+        torch.cuda.synchronize(device)
+        return torch.cuda.max_memory_allocated(device) - before
+    with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
+        fn()
+    events = sorted((e.start_ns(), e.nbytes()) for e in prof.profiler.kineto_results.events() if e.name() == "[memory]")
+    live = peak = 0
+    for _, nbytes in events:
+        live += nbytes
+        peak = max(peak, live)
+    return peak
+
+
+TINY = torch.finfo(torch.float32).tiny  # the smallest normal float32
+
+
+class _CountSubnormals(TorchDispatchMode):
+    """Counts the float32 values every op writes, and how many of them are subnormal."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.values = self.subnormal = 0
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):  # noqa: ANN001 (torch's signature)
+        out = func(*args, **(kwargs or {}))
+        for t in tree_flatten(out)[0]:
+            if isinstance(t, torch.Tensor) and t.dtype == torch.float32 and t.layout == torch.strided and t.numel():
+                a = t.detach().abs()
+                self.values += t.numel()
+                self.subnormal += int(((a > 0) & (a < TINY)).sum())
+        return out
+
+
+def subnormal_fraction(model: torch.nn.Module, batch: Any, goal: torch.Tensor) -> float:
+    """Fraction of the float32 values written by the ops of one forward + backward on ``batch``
+    (activations, gradients, every intermediate) that are subnormal (nonzero, below float32's
+    smallest normal), with subnormals kept. Parameters and their ``.grad`` are left unchanged."""
+    params = [p for p in model.parameters() if p.requires_grad]
+    counter = _CountSubnormals()
+    with flush_denormal(False), counter:
+        loss = F.mse_loss(model(model.prepare(batch)), goal)
+        torch.autograd.grad(loss, params)
+    return counter.subnormal / max(counter.values, 1)
+
+
+class SubnormalProbe(torch.nn.Module):
+    """The MPNN, measuring :func:`subnormal_fraction` on a fixed batch at the first forward of each
+    epoch (the loop switches to train mode at the start of every epoch)."""
+
+    def __init__(self, model: torch.nn.Module, batch: Any, goal: torch.Tensor) -> None:
+        super().__init__()
+        self.model, self.batch, self.goal = model, batch, goal
+        self.fractions: list[float] = []
+        self.pending = False
+
+    def train(self, mode: bool = True) -> SubnormalProbe:
+        self.pending = self.pending or mode
+        return super().train(mode)
+
+    def prepare(self, batch: Any) -> Any:
+        return self.model.prepare(batch)  # the loop builds each batch's Graph outside the forward
+
+    def forward(self, batch: Any) -> torch.Tensor:
+        if self.pending:
+            self.pending = False
+            self.fractions.append(subnormal_fraction(self.model, self.batch, self.goal))
+        return self.model(batch)
 
 
 def _busy_seconds() -> float | None:
@@ -238,8 +322,8 @@ def git_commit(path: str | os.PathLike) -> str | None:
     return head.stdout.strip() + ("+dirty" if dirty.returncode == 0 and dirty.stdout.strip() else "")
 
 
-__all__ = ["PeakMemory", "MachineLoad", "LoadSample", "warm_up", "device_description", "git_commit", "matmul_gflops",
-           "profile_summary", "ProfileSummary"]
+__all__ = ["PeakMemory", "peak_tensor_bytes", "MachineLoad", "LoadSample", "warm_up", "device_description", "git_commit",
+           "matmul_gflops", "profile_summary", "ProfileSummary", "subnormal_fraction", "SubnormalProbe"]
 
 
 def graph_breaks(fn: Callable[..., Any], *args: Any) -> tuple[int, list[str]]:

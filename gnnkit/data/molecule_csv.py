@@ -22,6 +22,10 @@ a warning that counts them), so that no test molecule is also a training molecul
 scaffolds, Bemis & Murcko 1996: whole scaffold groups go to one split, so validation and test
 molecules have scaffolds the model did not train on; deterministic: groups in decreasing size,
 each to the split that is furthest below its share, so the large groups end up in training).
+An explicit split reproduces a published one: a column of ``train``/``val``/``test`` labels
+(:func:`split_from_column`) or a JSON file of row indices in chemprop's ``--splits-file`` format
+(:func:`read_splits_file`), checked by :func:`check_split_indices` and applied by
+:func:`explicit_split`.
 """
 
 from __future__ import annotations
@@ -392,6 +396,167 @@ def split_molecules(
     return {k: np.asarray(sorted(v), dtype=np.int64) for k, v in parts.items()}
 
 
+# ----------------------------------------------------------------------------- explicit splits
+SPLIT_NAMES = ("train", "val", "test")
+# Labels a split column may hold (case-insensitive), and the split each names.
+SPLIT_LABELS = {"train": "train", "val": "val", "valid": "val", "validation": "val", "test": "test"}
+
+
+def count_rows(path: str | os.PathLike) -> int:
+    """Data rows of a CSV file (lines after the header; a quoted cell may span lines)."""
+    with open(path, newline="", encoding="utf-8-sig") as f:
+        return max(sum(1 for _ in csv.reader(f)) - 1, 0)
+
+
+def split_from_column(path: str | os.PathLike, column: str) -> dict[str, list[int]]:
+    """The split each data row names in ``column`` (``train``, ``val``/``valid``/``validation``
+    or ``test``, case-insensitive): ``{split: [row index]}``, row index 0 = the first line after
+    the header (as in a splits file). Empty rows and rows of the wrong length are left out (they
+    are reported as skipped rows when the molecules are read).
+
+    Raises:
+        ValueError: a row holds another label (the first few are named with their row numbers), or
+            the column is missing.
+    """
+    header = csv_header(path)
+    check_columns(header, [column], path)
+    k = header.index(column)
+    out: dict[str, list[int]] = {name: [] for name in SPLIT_NAMES}
+    unknown: list[str] = []
+    with open(path, newline="", encoding="utf-8-sig") as f:
+        reader = csv.reader(f)
+        next(reader)
+        for index, cells in enumerate(reader):
+            if not any(c.strip() for c in cells) or len(cells) != len(header):
+                continue
+            label = cells[k].strip()
+            if label.lower() in SPLIT_LABELS:
+                out[SPLIT_LABELS[label.lower()]].append(index)
+            else:
+                unknown.append(f"row {index + 1}: {label!r}")
+    if unknown:
+        shown = "; ".join(unknown[:5]) + (f"; and {len(unknown) - 5} more" if len(unknown) > 5 else "")
+        raise ValueError(f"{path}: split column {column!r} must hold train, val or test in every row "
+                         f"({len(unknown)} do not: {shown})")  # fmt: skip
+    return out
+
+
+def _parse_indices(value: object, name: str, where: str) -> list[int]:
+    """A splits file's entry: a list of row indices, or chemprop's string form ``"0-2,4"``."""
+    if isinstance(value, str):
+        out: list[int] = []
+        for part in (p.strip() for p in value.split(",")):
+            if not part:
+                continue
+            lo, sep, hi = part.partition("-")
+            try:
+                if sep:
+                    a, b = int(lo), int(hi)
+                    if b < a:
+                        raise ValueError
+                    out += range(a, b + 1)
+                else:
+                    out.append(int(part))
+            except ValueError:
+                raise ValueError(f"{where}: {name!r} has {part!r}, not an index or a range a-b (a <= b)") from None
+        return out
+    if isinstance(value, list) and all(isinstance(i, int) and not isinstance(i, bool) for i in value):
+        return list(value)
+    raise ValueError(f"{where}: {name!r} must be a list of row indices or a string such as \"0-9,12\", "
+                     f"got {type(value).__name__}")  # fmt: skip
+
+
+def read_splits_file(path: str | os.PathLike) -> dict[str, list[int]]:
+    """Row indices of each split from a JSON file, as chemprop's ``--splits-file``: an object
+    ``{"train": [...], "val": [...], "test": [...]}`` or a list holding one such object; each value
+    a list of row indices (0 = the first data row) or a string of indices and inclusive ranges
+    (``"0-79,85"``).
+
+    Raises:
+        FileNotFoundError: no such file.
+        ValueError: not JSON, not that shape (names what is wrong), or more than one split in the list.
+    """
+    import json
+
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"splits file {path} not found")
+    try:
+        spec = json.loads(path.read_text())
+    except (ValueError, UnicodeDecodeError) as e:
+        raise ValueError(f"splits file {path} is not JSON: {e}") from None
+    if isinstance(spec, list):
+        if len(spec) != 1:
+            raise ValueError(f"splits file {path} holds {len(spec)} splits; gnnkit trains one model: give a file "
+                             "with one {\"train\": [...], \"val\": [...], \"test\": [...]}")  # fmt: skip
+        spec = spec[0]
+    if not isinstance(spec, dict):
+        raise ValueError(f"splits file {path} must hold {{\"train\": [...], \"val\": [...], \"test\": [...]}}, "
+                         f"got a {type(spec).__name__}")  # fmt: skip
+    keys = set(spec)
+    if keys != set(SPLIT_NAMES):
+        missing, extra = sorted(set(SPLIT_NAMES) - keys), sorted(keys - set(SPLIT_NAMES))
+        said = "; ".join(([f"missing {', '.join(missing)}"] if missing else []) + ([f"unknown {', '.join(extra)}"] if extra else []))
+        raise ValueError(f"splits file {path} must have the keys train, val and test ({said})")
+    return {name: _parse_indices(spec[name], name, f"splits file {path}") for name in SPLIT_NAMES}
+
+
+def check_split_indices(indices: dict[str, Sequence[int]], total_rows: int, source: str) -> None:
+    """Checks an explicit split against a file of ``total_rows`` data rows: indices in range, none
+    repeated or in two splits, no split empty.
+
+    Raises:
+        ValueError: naming ``source``, the split and the offending indices.
+    """
+    seen: dict[int, str] = {}
+    for name in SPLIT_NAMES:
+        rows = list(indices[name])
+        if not rows:
+            raise ValueError(f"{source}: the {name} split is empty")
+        bad = [i for i in rows if not 0 <= i < total_rows]
+        if bad:
+            raise ValueError(f"{source}: {name} has row indices out of range ({', '.join(map(str, bad[:5]))}"
+                             f"{', ...' if len(bad) > 5 else ''}); the CSV has {total_rows} data rows, indices "
+                             f"0-{total_rows - 1}")  # fmt: skip
+        for i in rows:
+            if i in seen:
+                where = f"twice in {name}" if seen[i] == name else f"in both {seen[i]} and {name}"
+                raise ValueError(f"{source}: row index {i} is {where}; each row belongs to one split")
+            seen[i] = name
+
+
+def explicit_split(table: MoleculeCSV, indices: dict[str, Sequence[int]], source: str) -> dict[str, np.ndarray]:
+    """Positions into ``table`` of each split given by row indices (0 = the first data row):
+    skipped rows drop out (they are reported with the others), rows in no split are not used.
+
+    Returns:
+        ``{"train", "val", "test"}`` -> positions into ``table.data`` (each non-empty).
+
+    Raises:
+        ValueError: the split is not valid (:func:`check_split_indices`) or a split has no usable
+            molecule left (its rows were all skipped).
+    """
+    check_split_indices(indices, table.total_rows, source)
+    position = {row: k for k, row in enumerate(table.rows)}  # CSV row number (1-based) -> position
+    out = {}
+    for name in SPLIT_NAMES:
+        kept = [position[i + 1] for i in indices[name] if i + 1 in position]
+        if not kept:
+            raise ValueError(f"{source}: no usable molecule in the {name} split (all its {len(indices[name])} "
+                             "row(s) were skipped; see the skipped rows)")  # fmt: skip
+        out[name] = np.asarray(kept, dtype=np.int64)
+    crossing = [g for g in _duplicate_groups(table.smiles) if len({_split_of(out, i) for i in g} - {None}) > 1]
+    if crossing:
+        shown = "; ".join(table.smiles[g[0]] for g in crossing[:3])
+        warnings.warn(f"{len(crossing)} molecule(s) appear in more than one split of {source} (same canonical "
+                      f"SMILES): {shown}{'; ...' if len(crossing) > 3 else ''}", stacklevel=2)  # fmt: skip
+    return out
+
+
+def _split_of(parts: dict[str, np.ndarray], position: int) -> str | None:
+    return next((name for name, v in parts.items() if position in v), None)
+
+
 __all__ = [
     "MoleculeCSV",
     "SkippedRow",
@@ -401,4 +566,10 @@ __all__ = [
     "load_molecule_csv",
     "murcko_scaffold",
     "split_molecules",
+    "SPLIT_NAMES",
+    "count_rows",
+    "split_from_column",
+    "read_splits_file",
+    "check_split_indices",
+    "explicit_split",
 ]

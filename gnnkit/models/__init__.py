@@ -28,6 +28,7 @@ from gnnkit.models.gcn import GCN, GCNGraph
 from gnnkit.models.ggnn import GGNN
 from gnnkit.models.mpnn import MPNN
 from gnnkit.models.nhgcn import NHGCN, HomophilySplit
+from gnnkit.models.pyg_reference import PygQM9NNConv
 from gnnkit.models.section2 import DTNN, ChebNet, InteractionNetwork, NeuralFingerprint, Weave
 from gnnkit.models.tdgnn import TDGNN, TreeDecomposition
 
@@ -76,6 +77,8 @@ MODELS: dict[str, ModelSpec] = {
     "dtnn": ModelSpec(DTNN, "graph", "graph", summary="Schütt et al. 2017: deep tensor network on Gaussian-expanded distances"),
     "chebnet": ModelSpec(ChebNet, "graph", "graph", summary="Defferrard et al. 2016: Chebyshev spectral filters"),
     "nhgcn": ModelSpec(NHGCN, "node", "graph", summary="Gong et al. 2023: homophily-split channels"),
+    "pyg-nnconv": ModelSpec(PygQM9NNConv, "graph", "graph", edge_features=True,
+                            summary="PyG's examples/qm9_nn_conv.py (NNConv mean + GRU + Set2Set), the reference"),
     "cnn": ModelSpec(GridCNN, "graph", "grid", summary="a CNN over voxel grids"),
     "rnn": ModelSpec(SeqRNN, "graph", "tokens", summary="a GRU/LSTM over SMILES tokens"),
 }

@@ -3,8 +3,10 @@ Chemistry", ICML), in its best QM9 form: edge network messages, GRU update, set2
 
 from __future__ import annotations
 
+import math
 from typing import Any, Literal
 
+import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
@@ -89,6 +91,10 @@ class MPNN(GraphModel):
             non-bonded ones of a virtual type).
         master_node: ``d_master`` of a master node, or ``None``.
         towers: number of towers ``k`` (1: none; ``channels`` must be a multiple).
+        edge_init_scale: factor on the initial weights and bias of each edge network's output
+            layer (the entries of ``A(e)``); 1 keeps ``nn.Linear``'s default initialisation.
+        message_scale: constant factor on the aggregated message before the GRU (see
+            :class:`gnnkit.nn.GRUUpdate`).
 
     Shapes:
         data.x ``[N, in_channels]``, data.edge_index ``[2, E]``, data.edge_attr ``[E, edge_dim]``,
@@ -113,6 +119,8 @@ class MPNN(GraphModel):
         virtual_edges: bool | None = None,
         master_node: int | None = None,
         towers: int = 1,
+        edge_init_scale: float = 1.0,
+        message_scale: float = 1.0,
     ) -> None:
         super().__init__()
         if message not in ("edge_network", "edge_type"):
@@ -138,8 +146,9 @@ class MPNN(GraphModel):
 
         def step_layer(c: int) -> GRUUpdate:  # M_t and U_t of one step (one tower)
             if directed:
-                return GRUUpdate(Bidirectional(message_function(c), message_function(c)), c, message_channels=2 * c)
-            return GRUUpdate(message_function(c), c)
+                return GRUUpdate(Bidirectional(message_function(c), message_function(c)), c, message_channels=2 * c,
+                                 message_scale=message_scale)  # fmt: skip
+            return GRUUpdate(message_function(c), c, message_scale=message_scale)
 
         if towers > 1:
             self.conv: MessagePassing = Towers(step_layer, towers, channels)
@@ -148,6 +157,14 @@ class MPNN(GraphModel):
             self.conv = MasterNode(layer, channels, master_node, message_channels=layer.message_channels)
         else:
             self.conv = step_layer(channels)
+        if not (edge_init_scale > 0 and math.isfinite(edge_init_scale)):
+            raise ValueError(f"edge_init_scale must be a finite number > 0, got {edge_init_scale!r}")
+        self.edge_init_scale = edge_init_scale
+        if edge_init_scale != 1.0:
+            with torch.no_grad():  # the edge networks' output layer (A(e) = W2 z + b2) scaled at init
+                for conv in (m for m in self.conv.modules() if isinstance(m, EdgeNetworkConv)):
+                    conv.edge_out.weight.mul_(edge_init_scale)
+                    conv.edge_out.bias.mul_(edge_init_scale)
         if readout == "set2set":
             self.readout: nn.Module = Set2Set(channels, set2set_steps)
         else:

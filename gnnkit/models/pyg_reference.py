@@ -19,8 +19,10 @@ so a benchmark trains them with the same split, target normalisation and loop as
   triplets with ``torch_sparse.SparseTensor``; :func:`dimenet_missing` says which of these is
   not installed, and building the model without them raises ``ImportError``.
 
-:data:`REFERENCE_MODELS` maps the names ``"pyg-nnconv"``, ``"schnet"`` and ``"dimenet++"`` to the
-builders.
+:class:`PygQM9NNConv` is registered in :data:`gnnkit.models.MODELS` as ``"pyg-nnconv"`` (it takes
+gnnkit's graph inputs, so ``gnnkit train qm9 --model pyg-nnconv`` trains it); :data:`REFERENCE_MODELS`
+maps the names of the two that read atomic numbers and positions instead, ``"schnet"`` and
+``"dimenet++"``, to their builders.
 """
 
 from __future__ import annotations
@@ -287,11 +289,6 @@ class PygDimeNetPlusPlus(nn.Module):
         return self.net(z, pos, batch)
 
 
-def build_pyg_nnconv(in_channels: int, out_channels: int, edge_dim: int | None = None, **config: Any) -> PygQM9NNConv:
-    """The ``"pyg-nnconv"`` reference: see :class:`PygQM9NNConv`."""
-    return PygQM9NNConv(in_channels, out_channels, edge_dim=edge_dim, **config)
-
-
 def build_schnet(in_channels: int, out_channels: int, edge_dim: int | None = None, **config: Any) -> PygSchNet:
     """The ``"schnet"`` reference: see :class:`PygSchNet`."""
     return PygSchNet(in_channels, out_channels, edge_dim=edge_dim, **config)
@@ -303,7 +300,6 @@ def build_dimenet_pp(in_channels: int, out_channels: int, edge_dim: int | None =
 
 
 REFERENCE_MODELS: dict[str, Callable[..., nn.Module]] = {
-    "pyg-nnconv": build_pyg_nnconv,
     "schnet": build_schnet,
     "dimenet++": build_dimenet_pp,
 }
@@ -315,7 +311,6 @@ __all__ = [
     "PygDimeNetPlusPlus",
     "CompleteInteractionGraph",
     "dimenet_missing",
-    "build_pyg_nnconv",
     "build_schnet",
     "build_dimenet_pp",
 ]

@@ -20,6 +20,7 @@ Passing for Quantum Chemistry", ICML), Section 5, for any gnnkit layer:
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from typing import Any, ClassVar
 
@@ -99,14 +100,20 @@ class GRUUpdate(_Wrapper):
         layer: the message function (output width ``message_channels``).
         channels: the node state width ``d`` (the GRU's hidden size).
         message_channels: the width of ``layer``'s output (default ``channels``).
+        message_scale: a constant factor on ``m_v`` before the GRU (1: none), e.g. ``1 / (mean
+            in-degree)`` to keep a sum over many neighbours at the scale of the GRU's state.
 
     Shapes:
         x ``[N, d]`` -> ``[N, d]``.
     """
 
-    def __init__(self, layer: MessagePassing, channels: int, message_channels: int | None = None) -> None:
+    def __init__(self, layer: MessagePassing, channels: int, message_channels: int | None = None,
+                 message_scale: float = 1.0) -> None:  # fmt: skip
         super().__init__(_check_layer(layer).aggr)
         self._wrap(layer)
+        if not (isinstance(message_scale, (int, float)) and message_scale > 0 and math.isfinite(message_scale)):
+            raise ValueError(f"message_scale must be a finite number > 0, got {message_scale!r}")
+        self.message_scale = float(message_scale)
         self.channels = _positive("channels", channels)
         self.message_channels = channels if message_channels is None else _positive("message_channels", message_channels)
         self.gru = nn.GRUCell(self.message_channels, channels)
@@ -115,10 +122,13 @@ class GRUUpdate(_Wrapper):
         return self.layer.update(x_dst, self.layer.message_and_aggregate(x_src, x_dst, edge, graph))
 
     def update(self, x_dst: Tensor, aggregated: Tensor) -> Tensor:
+        if self.message_scale != 1.0:
+            aggregated = aggregated * self.message_scale
         return self.gru(aggregated, x_dst)
 
     def extra_repr(self) -> str:
-        return f"channels={self.channels}, message_channels={self.message_channels}"
+        scale = f", message_scale={self.message_scale:g}" if self.message_scale != 1.0 else ""
+        return f"channels={self.channels}, message_channels={self.message_channels}{scale}"
 
 
 class MasterNode(_Wrapper):

@@ -16,7 +16,7 @@ from gnnkit.train.checkpoint import (
     set_rng_state,
     verify_torch_file,
 )
-from gnnkit.train.distributed import DistInfo, ShardSampler, current_dist, init_distributed, make_loader
+from gnnkit.train.distributed import ChunkSampler, DistInfo, ShardSampler, current_dist, init_distributed, make_loader
 from gnnkit.train.loop import (
     FitResult,
     IdentityTargets,
@@ -47,6 +47,7 @@ __all__ = [
     "IdentityTargets",
     "make_loader",
     "ShardSampler",
+    "ChunkSampler",
     "DistInfo",
     "init_distributed",
     "current_dist",

@@ -65,7 +65,8 @@ class BudgetChunks:
         loader: the training loader (re-iterable, with ``len``).
         seconds: the time budget (training wall-clock, > 0).
         time_evals: evaluation points of the time budget (>= 1).
-        epochs: the epoch budget (passes over ``loader``, >= 1).
+        epochs: the epoch budget (passes over ``loader``, >= 1; 0 for a time budget alone, e.g. a
+            fixed stretch of training wall-clock in ``time_evals`` chunks).
         synchronize: called before reading the clock at the end of a chunk.
 
     Attributes:
@@ -83,9 +84,9 @@ class BudgetChunks:
     ) -> None:
         if not (isinstance(seconds, (int, float)) and math.isfinite(seconds) and seconds > 0):
             raise ValueError(f"seconds must be a finite number > 0, got {seconds!r}")
-        for name, value in (("time_evals", time_evals), ("epochs", epochs)):
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name} must be an int >= 1, got {value!r}")
+        for name, value, least in (("time_evals", time_evals, 1), ("epochs", epochs, 0)):
+            if isinstance(value, bool) or not isinstance(value, int) or value < least:
+                raise ValueError(f"{name} must be an int >= {least}, got {value!r}")
         self.batches_per_pass = len(loader)  # type: ignore[arg-type]
         if self.batches_per_pass < 1:
             raise ValueError("the training loader is empty")
@@ -101,6 +102,11 @@ class BudgetChunks:
         """Batches per pass. :func:`fit` sizes per-step schedules (linear, cosine) by it, but a
         chunk is not a pass: use a constant or plateau schedule with these chunks."""
         return self.batches_per_pass
+
+    @property
+    def passes(self) -> int:
+        """Passes over the loader started so far."""
+        return self._pass
 
     @property
     def num_chunks(self) -> int:
@@ -160,11 +166,13 @@ class BudgetChunks:
         so its test MAE is in its row.
 
         Raises:
-            ValueError: ``budget`` is not ``"time"`` or ``"epochs"``, or the history has rows for
-                chunks that did not run.
+            ValueError: ``budget`` is not ``"time"`` or ``"epochs"`` (or is ``"epochs"`` for chunks
+                made with ``epochs=0``), or the history has rows for chunks that did not run.
         """
         if budget not in ("time", "epochs"):
             raise ValueError(f"budget must be 'time' or 'epochs', got {budget!r}")
+        if budget == "epochs" and self.epochs == 0:
+            raise ValueError("these chunks have no epoch budget (epochs=0)")
         n = len(history)
         if n > len(self.points) or n == 0:
             raise ValueError(f"history has {n} rows for {len(self.points)} finished chunks")

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 
 import torch
 import torch.distributed as dist
+from torch import Tensor
 from torch.utils.data import Dataset, DistributedSampler, Sampler
 from torch_geometric.loader import DataLoader
 
@@ -68,6 +69,53 @@ class ShardSampler(Sampler[int]):
         return len(range(self.rank, self.length, self.world_size))
 
 
+class ChunkSampler(Sampler[int]):
+    """Epochs of ``epoch_size`` samples cut from an endless stream of shuffled passes.
+
+    Pass ``p`` (0, 1, ...) is the permutation of ``range(length)`` drawn from ``seed + p``; the
+    passes are laid end to end and epoch ``e`` (1-based, set by :meth:`set_epoch`) is positions
+    ``[(e - 1) * epoch_size, e * epoch_size)`` of that stream, so every sample is seen once per
+    pass and the order depends only on ``(seed, epoch)``: a resumed run continues where it
+    stopped without saving loader state. Under DDP each rank takes every ``world_size``-th
+    index of the epoch from ``rank``. Lets a training loop evaluate (and checkpoint) more often
+    than once per pass over a large training set.
+
+    Args:
+        length: dataset size.
+        epoch_size: samples per epoch, all ranks together (``1..``; may exceed ``length``).
+        seed: base seed of the permutations.
+        rank, world_size: this process's shard.
+    """
+
+    def __init__(self, length: int, epoch_size: int, seed: int = 0, rank: int = 0, world_size: int = 1) -> None:
+        if length < 1:
+            raise ValueError(f"length must be >= 1, got {length}")
+        if isinstance(epoch_size, bool) or not isinstance(epoch_size, int) or epoch_size < 1:
+            raise ValueError(f"epoch_size must be an int >= 1, got {epoch_size!r}")
+        self.length, self.epoch_size, self.seed, self.rank, self.world_size = length, epoch_size, seed, rank, world_size
+        self.epoch = 1
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def _permutation(self, p: int) -> Tensor:
+        return torch.randperm(self.length, generator=torch.Generator().manual_seed(self.seed + p))
+
+    def __iter__(self) -> Iterator[int]:
+        start = (max(self.epoch, 1) - 1) * self.epoch_size
+        p, offset = divmod(start, self.length)
+        parts, need = [], self.epoch_size
+        while need > 0:
+            part = self._permutation(p)[offset : offset + need]
+            parts.append(part)
+            need -= len(part)
+            p, offset = p + 1, 0
+        return iter(torch.cat(parts)[self.rank :: self.world_size].tolist())
+
+    def __len__(self) -> int:
+        return len(range(self.rank, self.epoch_size, self.world_size))
+
+
 def make_loader(
     dataset: Dataset,
     batch_size: int,
@@ -76,19 +124,25 @@ def make_loader(
     dist_info: DistInfo | None = None,
     num_workers: int = 0,
     pin_memory: bool = False,
+    epoch_size: int | None = None,
 ) -> DataLoader:
     """A PyG ``DataLoader`` whose order depends only on ``(seed, epoch)``.
 
     Training loaders (``shuffle=True``) use a ``DistributedSampler`` even in one process: it draws
     the permutation of epoch ``e`` from ``seed + e`` (the loop calls ``set_epoch``), so a resumed
-    run sees the same batches as an uninterrupted one without saving loader state. Evaluation
-    loaders use :class:`ShardSampler`.
+    run sees the same batches as an uninterrupted one without saving loader state. With
+    ``epoch_size`` a training loader's epoch is that many molecules of an endless stream of
+    shuffled passes instead (:class:`ChunkSampler`). Evaluation loaders use :class:`ShardSampler`.
     """
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     info = dist_info or current_dist()
-    if shuffle:
-        sampler: Sampler[int] = DistributedSampler(
+    if epoch_size is not None and not shuffle:
+        raise ValueError("epoch_size applies to training loaders (shuffle=True)")
+    if epoch_size is not None:
+        sampler: Sampler[int] = ChunkSampler(len(dataset), epoch_size, seed, info.rank, info.world_size)
+    elif shuffle:
+        sampler = DistributedSampler(
             dataset, num_replicas=info.world_size, rank=info.rank, shuffle=True, seed=seed, drop_last=False
         )
     else:
@@ -99,4 +153,4 @@ def make_loader(
     )  # fmt: skip
 
 
-__all__ = ["DistInfo", "ShardSampler", "current_dist", "init_distributed", "make_loader"]
+__all__ = ["ChunkSampler", "DistInfo", "ShardSampler", "current_dist", "init_distributed", "make_loader"]

@@ -26,7 +26,7 @@ import math
 import numbers
 import sys
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from contextlib import contextmanager, nullcontext
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -94,6 +94,14 @@ class IdentityTargets:
         return batch.y.double()
 
 
+def _stderr_is_terminal() -> bool:
+    """Whether progress bars would reach a person: stderr is a terminal, not a file or a pipe."""
+    try:
+        return sys.stderr.isatty()
+    except (AttributeError, ValueError):  # replaced by an object without isatty, or closed
+        return False
+
+
 @dataclass
 class TrainConfig:
     """Settings of :func:`fit`.
@@ -120,7 +128,8 @@ class TrainConfig:
             checkpoint kept beside it; neither: start afresh). Refused if the checkpoint was
             written with other settings (every field here but device, out_dir, resume,
             progress, log_epochs and stop_after_epoch; plus ``run_settings`` and the DDP world size).
-        progress: tqdm progress bar (main process only).
+        progress: tqdm progress bar (main process only); ``None``: only when stderr is a
+            terminal, so that a log redirected to a file gets no carriage-return updates.
         log_epochs: print one line per epoch (main process only).
         stop_after_epoch: stop after this epoch as if the run were killed (testing resume).
         target_names: names of the ``T`` targets, for the log.
@@ -133,6 +142,13 @@ class TrainConfig:
             the key ``"predictor"``: tensors and plain containers only, so that the file loads with
             ``torch.load(..., weights_only=True)`` (see :func:`gnnkit.predict.predictor_card`, which
             :func:`gnnkit.predict.load_predictor` reads back). ``None``: weights and epoch only.
+        time_budget: seconds of training wall-clock (the training batches and steps; evaluation
+            excluded; summed over resumed sessions) after which the run ends: the epoch in
+            progress stops at the first batch boundary past it, is evaluated and logged, and the
+            run is complete (``epochs`` is then only an upper bound). The linear and cosine
+            schedules then decay over the budget's time instead of the steps (``decay_start`` a
+            fraction of it), so that the learning rate reaches its end when the time does.
+            ``None``: ``epochs`` alone ends the run.
         flush_denormal: on CPU, train and evaluate with subnormal floats flushed to zero (see
             :func:`flush_denormal`). Without it a model whose gates saturate (the MPNN's GRU on
             QM9) slowed 4x over a 6-epoch run. Changes values only below 1.2e-38 in magnitude;
@@ -154,18 +170,19 @@ class TrainConfig:
     seed: int = 0
     out_dir: str | None = None
     resume: bool = False
-    progress: bool = True
+    progress: bool | None = None
     log_epochs: bool = True
     stop_after_epoch: int | None = None
     target_names: Sequence[str] | None = None
     score_scale: Sequence[float] | None = None
     run_settings: dict[str, Any] | None = None
     best_model_info: dict[str, Any] | None = None
+    time_budget: float | None = None
     flush_denormal: bool = True
 
     def __post_init__(self) -> None:
         if isinstance(self.epochs, bool) or not isinstance(self.epochs, numbers.Integral) or self.epochs < 1:
-            raise ValueError(f"epochs must be an int >= 1, got {self.epochs!r}")
+            raise ValueError(f"epochs must be an integer >= 1, got {self.epochs!r}")
         if not (self.lr > 0 and math.isfinite(self.lr)):
             raise ValueError(f"lr must be a finite number > 0, got {self.lr}")
         if not (self.weight_decay >= 0 and math.isfinite(self.weight_decay)):
@@ -178,6 +195,8 @@ class TrainConfig:
             raise ValueError(f"decay_start must be in [0, 1), got {self.decay_start}")
         if self.stop_after_epoch is not None and self.stop_after_epoch < 1:
             raise ValueError(f"stop_after_epoch must be >= 1 or None, got {self.stop_after_epoch}")
+        if self.time_budget is not None and not (self.time_budget > 0 and math.isfinite(self.time_budget)):
+            raise ValueError(f"time_budget must be a finite number of seconds > 0 or None, got {self.time_budget}")
         if self.schedule not in _SCHEDULES:
             raise ValueError(f"schedule must be one of {_SCHEDULES}, got {self.schedule!r}")
         if self.resume and self.out_dir is None:
@@ -311,6 +330,31 @@ def model_input(model: nn.Module, batch: Any) -> Any:
     return prepare(batch) if callable(prepare) else batch
 
 
+def train_step(
+    net: nn.Module, model: nn.Module, batch: Any, targets: Targets, opt: torch.optim.Optimizer, device: torch.device,
+    amp: bool = False, grad_clip: float | None = None,
+) -> tuple[Tensor, Tensor]:
+    """One optimisation step as :func:`fit` takes it: the model's input built outside the forward
+    (:func:`model_input`), the forward under bf16 autocast when ``amp`` on CUDA, MSE against
+    ``targets.encode(batch)`` in float32, backward, gradient-norm clipping at ``grad_clip``, the
+    optimizer step. ``net`` is what is called (``model`` itself, or its DDP or compiled wrapper);
+    ``model`` owns the parameters. Returns the loss (not synchronised) and the encoded targets.
+
+    Shapes:
+        ``net(...)``: ``[num_graphs, T]`` (or anything of ``goal``'s size) -> loss ``[]``, goal ``[num_graphs, T]``.
+    """
+    goal = targets.encode(batch)
+    with _autocast(device, amp):
+        out = net(model_input(model, batch))
+    loss = torch.nn.functional.mse_loss(out.float().reshape(goal.shape), goal)
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    if grad_clip is not None:
+        torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
+    opt.step()
+    return loss, goal
+
+
 @torch.no_grad()
 def evaluate(model: nn.Module, loader: Iterable, targets: Targets, device: torch.device, amp: bool = False) -> Tensor:
     """MAE per target in physical units over ``loader`` (summed over DDP ranks).
@@ -337,13 +381,18 @@ def evaluate(model: nn.Module, loader: Iterable, targets: Targets, device: torch
     return (totals[:-1] / totals[-1]).cpu()
 
 
-def _scheduler(opt: torch.optim.Optimizer, config: TrainConfig, total_steps: int):
+def _scheduler(opt: torch.optim.Optimizer, config: TrainConfig, total_steps: int, clock: Callable[[], float] | None = None):
+    """The learning-rate schedule; with ``clock`` (training seconds so far) and
+    ``config.time_budget`` the linear and cosine decays follow the time instead of the steps."""
     f = config.final_lr_factor
-    start = config.decay_start * total_steps
+    budget = config.time_budget if clock is not None and config.time_budget is not None else None
+    total = budget if budget is not None else float(total_steps)
+    start = config.decay_start * total
 
     def progress(step: int) -> float:
-        """How far the decay has gone, 0 before ``decay_start`` and 1 at the last step."""
-        return min(max(step - start, 0.0) / max(total_steps - start, 1.0), 1.0)
+        """How far the decay has gone, 0 before ``decay_start`` and 1 at the last step (or second)."""
+        now = clock() if budget is not None else step  # type: ignore[misc]
+        return min(max(now - start, 0.0) / max(total - start, 1e-9 if budget is not None else 1.0), 1.0)
 
     if config.schedule == "linear":
         return torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 1.0 - (1.0 - f) * progress(s))
@@ -440,7 +489,14 @@ def _fit(
         remove_stale_temporaries(out_dir)  # left by a writer killed mid-write
     opt = torch.optim.Adam(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     steps_per_epoch = len(train_loader)  # type: ignore[arg-type]
-    sched = _scheduler(opt, config, max(config.epochs * steps_per_epoch, 1))
+    # Training seconds so far (the time budget's clock): finished epochs plus the one in progress.
+    clock_state = {"done": 0.0, "since": None}
+
+    def clock() -> float:
+        since = clock_state["since"]
+        return clock_state["done"] + (time.perf_counter() - since if since is not None else 0.0)
+
+    sched = _scheduler(opt, config, max(config.epochs * steps_per_epoch, 1), clock)
     per_step = config.schedule != "plateau"
 
     start_epoch, best_score, best_epoch = 1, math.inf, 0
@@ -461,17 +517,25 @@ def _fit(
         elapsed, mol_seconds, mols = ck["elapsed"], ck["mol_seconds"], ck["mols"]
         set_rng_state(ck["rng"])
         _warn_thread_mismatch(ck, ck_from, info.is_main)
+    clock_state["done"] = mol_seconds
+    budget = config.time_budget
+    if budget is not None and info.distributed:
+        raise ValueError("time_budget runs in one process (under DDP the ranks' clocks would stop them at different batches)")
+    budget_spent = budget is not None and mol_seconds >= budget
 
     net: nn.Module = model
     if info.distributed:
         net = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
     names = list(config.target_names) if config.target_names is not None else None
     scale = torch.as_tensor(config.score_scale, dtype=torch.float64) if config.score_scale is not None else None
-    show = config.progress and info.is_main
+    show = info.is_main and (config.progress if config.progress is not None else _stderr_is_terminal())
 
     error: str | None = None
     epoch = start_epoch - 1
     for epoch in range(start_epoch, config.epochs + 1):
+        if budget_spent:  # e.g. resumed after the budget's last epoch: nothing left to train
+            epoch -= 1
+            break
         t_epoch = time.perf_counter()
         sampler = getattr(train_loader, "sampler", None)
         if hasattr(sampler, "set_epoch"):
@@ -486,26 +550,23 @@ def _fit(
             bar = tqdm(train_loader, desc=f"epoch {epoch}/{config.epochs}", leave=False, dynamic_ncols=True)
             batches = bar
         t_train = time.perf_counter()
+        clock_state["since"] = t_train
         for step, batch in enumerate(batches):
             batch = batch.to(device, non_blocking=True)
-            goal = targets.encode(batch)
-            with _autocast(device, config.amp):
-                out = net(model_input(model, batch))
-            loss = torch.nn.functional.mse_loss(out.float().reshape(goal.shape), goal)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            if config.grad_clip is not None:
-                torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
-            opt.step()
+            loss, goal = train_step(net, model, batch, targets, opt, device, config.amp, config.grad_clip)
             if per_step:
                 sched.step()
             loss_sum += torch.stack([loss.detach().double() * goal.size(0), torch.tensor(goal.size(0), dtype=torch.float64, device=device)])
             if bar is not None and step % 10 == 0:
                 rate = loss_sum[1].item() * info.world_size / max(time.perf_counter() - t_train, 1e-9)
                 bar.set_postfix(loss=f"{loss.item():.4f}", mol_s=f"{rate:.0f}")
+            if budget is not None and clock() >= budget:
+                budget_spent = True
+                break
         if bar is not None:
             bar.close()
         train_seconds = time.perf_counter() - t_train
+        clock_state["done"], clock_state["since"] = clock_state["done"] + train_seconds, None
         loss_sum = _all_reduce(loss_sum)
         train_loss = (loss_sum[0] / loss_sum[1]).item()
         epoch_mols = loss_sum[1].item()
@@ -544,7 +605,9 @@ def _fit(
         elapsed += time.perf_counter() - t_epoch
         mol_seconds += train_seconds
         mols += epoch_mols
+        # train_seconds / train_molecules: cumulative, the x axes of an equal-wall-clock comparison.
         row.update({"best_epoch": best_epoch, "epoch_seconds": time.perf_counter() - t_epoch,
+                    "train_seconds": mol_seconds, "train_molecules": mols,
                     "train_molecules_per_second": epoch_mols / max(train_seconds, 1e-9)})  # fmt: skip
         history.append(row)
         if config.log_epochs and info.is_main:
@@ -562,10 +625,10 @@ def _fit(
             write_log_csv(history, out_dir / LOG_NAME)
         if info.distributed:
             dist.barrier()
-        if config.stop_after_epoch is not None and epoch >= config.stop_after_epoch:
+        if budget_spent or (config.stop_after_epoch is not None and epoch >= config.stop_after_epoch):
             break
 
-    interrupted = epoch < config.epochs or error is not None
+    interrupted = (epoch < config.epochs and not budget_spent) or error is not None
     if out_dir is not None and info.is_main and history and not interrupted:
         plot_learning_curve(history, out_dir / CURVE_NAME)
     return FitResult(
@@ -575,8 +638,13 @@ def _fit(
     )  # fmt: skip
 
 
-def check_resume(config: TrainConfig) -> int | None:
+def check_resume(config: TrainConfig, pending: Sequence[str] = ()) -> int | None:
     """What :func:`fit` will resume, checked before the caller loads any data.
+
+    Args:
+        config: the run's settings.
+        pending: fields of ``config`` the caller derives from the data (e.g. ``score_scale`` from
+            the training targets), not known yet: not compared here; :func:`fit` compares them.
 
     Returns:
         the epoch of the checkpoint ``fit`` will continue from, or ``None`` if it will start
@@ -592,7 +660,11 @@ def check_resume(config: TrainConfig) -> int | None:
     if loaded is None:
         return None
     ck, path = loaded
-    _check_resume_settings(ck, _run_settings(config, current_dist().world_size), path)
+    settings = _run_settings(config, current_dist().world_size)
+    saved = ck.get("settings") if isinstance(ck, dict) else None
+    for name in pending if isinstance(saved, dict) else ():
+        settings[name] = saved.get(name, settings.get(name))
+    _check_resume_settings(ck, settings, path)
     return int(ck["epoch"])
 
 
@@ -662,6 +734,7 @@ def loader_throughput(loader: Iterable, device: str | torch.device = "cpu", max_
 
 __all__ = [
     "model_input",
+    "train_step",
     "OUTPUTS",
     "check_resume",
     "FitResult",

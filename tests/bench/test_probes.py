@@ -1,11 +1,15 @@
 """Measurement probes (gnnkit.bench.probes): peak memory, machine load, device and commit strings."""
 
 import pathlib
+import subprocess
+import sys
 import time
+import types
 
 import pytest
 import torch
 
+from gnnkit.bench import probes
 from gnnkit.bench.probes import (
     LoadSample,
     MachineLoad,
@@ -13,6 +17,7 @@ from gnnkit.bench.probes import (
     device_description,
     git_commit,
     matmul_gflops,
+    peak_tensor_bytes,
     profile_summary,
     warm_up,
 )
@@ -23,7 +28,25 @@ def test_peak_memory_sees_an_allocation():
         t = torch.ones(1 << 23)  # 32 MiB, touched
         time.sleep(0.05)
         del t
-    assert mem.peak_mb is not None and mem.peak_mb >= 16
+    assert mem.peak_mb is not None and 30 <= mem.peak_mb < 64, mem.peak_mb  # the 32 MiB, not the process
+    with PeakMemory("cpu") as idle:
+        time.sleep(0.05)
+    assert idle.peak_mb is not None and idle.peak_mb < 8, idle.peak_mb
+
+
+def test_peak_tensor_bytes_counts_live_tensors_only():
+    def held():  # 4 MiB and 8 MiB alive at once
+        a = torch.ones(1 << 20)
+        b = torch.ones(1 << 21)
+        return a, b
+
+    def sequential():  # 8 MiB, freed before the next 8 MiB
+        for _ in range(2):
+            t = torch.ones(1 << 21)
+            del t
+
+    assert 12 << 20 <= peak_tensor_bytes(held) < 13 << 20
+    assert 8 << 20 <= peak_tensor_bytes(sequential) < 9 << 20
 
 
 def _sample(wall, load, busy, own):
@@ -47,20 +70,60 @@ def test_machine_load_other_cores_and_verdict():
         MachineLoad().summary()
 
 
-def test_machine_load_reads_this_machine():
+def _spin(seconds: float) -> None:
+    end = time.process_time() + seconds
+    while time.process_time() < end:
+        pass
+
+
+@pytest.mark.skipif(not pathlib.Path("/proc/stat").exists(), reason="reads the machine's CPU time from /proc/stat")
+def test_machine_load_on_a_busy_loop_of_its_own_and_of_another_process():
+    # Our own busy loop is this process's CPU time, seen by /proc/stat too, and is not "other".
+    load = MachineLoad()
+    first = load.sample()
+    _spin(0.4)
+    last = load.sample()
+    own = last.own_seconds - first.own_seconds
+    assert own >= 0.39 and last.busy_seconds - first.busy_seconds >= 0.9 * own - 0.02
+    s = load.summary()
+    busy = last.busy_seconds - first.busy_seconds
+    assert s["other_cores"] == pytest.approx(max(busy - own, 0.0) / (last.wall - first.wall), abs=1e-3)
+    assert s["cpu_count"] >= 1 and s["shared"] == (s["other_cores"] > 0.25) and f"{s['other_cores']:.2f}" in s["verdict"]
+
+    # Another process's busy loop is "other" (other processes on a shared machine can only add to it).
+    code = "import time\nend = time.perf_counter() + 1.0\nwhile time.perf_counter() < end: pass\nprint(time.process_time())"
+    child = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
     load = MachineLoad()
     load.sample()
-    sum(i * i for i in range(200_000))  # some CPU of our own, which is not "other"
+    child_cpu = float(child.stdout.read())  # its CPU seconds, read before it is reaped (a reaped child counts as ours)
     load.sample()
+    child.wait()
     s = load.summary()
-    assert s["cpu_count"] >= 1 and isinstance(s["shared"], bool) and s["verdict"]
+    wall = load.samples[-1].wall - load.samples[0].wall
+    assert child_cpu >= 0.2 and s["other_cores"] >= 0.85 * child_cpu / wall - 0.05, (child_cpu, wall, s)
+    assert s["shared"] == (s["other_cores"] > 0.25)
 
 
 def test_device_and_commit_strings(tmp_path):
-    assert device_description("cpu").startswith("CPU ")
+    threads = torch.get_num_threads()
+    assert device_description("cpu").startswith("CPU ") and device_description("cpu").endswith(
+        f", {threads} thread{'s' if threads != 1 else ''}")
     assert git_commit(tmp_path) is None  # not a git work tree
-    commit = git_commit(pathlib.Path(__file__))
-    assert commit is None or len(commit.split("+")[0]) >= 7
+
+    def git(*args):
+        return subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@t", *args], cwd=tmp_path, check=True,
+                              capture_output=True, text=True).stdout.strip()  # fmt: skip
+
+    git("init", "-q")
+    (tmp_path / "a.txt").write_text("one")
+    git("add", "a.txt")
+    git("commit", "-q", "-m", "one")
+    head = git("rev-parse", "--short", "HEAD")
+    assert git_commit(tmp_path) == head and git_commit(tmp_path / "a.txt") == head
+    (tmp_path / "untracked.txt").write_text("not tracked: not dirty")
+    assert git_commit(tmp_path) == head
+    (tmp_path / "a.txt").write_text("two")
+    assert git_commit(tmp_path) == head + "+dirty"
 
 
 def test_warm_up_leaves_weights_and_batch_norm_statistics_alone():
@@ -71,7 +134,12 @@ def test_warm_up_leaves_weights_and_batch_norm_statistics_alone():
     assert model.training and all(p.grad is None for p in model.parameters())
 
 
-def test_matmul_gflops_is_a_positive_rate():
+def test_matmul_gflops_is_the_flops_over_the_best_timed_call(monkeypatch):
+    # A clock on which the timed calls after the warm-up (read once, not timed) take 0.5, 0.25 and 0.5 s.
+    ticks = iter([0.0, 10.0, 10.5, 20.0, 20.25, 30.0, 30.5])
+    monkeypatch.setattr(probes, "time", types.SimpleNamespace(perf_counter=lambda: next(ticks)))  # this module's clock only
+    assert matmul_gflops(64, 32, 16, repeats=3) == pytest.approx(2 * 64 * 32 * 16 / 0.25 / 1e9)
+    monkeypatch.undo()
     assert matmul_gflops(64, 32, 16, repeats=2) > 0
 
 

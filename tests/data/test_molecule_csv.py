@@ -172,3 +172,98 @@ def test_split_without_duplicates_is_unchanged(recwarn):
     perm = np.random.default_rng(1).permutation(len(SMILES))
     n_train = len(parts["train"])
     assert parts["train"].tolist() == perm[:n_train].tolist() and not recwarn.list
+
+
+# Explicit splits: a column of labels or a splits file of row indices (chemprop's format).
+from gnnkit.data.molecule_csv import (  # noqa: E402
+    check_split_indices,
+    count_rows,
+    explicit_split,
+    read_splits_file,
+    split_from_column,
+)
+
+MOLS = ["CCO", "CCN", "CCC", "C1CC", "CCCl", "OCCO", "CC=O", "CC#N"]  # row 4 (index 3) does not parse
+
+
+def test_split_column(tmp_path):
+    labels = ["train", "Train", "val", "test", "TRAIN", "validation", "test", "valid"]
+    path = write_csv(tmp_path / "m.csv", ["smiles", "y", "fold"], [[s, "1", f] for s, f in zip(MOLS, labels)])
+    assert count_rows(path) == 8
+    indices = split_from_column(path, "fold")
+    assert indices == {"train": [0, 1, 4], "val": [2, 5, 7], "test": [3, 6]}
+    table = load_molecule_csv(path, "smiles", ["y"])
+    parts = explicit_split(table, indices, "--split-column fold")
+    # positions into the table (row 4 was skipped: test keeps only index 6 -> row 7)
+    assert [table.rows[i] for i in parts["train"]] == [1, 2, 5] and [table.rows[i] for i in parts["test"]] == [7]
+    assert [table.smiles[i] for i in parts["val"]] == ["CCC", "OCCO", "CC#N"]
+
+
+def test_split_column_with_an_unknown_label(tmp_path):
+    path = write_csv(tmp_path / "m.csv", ["smiles", "y", "fold"], [["CCO", "1", "train"], ["CCN", "1", "holdout"],
+                                                                   ["CCC", "1", ""]])  # fmt: skip
+    with pytest.raises(ValueError, match=r"must hold train, val or test in every row \(2 do not: row 2: 'holdout'; row 3: ''\)"):
+        split_from_column(path, "fold")
+    with pytest.raises(ValueError, match="no column"):
+        split_from_column(path, "split")
+
+
+def test_splits_file_in_chemprop_format(tmp_path):
+    f = tmp_path / "splits.json"
+    f.write_text('[{"train": "0-2,4", "val": [5, 7], "test": "6"}]')
+    assert read_splits_file(f) == {"train": [0, 1, 2, 4], "val": [5, 7], "test": [6]}
+    f.write_text('{"train": [0], "val": [1], "test": [2]}')  # one object without the list: also fine
+    assert read_splits_file(f)["test"] == [2]
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("{", "is not JSON"),
+        ('[{"train": [0], "val": [1], "test": [2]}, {"train": [0], "val": [1], "test": [2]}]', "holds 2 splits"),
+        ('{"train": [0], "val": [1]}', "must have the keys train, val and test (missing test)"),
+        ('{"train": [0], "valid": [1], "test": [2]}', "missing val; unknown valid"),
+        ('{"train": [0.5], "val": [1], "test": [2]}', "must be a list of row indices"),
+        ('{"train": "0-x", "val": [1], "test": [2]}', "'train' has '0-x', not an index or a range"),
+        ('{"train": "5-2", "val": [1], "test": [2]}', "'5-2'"),
+        ("[1]", "must hold"),
+        ("\"x\"", "got a str"),
+    ],
+)
+def test_bad_splits_files(tmp_path, text, message):
+    f = tmp_path / "splits.json"
+    f.write_text(text)
+    with pytest.raises(ValueError, match=re_escape(message)):
+        read_splits_file(f)
+
+
+def re_escape(text):
+    import re
+
+    return re.escape(text)
+
+
+@pytest.mark.parametrize(
+    ("indices", "message"),
+    [
+        ({"train": [0, 1], "val": [2, 9], "test": [3]}, "val has row indices out of range (9); the CSV has 8 data rows, indices 0-7"),
+        ({"train": [0, -1], "val": [2], "test": [3]}, "train has row indices out of range (-1)"),
+        ({"train": [0, 1], "val": [1], "test": [3]}, "row index 1 is in both train and val"),
+        ({"train": [0, 0], "val": [1], "test": [3]}, "row index 0 is twice in train"),
+        ({"train": [0, 1], "val": [], "test": [3]}, "the val split is empty"),
+    ],
+)
+def test_bad_explicit_splits(indices, message):
+    with pytest.raises(ValueError, match=re_escape("splits.json: " + message)):
+        check_split_indices(indices, 8, "splits.json")
+
+
+def test_a_split_left_without_usable_molecules(tmp_path):
+    path = write_csv(tmp_path / "m.csv", ["smiles", "y"], [[s, "1"] for s in MOLS])
+    table = load_molecule_csv(path, "smiles", ["y"])
+    with pytest.raises(ValueError, match=r"no usable molecule in the test split \(all its 1 row\(s\) were skipped"):
+        explicit_split(table, {"train": [0, 1], "val": [2], "test": [3]}, "s.json")
+    with pytest.warns(UserWarning, match="1 molecule\\(s\\) appear in more than one split"):
+        table2 = load_molecule_csv(write_csv(tmp_path / "d.csv", ["smiles", "y"], [["CCO", "1"], ["OCC", "2"], ["CCN", "3"]]),
+                                   "smiles", ["y"])  # fmt: skip
+        explicit_split(table2, {"train": [0], "val": [1], "test": [2]}, "s.json")  # CCO and OCC: one molecule

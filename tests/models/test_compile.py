@@ -6,6 +6,7 @@ import pytest
 import torch
 from torch_geometric.data import Batch, Data
 
+from gnnkit.bench.synthetic import synthetic_molecule
 from gnnkit.models import MODELS, build_model
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -13,15 +14,7 @@ IN, EDGE = 7, 5
 
 
 def _molecule(n: int, seed: int) -> Data:
-    g = torch.Generator().manual_seed(seed)
-    ii, jj = torch.meshgrid(torch.arange(n), torch.arange(n), indexing="ij")
-    ei = torch.stack([ii[ii != jj], jj[ii != jj]])
-    bond = torch.zeros(ei.size(1), 4)
-    bonded = torch.rand(ei.size(1), generator=g) < 0.3
-    bond[bonded, torch.randint(0, 4, (int(bonded.sum()),), generator=g)] = 1.0
-    attr = torch.cat([torch.rand(ei.size(1), 1, generator=g), bond], 1)
-    pos = torch.randn(n, 3, generator=g)
-    return Data(x=torch.randn(n, IN, generator=g), edge_index=ei, edge_attr=attr, pos=pos)
+    return synthetic_molecule(n, seed, atom_features=IN, bond_fraction=0.3, pos_scale=1.0)
 
 
 def _node_graph(n: int, seed: int) -> Data:

@@ -4,6 +4,7 @@ import pytest
 import torch
 from torch_geometric.data import Batch, Data
 
+from gnnkit.bench.synthetic import complete_edges, synthetic_molecule
 from gnnkit.models import GGNN, MODELS, MPNN, build_model, edge_type_from_one_hot
 
 IN, EDGE = 7, 5
@@ -14,16 +15,7 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 
 def _molecule(n: int, seed: int) -> Data:
     """A complete graph with QM9-style edge features (distance, bond one-hot of 4; zeros = no bond)."""
-    g = torch.Generator().manual_seed(seed)
-    pos = torch.randn(n, 3, generator=g)
-    ii, jj = torch.meshgrid(torch.arange(n), torch.arange(n), indexing="ij")
-    off = ii != jj
-    ei = torch.stack([ii[off], jj[off]])
-    dist = (pos[ei[0]] - pos[ei[1]]).norm(dim=1, keepdim=True)
-    bond = torch.zeros(ei.size(1), 4)
-    bonded = torch.rand(ei.size(1), generator=g) < 0.3
-    bond[bonded, torch.randint(0, 4, (int(bonded.sum()),), generator=g)] = 1.0
-    return Data(x=torch.randn(n, IN, generator=g), edge_index=ei, edge_attr=torch.cat([dist, bond], 1), pos=pos)
+    return synthetic_molecule(n, seed, atom_features=IN, bond_fraction=0.3, pos_scale=1.0)
 
 
 def _permute(data: Data, perm: torch.Tensor) -> Data:
@@ -189,8 +181,7 @@ def test_mpnn_cost_model_is_close_to_the_counted_products(readout):
     torch.manual_seed(0)
     graphs = []
     for n in (5, 7, 6):
-        ii, jj = torch.meshgrid(torch.arange(n), torch.arange(n), indexing="ij")
-        ei = torch.stack([ii[ii != jj], jj[ii != jj]])
+        ei = complete_edges(n)
         graphs.append(Data(x=torch.randn(n, 11), edge_index=ei, edge_attr=torch.randn(ei.size(1), 5)))
     batch = Batch.from_data_list(graphs)
     model = MPNN(11, 2, edge_dim=5, channels=16, edge_hidden=12, readout=readout)

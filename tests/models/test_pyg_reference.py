@@ -6,6 +6,8 @@ import pytest
 import torch
 from torch_geometric.data import Batch, Data
 
+from gnnkit.bench.synthetic import synthetic_molecule
+from gnnkit.models import MODELS, build_model
 from gnnkit.models.pyg_reference import (
     REFERENCE_MODELS,
     CompleteInteractionGraph,
@@ -21,17 +23,7 @@ IN, EDGE = 7, 5
 
 def _molecule(n: int, seed: int) -> Data:
     """A complete graph with QM9-style edges (distance, bond one-hot) and atomic numbers."""
-    g = torch.Generator().manual_seed(seed)
-    pos = torch.randn(n, 3, generator=g) * 1.5
-    ii, jj = torch.meshgrid(torch.arange(n), torch.arange(n), indexing="ij")
-    off = ii != jj
-    ei = torch.stack([ii[off], jj[off]])
-    dist = (pos[ei[0]] - pos[ei[1]]).norm(dim=1, keepdim=True)
-    bond = torch.zeros(ei.size(1), 4)
-    bonded = torch.rand(ei.size(1), generator=g) < 0.3
-    bond[bonded, torch.randint(0, 4, (int(bonded.sum()),), generator=g)] = 1.0
-    z = torch.tensor([1, 6, 7, 8, 9])[torch.randint(0, 5, (n,), generator=g)]
-    return Data(x=torch.randn(n, IN, generator=g), edge_index=ei, edge_attr=torch.cat([dist, bond], 1), pos=pos, z=z)
+    return synthetic_molecule(n, seed, atom_features=IN, bond_fraction=0.3, atomic_numbers=True)
 
 
 def _brute_force_pairs(pos, batch, cutoff):
@@ -123,8 +115,11 @@ def test_pyg_nnconv_matches_per_graph_and_is_permutation_invariant():
 
 
 def test_reference_builders_and_errors():
-    assert set(REFERENCE_MODELS) == {"pyg-nnconv", "schnet", "dimenet++"}
-    model = REFERENCE_MODELS["pyg-nnconv"](IN, 1, edge_dim=EDGE, channels=4, edge_hidden=4)
+    # One entry per name: pyg-nnconv takes gnnkit's graph inputs and is a registry model; the
+    # references that read atomic numbers and positions are the builders of REFERENCE_MODELS.
+    assert set(REFERENCE_MODELS) == {"schnet", "dimenet++"} and not set(REFERENCE_MODELS) & set(MODELS)
+    assert MODELS["pyg-nnconv"].cls is PygQM9NNConv and MODELS["pyg-nnconv"].edge_features
+    model = build_model("pyg-nnconv", IN, 1, edge_dim=EDGE, channels=4, edge_hidden=4)
     assert isinstance(model, PygQM9NNConv)
     with pytest.raises(ValueError, match="edge_dim"):
         PygQM9NNConv(IN, 1)

@@ -8,6 +8,7 @@ import pytest
 import torch
 from torch_geometric.data import Batch, Data
 
+from gnnkit.bench.synthetic import complete_edges
 from gnnkit.models import DTNN, MODELS, ChebNet, InteractionNetwork, NeuralFingerprint, Weave, build_model
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -18,8 +19,7 @@ D = torch.float64
 def _molecule(n: int, seed: int) -> Data:
     g = torch.Generator().manual_seed(seed)
     pos = torch.randn(n, 3, generator=g, dtype=D) * 2
-    ii, jj = torch.meshgrid(torch.arange(n), torch.arange(n), indexing="ij")
-    ei = torch.stack([ii[ii != jj], jj[ii != jj]])
+    ei = complete_edges(n)
     attr = torch.rand(ei.size(1), EDGE, generator=g, dtype=D)
     return Data(x=torch.randn(n, IN, generator=g, dtype=D), edge_index=ei, edge_attr=attr, pos=pos)
 

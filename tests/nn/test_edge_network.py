@@ -3,9 +3,10 @@
 import pytest
 import torch
 from torch import nn
-from torch.profiler import ProfilerActivity, profile
 from torch_geometric.nn import NNConv
 
+from gnnkit.bench.probes import peak_tensor_bytes
+from gnnkit.bench.synthetic import complete_edges
 from gnnkit.nn import EdgeNetworkConv, Graph
 from gnnkit.ops import CSR, DegreeBuckets, use_backend
 
@@ -95,30 +96,17 @@ def test_errors():
         conv(x, ei, ea[:3])
 
 
-def _peak_bytes(fn) -> int:
-    """Peak of live CPU tensor memory allocated while ``fn`` runs (torch.profiler memory events)."""
-    with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
-        fn()
-    events = sorted((e.start_ns(), e.nbytes()) for e in prof.profiler.kineto_results.events() if e.name() == "[memory]")
-    live = peak = 0
-    for _, nbytes in events:
-        live += nbytes
-        peak = max(peak, live)
-    return peak
-
-
 def test_peak_memory_on_complete_graph_stays_far_below_per_edge_matrices():
     n, d, k = 40, 32, 16
-    ii, jj = torch.meshgrid(torch.arange(n), torch.arange(n), indexing="ij")
-    ei = torch.stack([ii[ii != jj], jj[ii != jj]])
+    ei = complete_edges(n)
     e = ei.size(1)
     x = torch.randn(n, d, requires_grad=True)
     ea = torch.randn(e, 5)
     ours = EdgeNetworkConv(d, d, aggr="mean", root_weight=False, edge_dim=5, hidden=k)
     pyg = NNConv(d, d, nn.Sequential(nn.Linear(5, k), nn.ReLU(), nn.Linear(k, d * d)), aggr="mean")
     per_edge_matrices = e * d * d * 4  # the E x d x d float32 tensor NNConv builds
-    peak_ours = _peak_bytes(lambda: ours(x, ei, ea).sum().backward())
-    peak_pyg = _peak_bytes(lambda: pyg(x, ei, ea).sum().backward())
+    peak_ours = peak_tensor_bytes(lambda: ours(x, ei, ea).sum().backward())
+    peak_pyg = peak_tensor_bytes(lambda: pyg(x, ei, ea).sum().backward())
     assert peak_pyg > per_edge_matrices  # the measurement sees the big tensor when it exists
     assert peak_ours < per_edge_matrices / 4
     # What we do hold: node-level K x d blocks, per-edge vectors of size K or d, parameter grads.
@@ -137,8 +125,7 @@ def test_cost_model_matches_the_counted_products(root, backward):
     conv = EdgeNetworkConv(6, 5, edge_dim=4, hidden=10, root_weight=root)
     blocks, start = [], 0
     for n in (4, 6, 5):
-        ii, jj = torch.meshgrid(torch.arange(n), torch.arange(n), indexing="ij")
-        blocks.append(torch.stack([ii[ii != jj], jj[ii != jj]]) + start)
+        blocks.append(complete_edges(n) + start)
         start += n
     ei = torch.cat(blocks, 1)
     x, ea = torch.randn(start, 6, requires_grad=True), torch.randn(ei.size(1), 4)

@@ -1,8 +1,12 @@
-"""Smoke test of recipes/bench_layers.py: runs end to end on tiny sizes and prints the tables."""
+"""Smoke test of recipes/bench_layers.py (gnnkit/bench/bench_layers.py): runs end to end on tiny
+sizes and prints the tables; the work figures and the memory probe it reports."""
 
 import re
 
 import torch
+
+from gnnkit.bench import bench_layers as layers
+from gnnkit.bench.probes import peak_tensor_bytes
 
 
 def test_quick_run_writes_the_table(tmp_path, load_recipe):
@@ -40,25 +44,23 @@ def test_quick_run_writes_the_table(tmp_path, load_recipe):
     assert set(result["percent_of_peak"]) == {"layer/gnnkit", "layer/pyg", "model/gnnkit", "model/pyg"}
 
 
-def test_gnnkit_work_is_the_cost_model(load_recipe):
-    bench = load_recipe("bench_layers")
-    cfg = bench.Config(molecules=3, min_atoms=3, max_atoms=5, channels=8, edge_hidden=8)
-    batch = bench.make_batch(cfg)
+def test_gnnkit_work_is_the_cost_model():
+    cfg = layers.Config(molecules=3, min_atoms=3, max_atoms=5, channels=8, edge_hidden=8)
+    batch = layers.make_batch(cfg)
     modules = {}
-    steps = bench._steps(cfg, batch, modules)
-    work, source = bench.work_gflop("model/gnnkit", modules["model/gnnkit"], steps["model/gnnkit"], batch)
+    steps = layers._steps(cfg, batch, modules)
+    work, source = layers.work_gflop("model/gnnkit", modules["model/gnnkit"], steps["model/gnnkit"], batch)
     n, e, g = batch.num_nodes, batch.edge_index.size(1), batch.num_graphs
     assert source == "cost model" and work == modules["model/gnnkit"].flops(n, e, g, backward=True) / 1e9
-    work, source = bench.work_gflop("layer/pyg", modules["layer/pyg"], steps["layer/pyg"], batch)
+    work, source = layers.work_gflop("layer/pyg", modules["layer/pyg"], steps["layer/pyg"], batch)
     assert source == "counted" and work > 0
     assert all(p.grad is None for p in modules["layer/pyg"].parameters())  # counting leaves no gradients behind
 
 
-def test_peak_tensor_bytes_sees_an_allocation(load_recipe):
-    bench = load_recipe("bench_layers")
+def test_peak_tensor_bytes_sees_an_allocation():
 
     def alloc():
         t = torch.empty(1 << 20)  # 4 MiB
         t.fill_(1.0)
 
-    assert bench.peak_tensor_bytes(alloc) >= 4 << 20
+    assert peak_tensor_bytes(alloc) >= 4 << 20

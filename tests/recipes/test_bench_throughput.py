@@ -7,6 +7,8 @@ import numpy as np
 import pytest
 import torch
 
+from gnnkit.bench import probes
+
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 
@@ -24,7 +26,7 @@ def data_root(tmp_path_factory):
 def test_quick_run_reports_every_epoch(load_recipe, data_root, tmp_path, keep):
     bench = load_recipe("bench_throughput")
     seen = []
-    real = bench.SubnormalProbe.forward
+    real = probes.SubnormalProbe.forward
 
     def forward(self, batch):  # records the training mode's flush setting
         from gnnkit.train import denormals_flushed
@@ -32,7 +34,7 @@ def test_quick_run_reports_every_epoch(load_recipe, data_root, tmp_path, keep):
         seen.append(denormals_flushed())
         return real(self, batch)
 
-    bench.SubnormalProbe.forward = forward
+    probes.SubnormalProbe.forward = forward
     argv = ["--quick", "--data-root", str(data_root), "--out", str(tmp_path / "run")] + (["--keep-denormals"] if keep else [])
     result = bench.main(argv)
     assert len(result["molecules_per_second"]) == 2 and min(result["molecules_per_second"]) > 0
@@ -57,11 +59,11 @@ def test_subnormal_fraction_counts_subnormal_gradients(load_recipe, data_root):
     model = build_model("mpnn", batch.x.size(1), 1, edge_dim=batch.edge_attr.size(1), channels=8, edge_hidden=8, steps=2)
     goal = torch.zeros(batch.num_graphs, 1)
     weight = model.head[-1].weight.detach().clone()
-    fresh = bench.subnormal_fraction(model, batch, goal)
+    fresh = probes.subnormal_fraction(model, batch, goal)
     assert fresh < 0.02  # a fresh model: a few (softmax, sigmoid tails; 0.0 to 0.8 % seen across machines)
     with torch.no_grad():  # an output ~1e-18 gives a loss gradient ~1e-18 and gradients below it ~1e-40
         model.head[-1].weight.mul_(1e-18)
         model.head[-1].bias.zero_()
-    assert bench.subnormal_fraction(model, batch, goal) > max(0.05, 5 * fresh)
+    assert probes.subnormal_fraction(model, batch, goal) > max(0.05, 5 * fresh)
     assert all(p.grad is None for p in model.parameters())
     assert torch.equal(model.head[-1].weight, weight * 1e-18)  # the probe changes no weight

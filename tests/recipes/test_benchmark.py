@@ -6,6 +6,7 @@ import json
 import math
 import pathlib
 import re
+from dataclasses import asdict
 
 import pytest
 import torch
@@ -13,6 +14,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch_geometric.nn import global_add_pool
 
+from gnnkit.bench.compare import SeedSummary, overlapping_pairs, rank_by_intervals, summarize
 from gnnkit.models.pyg_reference import dimenet_missing
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
@@ -77,11 +79,24 @@ def test_benchmark_end_to_end_with_seeds_budgets_and_a_user_model(tmp_path, monk
     load = data["machine_load"]
     assert isinstance(load["shared"], bool) and load["load_average"]["start"] is not None
 
+    # The aggregates and ranks are those of the runs' own values; the report's cells are the JSON's.
     md = (out / "benchmark_U0.md").read_text()
     assert "recipes/benchmark.py --models" in md and "intervals overlap" in md
+    rows = _table_rows(md)
+    assert list(rows) == models
+    for budget, col in (("time", 3), ("epochs", 5)):
+        seeds = {name: summarize(r["budgets"][budget]["test_mae"] for r in data["runs"][name]) for name in models}
+        assert {name: data["models"][name][budget]["test_mae"] for name in models} == {n: asdict(s) for n, s in seeds.items()}
+        ranks = rank_by_intervals(seeds)
+        assert data["rankings"][budget]["rank"] == {name: r.rank for name, r in ranks.items()}
+        assert data["rankings"][budget]["overlapping"] == [list(p) for p in overlapping_pairs(ranks)]
+        for name in models:
+            ratio = seeds[name].mean / 0.043
+            assert rows[name][col] == f"{seeds[name].format(4)} ({ratio:.1f}x)", rows[name]  # mean ± std
+            assert rows[name][col + 1] == str(ranks[name].rank)
     for name in models:
-        row = next(line for line in md.splitlines() if line.startswith(f"| {name} |"))
-        assert row.count("±") >= 2, row  # mean ± std in both budget columns
+        assert rows[name][2] == f"{data['models'][name]['parameters']:,}"
+        assert rows[name][9] == SeedSummary(**data["models"][name]["molecules_per_second"]).format(0)
     if load["shared"]:
         assert "Warning: the machine was shared" in md
     assert (out / "benchmark_U0.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
@@ -195,3 +210,68 @@ def test_bad_values_are_usage_errors_before_a_user_model_is_imported(load_recipe
         bench.parse_args(["--models", "mpnn,usermod_announces:Net", "--seeds", "0"])
     assert exit_.value.code == 2 and "seeds" in capsys.readouterr().err
     assert not (tmp_path / "imported").exists()
+
+
+def _run(seed: int, time_mae: float, epochs_mae: float, rate: float) -> dict:
+    budget = {"val_mae": None, "point": 0, "molecules": 100, "complete": True}
+    return {
+        "seed": seed, "parameters": 1234, "inputs": "graph", "config": {"channels": 8},
+        "budgets": {"time": {**budget, "test_mae": time_mae, "seconds": 10.0 + seed, "epochs": 2.0 + seed},
+                    "epochs": {**budget, "test_mae": epochs_mae, "seconds": 20.0 + 2 * seed, "epochs": 3.0}},
+        "molecules_per_second": rate, "peak_memory_mb": 50.0 + seed, "train_seconds": 30.0, "molecules_seen": 300,
+        "curve": [{"budget": "time", "seconds": 5.0, "molecules": 50, "val_mae": 3.0},
+                  {"budget": "epochs", "seconds": 10.0, "molecules": 100, "val_mae": 2.0}],
+    }  # fmt: skip
+
+
+def _table_rows(md: str) -> dict[str, list[str]]:
+    rows = {}
+    for line in md.split("| model | inputs |")[1].split("\n\n")[0].splitlines()[2:]:
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        rows[cells[0]] = cells
+    return rows
+
+
+def test_aggregate_rankings_and_report_rows_on_constructed_seed_values(tmp_path):
+    """Known per-seed MAEs through aggregate -> rankings -> write_report: each mean ± std, each
+    rank (intervals a = [1, 3], b = [5, 7], c = [2.5, 4.5]: a and c overlap, both lie below b) and
+    each report cell is the value the JSON holds."""
+    from gnnkit.bench import benchmark as bm
+    from gnnkit.bench.probes import LoadSample, MachineLoad
+
+    maes = {"a": ([1.0, 2.0, 3.0], [4.0, 4.0, 4.0]), "b": ([5.0, 6.0, 7.0], [1.0, 1.5, 2.0]), "c": ([2.5, 3.5, 4.5], [9.0, 10.0, 11.0])}
+    runs = {m: [_run(s, t[s], e[s], 100.0 * (s + 1)) for s in range(3)] for m, (t, e) in maes.items()}
+    models = {m: bm.aggregate(r, 0.043) for m, r in runs.items()}
+    assert models["a"]["time"]["test_mae"] == {"mean": 2.0, "std": 1.0, "n": 3, "missing": 0}
+    assert models["b"]["epochs"]["test_mae"] == {"mean": 1.5, "std": 0.5, "n": 3, "missing": 0}
+    assert models["c"]["time"]["mae_over_chemical_accuracy"] == pytest.approx(3.5 / 0.043)
+    assert models["a"]["time"]["seconds"]["mean"] == 11.0 and models["a"]["epochs"]["epochs"]["mean"] == 3.0
+    assert models["a"]["molecules_per_second"]["mean"] == 200.0 and models["a"]["peak_memory_mb"] == 52.0
+    ranks = bm.rankings(models)
+    assert ranks["time"]["rank"] == {"a": 1, "b": 3, "c": 1}
+    assert ranks["time"]["overlapping"] == [("a", "c")]
+    # equal epochs: b [1, 2] < a [4, 4] (one point, std 0) < c [9, 11]
+    assert ranks["epochs"]["rank"] == {"a": 2, "b": 1, "c": 3} and ranks["epochs"]["overlapping"] == []
+
+    load = MachineLoad(samples=[LoadSample(0.0, [0.1] * 3, 100.0, 10.0), LoadSample(10.0, [0.2] * 3, 100.5, 20.0)])
+    config = {"seeds": 3, "preset": "quick", "widths": "quick", "batch_size": 32, "lr": 1e-3, "schedule": "constant",
+              "grad_clip": 5.0, "budget_seconds": 45.0, "time_evals": 3, "epochs": 3}  # fmt: skip
+    results = {
+        "command": "python recipes/benchmark.py --seeds 3", "device": "CPU (test)", "threads": 1, "torch": torch.__version__,
+        "commit": None, "date": "2026-01-01 00:00 UTC", "target": "U0", "unit": "eV", "chemical_accuracy": 0.043,
+        "sizes": {"train": 100, "val": 10, "test": 10}, "config": config, "machine_load": load.summary(), "not_run": {},
+        "models": models, "rankings": ranks, "notes": ["a note"], "runs": runs,
+    }  # fmt: skip
+    md_path, json_path, png_path = bm.write_report(results, tmp_path)
+    assert json.loads(json_path.read_text()) == json.loads(json.dumps(results))
+    assert png_path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    md = md_path.read_text()
+    assert "Warning: the machine was shared" not in md  # 0.05 other cores: idle
+    rows = _table_rows(md)
+    assert list(rows) == ["a", "b", "c"]
+    assert rows["a"] == ["a", "complete graph", "1,234", "2.0000 ± 1.0000 (46.5x)", "1", "4.0000 ± 0.0000 (93.0x)", "2",
+                         "3.0 ± 1.0", "22.0 ± 2.0", "200 ± 100", "52"]  # fmt: skip
+    assert rows["b"][3:7] == ["6.0000 ± 1.0000 (139.5x)", "3", "1.5000 ± 0.5000 (34.9x)", "1"]
+    assert rows["c"][3:7] == ["3.5000 ± 1.0000 (81.4x)", "1", "10.0000 ± 1.0000 (232.6x)", "3"]
+    assert "- Equal time, intervals overlap (no ranking claimed between them): a ~ c." in md
+    assert "- Equal epochs, intervals overlap (no ranking claimed between them): none: every pair of intervals is disjoint." in md

@@ -5,6 +5,8 @@ import json
 
 import pytest
 
+from gnnkit.bench import node_classification as runner
+
 
 @pytest.fixture(scope="module")
 def recipe(load_recipe):
@@ -45,7 +47,7 @@ def test_recipe_trains(recipe, root, tmp_path, model, dataset, splits, epochs, h
 
 
 def test_cli_table_and_errors(recipe, root, tmp_path, capsys):
-    table = recipe.markdown_table(
+    table = runner.markdown_table(
         [{"model": "gcn", "dataset": "cora", "splits": "public", "accs": [80.5, 81.5], "mean": 81.0, "std": 0.5, "paper": 81.5,
           "reference_run": None, "seconds": 3.0}]
     )

@@ -9,6 +9,8 @@ import shutil
 
 import pytest
 
+from gnnkit.bench import node_classification as runner
+
 REPO = pathlib.Path(__file__).resolve().parents[2]
 # Tiny but real: Texas (183 nodes), one split, a couple of epochs.
 TINY = ["--num-splits", "1", "--epochs", "2", "--set", "hidden=8"]
@@ -91,14 +93,14 @@ def test_single_run_out_rule(recipe, root, tmp_path, capsys, monkeypatch, record
         recipe.main(args)
     assert "already holds result.json; pass --resume" in capsys.readouterr().err
     assert (tmp_path / "result.json").read_bytes() == saved
-    real_load = recipe.load_node_dataset
-    monkeypatch.setattr(recipe, "load_node_dataset", lambda *a, **k: pytest.fail("data loaded"))
+    real_load = runner.load_node_dataset
+    monkeypatch.setattr(runner, "load_node_dataset", lambda *a, **k: pytest.fail("data loaded"))
     again = recipe.main([*args, "--resume"])[0]
     assert again == first and "reusing" in capsys.readouterr().out
     with pytest.raises(ValueError, match=r"other settings: hparams.hidden \(saved: 8, now: 16\)"):
         recipe.main([*args, "--resume", "--set", "hidden=16"])
     assert (tmp_path / "result.json").read_bytes() == saved
-    monkeypatch.setattr(recipe, "load_node_dataset", real_load)
+    monkeypatch.setattr(runner, "load_node_dataset", real_load)
     rerun = recipe.main([*args, "--overwrite", "--epochs", "3"])[0]
     assert rerun["epochs"] == 3 and rerun["hparams"]["epochs"] == 3
     assert json.loads((tmp_path / "result.json").read_text())["epochs"] == 3
@@ -128,7 +130,7 @@ def test_bad_arguments_fail_before_any_data(recipe, tmp_path, capsys, monkeypatc
     record_property("reliability", {
         "area": "node_classification.py", "case": f"`{shown}`",
         "outcome": f"usage error before any data is loaded: \"{message}\""})  # fmt: skip
-    monkeypatch.setattr(recipe, "load_node_dataset", lambda *a, **k: pytest.fail("data loaded"))
+    monkeypatch.setattr(runner, "load_node_dataset", lambda *a, **k: pytest.fail("data loaded"))
     monkeypatch.chdir(tmp_path)
     with pytest.raises(SystemExit) as exit_:
         recipe.main(argv)
@@ -178,7 +180,7 @@ def test_corrupt_row_result(recipe, root, small_config, finished_all, tmp_path, 
     printed = capsys.readouterr().out
     assert f"{bad}: " in printed and CORRUPT[content] in printed and "rerunning the row" in printed
     assert "tdgnn-s texas geom-gcn: reusing" in printed and len(rows) == 2
-    assert recipe.check_result(json.loads(bad.read_text()), bad)["model"] == "gcn"
+    assert runner.check_result(json.loads(bad.read_text()), bad)["model"] == "gcn"
 
 
 def test_collect_of_nothing_is_an_error(recipe, tmp_path, capsys):

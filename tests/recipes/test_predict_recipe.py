@@ -9,6 +9,8 @@ import pytest
 import torch
 from torch_geometric.data import Batch
 
+import gnnkit.cli.predict as predict_cli  # the recipe's implementation (patched there)
+
 TINY = ["--train-size", "48", "--eval-size", "16", "--batch-size", "16", "--channels", "16", "--steps", "2",
         "--model-option", "edge_hidden=16", "--device", "cpu", "--no-progress", "--epochs", "2"]  # fmt: skip
 
@@ -180,7 +182,7 @@ BAD_ARGS = [
 
 @pytest.mark.parametrize("argv,message", BAD_ARGS, ids=[" ".join(a) or "no input" for a, _ in BAD_ARGS])
 def test_bad_arguments_fail_before_anything_loads(recipe, run, tmp_path, capsys, monkeypatch, argv, message):
-    monkeypatch.setattr(recipe, "load_predictor", lambda *a, **k: pytest.fail("checkpoint loaded"))
+    monkeypatch.setattr(predict_cli, "load_predictor", lambda *a, **k: pytest.fail("checkpoint loaded"))
     base = ["--checkpoint", str(run[0])] if "--checkpoint" not in argv else []
     with pytest.raises(SystemExit) as exit_:
         recipe.parse_args([*base, *argv, "--out", str(tmp_path / "p.csv")])

@@ -1,10 +1,13 @@
-"""recipes/train_molecules.py end to end on a tiny CSV made here from real QM9 molecules (with bad
-rows), its checkpoint used by recipes/predict.py, and argument errors before any molecule is read."""
+"""recipes/train_molecules.py (= ``gnnkit train csv``, implemented in gnnkit.cli.molecules) end to end
+on a tiny CSV made here from real QM9 molecules (with bad rows), its checkpoint used by
+recipes/predict.py, argument errors before any molecule is read, and explicit splits."""
 
 import csv
 import json
 
 import pytest
+
+import gnnkit.cli.molecules as molecules_cli  # the recipe's implementation (patched there)
 
 TINY = ["--epochs", "2", "--batch-size", "16", "--channels", "16", "--steps", "2", "--model-option", "edge_hidden=16",
         "--device", "cpu", "--no-progress"]  # fmt: skip
@@ -113,7 +116,7 @@ BAD_ARGS = [
 
 @pytest.mark.parametrize("argv,message", BAD_ARGS, ids=[" ".join(a) or "no targets" for a, _ in BAD_ARGS])
 def test_bad_arguments_fail_before_any_molecule(recipe, data_csv, tmp_path, capsys, monkeypatch, argv, message):
-    monkeypatch.setattr(recipe, "load_molecule_csv", lambda *a, **k: pytest.fail("molecules read"))
+    monkeypatch.setattr(molecules_cli, "load_molecule_csv", lambda *a, **k: pytest.fail("molecules read"))
     base = [] if "--data" in argv else ["--data", str(data_csv)]
     with pytest.raises(SystemExit) as exit_:
         recipe.parse_args([*base, *argv, "--out", str(tmp_path / "out")])
@@ -149,7 +152,7 @@ def test_resume_into_a_read_only_out_is_a_usage_error(recipe, data_csv, tmp_path
         real(folder)
 
     monkeypatch.setattr(outdir, "_probe", read_only)
-    monkeypatch.setattr(recipe, "load_molecule_csv", lambda *a, **k: pytest.fail("molecules read"))
+    monkeypatch.setattr(molecules_cli, "load_molecule_csv", lambda *a, **k: pytest.fail("molecules read"))
     with pytest.raises(SystemExit) as exit_:
         recipe.parse_args(["--data", str(data_csv), "--targets", "gap", "--out", str(out), "--resume"])
     assert exit_.value.code == 2 and f"--out {out} is not writable" in capsys.readouterr().err
@@ -218,3 +221,110 @@ def test_charged_duplicated_molecules_from_a_spreadsheet_csv(recipe, load_recipe
     got = predict.main(predict.parse_args(["--checkpoint", str(out), "--smiles", "CC[NH3+]", "CCN", "--out",
                                            str(tmp_path / "p.csv")]))  # fmt: skip
     assert got[0].values != got[1].values and got[0].out_of_domain == [] and got[1].out_of_domain == []
+
+
+# -- explicit splits (a published split reproduced) and the equal-time mode ---------------------------
+@pytest.fixture(scope="module")
+def fold_csv(data_csv, tmp_path_factory):
+    """data_csv plus a 'fold' column: rows 0-29 train, 30-39 val, 40-47 test; the bad rows train."""
+    with open(data_csv, newline="") as f:
+        rows = list(csv.reader(f))
+    path = tmp_path_factory.mktemp("folds") / "mols.csv"
+    labels = ["train"] * 30 + ["val"] * 10 + ["test"] * 8 + ["train"] * 4
+    with open(path, "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow([*rows[0], "fold"])
+        writer.writerows([*r, label] for r, label in zip(rows[1:], labels))
+    return path
+
+
+def test_split_column_and_splits_file_give_the_same_run(recipe, fold_csv, tmp_path):
+    by_column = recipe.main(recipe.parse_args(["--data", str(fold_csv), "--targets", "gap", "--split-column", "fold",
+                                               "--out", str(tmp_path / "col"), *TINY]))  # fmt: skip
+    # the bad rows are labelled train: row 51 (mu missing) is usable for gap, the other three are skipped
+    assert by_column["sizes"] == {"train": 31, "val": 10, "test": 8} and by_column["split"] == "split-column"
+    splits = tmp_path / "splits.json"
+    splits.write_text(json.dumps([{"train": "0-29,48-51", "val": list(range(30, 40)), "test": "40-47"}]))
+    by_file = recipe.main(recipe.parse_args(["--data", str(fold_csv), "--targets", "gap", "--splits-file", str(splits),
+                                             "--out", str(tmp_path / "file"), *TINY]))  # fmt: skip
+    assert by_file["sizes"] == by_column["sizes"] and by_file["test"] == by_column["test"]
+    with open(tmp_path / "file" / "test_predictions.csv", newline="") as f:
+        assert [int(r["row"]) for r in csv.DictReader(f)] == list(range(41, 49))  # indices 40-47 = rows 41-48
+
+
+SPLIT_ERRORS = [
+    (["--split-column", "fold", "--splits-file", "s.json"], "--split-column and --splits-file exclude each other"),
+    (["--split-column", "fold", "--split-sizes", "0.5,0.25,0.25"], "--split-sizes sets the seeded split; it does not go"),
+    (["--split-column", "fold", "--split", "scaffold"], "--split sets the seeded split"),
+    (["--split-column", "nope"], "no column(s) 'nope'"),
+    (["--split-column", "gap"], "--split-column gap is the SMILES, coordinates or a target column"),
+    (["--splits-file", "no/such.json"], "splits file no/such.json not found"),
+]
+
+
+@pytest.mark.parametrize("argv,message", SPLIT_ERRORS, ids=[" ".join(a) for a, _ in SPLIT_ERRORS])
+def test_split_errors_before_any_molecule(recipe, fold_csv, tmp_path, capsys, monkeypatch, argv, message, record_property):
+    record_property("reliability", {
+        "area": "train_molecules.py", "case": f"`{' '.join(argv)}`",
+        "outcome": f"usage error before any molecule is read: \"{message}\""})  # fmt: skip
+    monkeypatch.setattr(molecules_cli, "load_molecule_csv", lambda *a, **k: pytest.fail("molecules read"))
+    with pytest.raises(SystemExit) as exit_:
+        recipe.parse_args(["--data", str(fold_csv), "--targets", "gap", *argv, "--out", str(tmp_path / "out")])
+    assert exit_.value.code == 2 and message in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize(
+    ("spec", "message"),
+    [
+        ({"train": "0-29", "val": "30-39", "test": "40-60"}, "test has row indices out of range (52, 53, 54, 55, 56, ...); "
+                                                             "the CSV has 52 data rows, indices 0-51"),
+        ({"train": "0-29", "val": "29-39", "test": "40-47"}, "row index 29 is in both train and val"),
+        ({"train": "0-29", "val": [], "test": "40-47"}, "the val split is empty"),
+        ({"train": "0-29", "val": "30-39"}, "must have the keys train, val and test (missing test)"),
+    ],
+)
+def test_bad_splits_file_is_a_usage_error(recipe, fold_csv, tmp_path, capsys, spec, message):
+    splits = tmp_path / "s.json"
+    splits.write_text(json.dumps(spec))
+    with pytest.raises(SystemExit) as exit_:
+        recipe.parse_args(["--data", str(fold_csv), "--targets", "gap", "--splits-file", str(splits), "--out",
+                           str(tmp_path / "out")])  # fmt: skip
+    assert exit_.value.code == 2 and message in capsys.readouterr().err
+
+
+def test_unknown_split_label_is_a_usage_error(recipe, data_csv, tmp_path, capsys):
+    path = tmp_path / "m.csv"
+    with open(data_csv, newline="") as f:
+        rows = list(csv.reader(f))
+    with open(path, "w", newline="") as f:
+        csv.writer(f).writerows([[*rows[0], "fold"], *([*r, "train" if k != 3 else "holdout"] for k, r in enumerate(rows[1:]))])
+    with pytest.raises(SystemExit):
+        recipe.parse_args(["--data", str(path), "--targets", "gap", "--split-column", "fold", "--out", str(tmp_path / "o")])
+    assert "must hold train, val or test in every row (1 do not: row 4: 'holdout')" in capsys.readouterr().err
+
+
+def test_time_budget_is_train_qm9s_resumable_decaying_budget(recipe, data_csv, tmp_path, monkeypatch):
+    # train csv's --time-budget is TrainConfig.time_budget (as train qm9's): training seconds, --epochs then an upper
+    # bound, a linear decay over the time, epochs of --epoch-size molecules, and a killed run resumes (train csv's
+    # former wall-clock chunks could not be resumed and allowed a constant or plateau schedule only).
+    from gnnkit.cli.options import BUDGET_EPOCHS
+
+    args = ["--data", str(data_csv), "--targets", "gap", "--time-budget", "1", "--epoch-size", "8", "--schedule", "linear",
+            "--out", str(tmp_path / "t"), *TINY[2:]]  # fmt: skip
+    cfg = recipe.parse_args(args)
+    assert (cfg.schedule, cfg.epochs, cfg.time_budget, cfg.epoch_size) == ("linear", BUDGET_EPOCHS, 1.0, 8)
+    killed = molecules_cli.TrainConfig
+    # killed after its second epoch of 8 molecules, then resumed with the same command: the clock continues
+    monkeypatch.setattr(molecules_cli, "TrainConfig", lambda **kw: killed(**kw, stop_after_epoch=2))
+    cut = recipe.main(cfg)
+    assert cut["status"] == "interrupted" and cut["epochs"] == 2 and not cut["time_budget"]["complete"]
+    monkeypatch.setattr(molecules_cli, "TrainConfig", killed)
+    result = recipe.main(recipe.parse_args([*args, "--resume"]))
+    budget = result["time_budget"]
+    assert result["status"] == "completed" and budget["complete"] and budget["seconds"] >= 1.0
+    assert result["epochs"] > 2 and budget["molecules"] > 16 and budget["test_mae"]["gap"] == result["test"]["gap"]["mae"] > 0
+    log = (tmp_path / "t" / "log.csv").read_text().splitlines()
+    assert len(log) == 1 + result["epochs"]  # the resumed run's log continues the killed one's
+    with pytest.raises(SystemExit):
+        recipe.parse_args([*args[:-len(TINY[2:])], "--time-budget", "0", *TINY[2:]])

@@ -71,6 +71,21 @@ def test_slow_model_gets_one_batch_per_chunk_and_the_epoch_after_the_time(clock)
     assert [p.budget for p in chunks.points] == ["time", "time", "epochs", "time"]
 
 
+def test_a_time_budget_alone_cuts_passes_into_equal_stretches_of_training(clock):
+    """epochs=0: only the time marks end chunks (the GPU check's fixed training time in chunks),
+    over as many passes as the time takes."""
+    loader = FakeLoader(clock, 0.1)
+    chunks = BudgetChunks(loader, seconds=1.0, time_evals=2, epochs=0)
+    assert chunks.num_chunks == 2
+    assert _drain(chunks, clock, eval_seconds=5.0) == [5, 5]
+    assert [p.budget for p in chunks.points] == ["time", "time"]
+    assert [p.seconds for p in chunks.points] == pytest.approx([0.5, 1.0])
+    assert chunks.passes == 4 and loader.passes == [1, 2, 3, 4]  # 10 batches of 3 per pass
+    assert chunks.result(_history([0.5, 0.4], [5.0, 4.0]), "time").test_mae == [4.0]
+    with pytest.raises(ValueError, match="no epoch budget"):
+        chunks.result(_history([0.5, 0.4], [5.0, 4.0]), "epochs")
+
+
 def _history(scores, improved_test):
     rows, best = [], math.inf
     for i, s in enumerate(scores):
@@ -105,7 +120,7 @@ def test_result_selects_the_best_validation_point_within_each_budget(clock):
 def test_bad_arguments():
     loader = FakeLoader([0.0], 0.1)
     for kwargs, match in (({"seconds": 0}, "seconds"), ({"seconds": math.inf}, "seconds"), ({"time_evals": 0}, "time_evals"),
-                          ({"epochs": 1.5}, "epochs")):  # fmt: skip
+                          ({"epochs": 1.5}, "epochs"), ({"epochs": -1}, "epochs")):  # fmt: skip
         args = {"seconds": 1.0, "time_evals": 1, "epochs": 1, **kwargs}
         with pytest.raises(ValueError, match=match):
             BudgetChunks(loader, **args)

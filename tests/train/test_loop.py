@@ -1,6 +1,7 @@
 """The training loop with a tiny model: learning, exact resume, checkpoints, logs, samplers."""
 
 import csv
+import io
 import os
 import re
 import subprocess
@@ -356,6 +357,22 @@ def test_crafted_checkpoint_is_refused_without_running_it(loaders, tmp_path, rec
     assert not marker.exists()
 
 
+def test_check_resume_leaves_pending_settings_to_fit(loaders, tmp_path):
+    # A caller that derives a setting from the data (train csv's score_scale) checks the others before
+    # loading it; fit then compares the pending one too.
+    from gnnkit.train import check_resume
+
+    run(loaders, tmp_path, epochs=2, stop_after_epoch=1, score_scale=[2.0])
+    cfg = TrainConfig(epochs=2, lr=1e-2, device="cpu", progress=False, out_dir=str(tmp_path), resume=True)
+    with pytest.raises(ValueError, match=r"score_scale \(checkpoint: \[2\.0\], now: None\)"):
+        check_resume(cfg)
+    assert check_resume(cfg, pending=("score_scale",)) == 1
+    with pytest.raises(ValueError, match="epochs"):
+        check_resume(TrainConfig(epochs=3, lr=1e-2, device="cpu", out_dir=str(tmp_path), resume=True), pending=("score_scale",))
+    with pytest.raises(ValueError, match="score_scale"):
+        run(loaders, tmp_path, epochs=2, resume=True, score_scale=[3.0])
+
+
 @pytest.mark.parametrize("content", [[1, 2, 3], {"model": {}}], ids=["list", "dict-without-keys"])
 def test_checkpoint_of_another_shape_is_refused_naming_it(loaders, tmp_path, content, record_property):
     record_property("reliability", {
@@ -390,3 +407,27 @@ def test_resume_with_another_thread_count_warns(loaders, tmp_path, capsys, recor
         torch.set_num_threads(1)
     err = capsys.readouterr().err
     assert "written with 1 CPU threads, this run uses 2" in err and "OMP_NUM_THREADS=1" in err
+
+
+class _Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+@pytest.mark.parametrize("terminal", [False, True])
+def test_progress_bar_only_on_a_terminal(loaders, tmp_path, monkeypatch, terminal):
+    """progress=None (the default): a bar when stderr is a terminal; a redirected log (a file)
+    gets no carriage-return updates. progress=True/False force it either way."""
+    stream = _Terminal() if terminal else open(tmp_path / "log.txt", "w+")
+    monkeypatch.setattr(sys, "stderr", stream)
+    torch.manual_seed(0)
+    fit(TinyNet(), *loaders(), IdentityTargets(), TrainConfig(device="cpu", epochs=1, log_epochs=False))
+    stream.seek(0)
+    written = stream.read()
+    assert ("\r" in written and "epoch 1/1" in written) is terminal
+    if not terminal:
+        assert written == ""
+        fit(TinyNet(), *loaders(), IdentityTargets(), TrainConfig(device="cpu", epochs=1, log_epochs=False, progress=True))
+        stream.seek(0)
+        assert "epoch 1/1" in stream.read()
+    stream.close()
