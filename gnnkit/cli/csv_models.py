@@ -34,7 +34,7 @@ import torch
 
 from gnnkit.bench.compare import rank_by_intervals, summarize
 from gnnkit.cli import molecules
-from gnnkit.cli.options import at_least, check_config, comma_list, option, parse_config, shared
+from gnnkit.cli.options import BUDGET_EPOCHS, at_least, check_config, comma_list, option, parse_config, shared
 from gnnkit.data.qm9 import TARGETS, UNITS, read_raw, target_index
 from gnnkit.data import load_split
 from gnnkit.train.outdir import prepare_out_dir, releases_out_dirs
@@ -129,7 +129,10 @@ def main(cfg: Config) -> dict:
     data = out / f"qm9_{cfg.target}.csv"
     write_csv(data, cfg.target, cfg.rows)
     load_before = tuple(round(x, 2) for x in os.getloadavg())
+    # epochs only bounds the run: every model trains for the whole time budget (an epoch cap would stop
+    # the fast ones early, as the command line's --time-budget without --epochs does not)
     base = dict(data=str(data), targets=(cfg.target,), units=(UNITS[cfg.target],), time_budget=cfg.budget_seconds,
+                epochs=BUDGET_EPOCHS,
                 epoch_size=cfg.epoch_size, schedule="constant", batch_size=cfg.batch_size, lr=cfg.lr, device=cfg.device,
                 progress=False, overwrite=True)  # fmt: skip
     table = molecules.load_table(molecules.Config(**base, model=cfg.models[0], out=str(out / "runs" / "probe")))
