@@ -487,16 +487,16 @@ class MessagePassing(PygMessagePassing):
     def outer_linear(self, z: Tensor, x_src: Tensor, weight: Tensor, graph: Graph) -> Tensor:
         """``weight @ vec(S[v])`` for every target (``[num_dst, d']``; ``weight`` ``[d', K * d]`` in
         ``S``'s ``(k, i)`` order), ``S`` as in :meth:`outer_aggregate` (explainer mask included).
-        On CPU in eager mode the two products are fused block by block so that ``S`` is never
-        stored (:func:`gnnkit.ops.outer_linear.outer_linear_unchecked`); elsewhere it is
+        On CPU in eager mode, where ``S`` is large, the two products are fused block by block so
+        that ``S`` is never stored (:func:`gnnkit.ops.outer_linear.outer_linear_unchecked`); elsewhere it is
         :meth:`outer_aggregate` followed by one dense product."""
         if graph.edge_mask is not None:
             z = z * graph.edge_mask.to(z.dtype).unsqueeze(1)
         weight = weight.to(z.dtype)
-        if fused_outer_linear_applies(z, x_src, graph.buckets):
+        if fused_outer_linear_applies(z, x_src, graph.buckets, graph.csr.rowptr.numel() - 1):
             return outer_linear_unchecked(graph.csr, z, x_src, weight, graph.buckets)
         s = outer_aggregate_unchecked(graph.csr, z, x_src, graph.buckets)
-        return torch.nn.functional.linear(s.view(s.size(0), -1), weight)
+        return torch.nn.functional.linear(s.view(s.size(0), weight.size(1)), weight)  # sized: N may be 0
 
     def update(self, x_dst: Tensor, aggregated: Tensor) -> Tensor:
         """New node states from the old target features and the aggregated messages."""

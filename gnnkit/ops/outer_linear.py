@@ -46,10 +46,21 @@ class _OuterLinear(torch.autograd.Function):
         return gz, gh, gw, None, None
 
 
-def fused_outer_linear_applies(z: Tensor, h: Tensor, buckets: DegreeBuckets | None) -> bool:
-    """Whether :func:`outer_linear_unchecked` can run: CPU degree buckets present (built by the
-    layer's ``prepare`` outside compilation), tensors on the torch backend in float32/float64,
-    eager mode, autocast off."""
+# The fused path pays off where the two-step form's S (and its gradient) is a large fresh
+# allocation: above glibc's largest mmap threshold (32 MB on 64-bit) every step maps and faults
+# it in anew. Below it, the idle-machine profile at the quick QM9 job's batch (32 molecules,
+# S = 19.7 MB) found the blocked products slower than one large product (214 vs 150 ms a step,
+# recipes/results/bench_layers_cpu.md), so smaller S keeps the two-step form.
+FUSED_MIN_S_BYTES = 32 << 20
+
+
+def fused_outer_linear_applies(z: Tensor, h: Tensor, buckets: DegreeBuckets | None, num_dst: int | None = None) -> bool:
+    """Whether :func:`outer_linear_unchecked` can run and is worth it: CPU degree buckets present
+    (built by the layer's ``prepare`` outside compilation), tensors on the torch backend in
+    float32/float64, eager mode, autocast off, and (when ``num_dst`` is given) ``S``
+    (``num_dst x K x d``) at least :data:`FUSED_MIN_S_BYTES`."""
+    if num_dst is not None and num_dst * z.size(1) * h.size(1) * z.element_size() < FUSED_MIN_S_BYTES:
+        return False
     return (
         buckets is not None
         and not torch.compiler.is_compiling()

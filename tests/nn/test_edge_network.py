@@ -115,11 +115,16 @@ def test_peak_memory_on_complete_graph_stays_far_below_per_edge_matrices():
 
 @pytest.mark.parametrize("root", [False, True])
 @pytest.mark.parametrize("backward", [False, True])
-def test_cost_model_matches_the_counted_products(root, backward):
+def test_cost_model_matches_the_counted_products(root, backward, monkeypatch):
     """flops() against torch.utils.flop_counter on a forward (+ backward): the counter sees the
     dense and batched products (the CPU outer aggregation is bmm) but not the CSR spmm (2 E d).
-    Complete graphs, so that no degree bucket is padded (padding would add counted products)."""
+    Complete graphs, so that no degree bucket is padded (padding would add counted products).
+    The fused CPU path runs at any size here (its threshold set to 0)."""
     from torch.utils.flop_counter import FlopCounterMode
+
+    import gnnkit.ops.outer_linear
+
+    monkeypatch.setattr(gnnkit.ops.outer_linear, "FUSED_MIN_S_BYTES", 0)
 
     torch.manual_seed(0)
     conv = EdgeNetworkConv(6, 5, edge_dim=4, hidden=10, root_weight=root)
@@ -161,3 +166,33 @@ def test_edge_mlp_first_layer_as_addmm_matches_the_module():
     conv.edge_mlp[0].register_forward_hook(lambda m, i, o: seen.append(o.shape))
     torch.testing.assert_close(conv.edge_hidden(ea), ref)
     assert seen == [(50, 16)]
+
+
+@pytest.mark.parametrize("aggr", ["add", "mean"])
+def test_fused_and_two_step_paths_agree(aggr, monkeypatch):
+    """The CPU layer below the fused path's size threshold (two steps: S, then one product) and
+    above it (gnnkit.ops.outer_linear, blocked) give the same outputs and gradients."""
+    import gnnkit.ops.outer_linear
+
+    blocks, start = [], 0
+    for n in (4, 7, 5):
+        blocks.append(complete_edges(n) + start)
+        start += n
+    ei = torch.cat(blocks, 1)
+    torch.manual_seed(0)
+    conv = EdgeNetworkConv(6, 5, edge_dim=4, hidden=10, aggr=aggr)
+    x, ea = torch.randn(start, 6, dtype=torch.float64), torch.randn(ei.size(1), 4, dtype=torch.float64)
+    conv = conv.double()
+    results = []
+    for threshold in (1 << 62, 0):
+        monkeypatch.setattr(gnnkit.ops.outer_linear, "FUSED_MIN_S_BYTES", threshold)
+        conv.zero_grad()
+        xi = x.clone().requires_grad_()
+        out = conv(xi, ei, ea)
+        out.square().sum().backward()
+        results.append((out.detach(), xi.grad, [p.grad.clone() for p in conv.parameters()]))
+    (o1, g1, p1), (o2, g2, p2) = results
+    torch.testing.assert_close(o1, o2)
+    torch.testing.assert_close(g1, g2)
+    for a, b in zip(p1, p2):
+        torch.testing.assert_close(a, b)

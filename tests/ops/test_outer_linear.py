@@ -96,3 +96,23 @@ def test_applies_only_on_the_eager_float_cpu_path():
     assert not fused_outer_linear_applies(z.bfloat16(), h.bfloat16(), buckets)
     with torch.autocast("cpu", dtype=torch.bfloat16):
         assert not fused_outer_linear_applies(z, h, buckets)
+
+
+def test_applies_only_where_s_reaches_the_threshold(monkeypatch):
+    import gnnkit.ops.outer_linear as ol
+
+    ei, z, h, w = _graph(torch.float32)
+    n = h.size(0)
+    buckets = DegreeBuckets.from_csr(CSR.from_edge_index(ei, n))
+    s_bytes = n * z.size(1) * h.size(1) * 4
+    monkeypatch.setattr(ol, "FUSED_MIN_S_BYTES", s_bytes)
+    assert fused_outer_linear_applies(z, h, buckets, n)
+    monkeypatch.setattr(ol, "FUSED_MIN_S_BYTES", s_bytes + 1)
+    assert not fused_outer_linear_applies(z, h, buckets, n)
+    assert fused_outer_linear_applies(z, h, buckets)  # no size given: the other conditions only
+    # the default: the quick QM9 batch (601 atoms, K = 128, d = 64: 19.7 MB) keeps two steps, the
+    # 128-molecule benchmark batch (2388 atoms: 78 MB) is fused
+    zq, hq = torch.zeros(1, 128), torch.zeros(1, 64)
+    monkeypatch.setattr(ol, "FUSED_MIN_S_BYTES", 32 << 20)
+    assert not fused_outer_linear_applies(zq, hq, buckets, 601)
+    assert fused_outer_linear_applies(zq, hq, buckets, 2388)
