@@ -14,8 +14,8 @@ the compiler rejects, so this is the only check, short of a GPU, that the kernel
 kernel of :mod:`gnnkit.ops._triton_kernels` fills where it is defined: the launchers can
 produce exactly the table's ``variants x dtypes x shapes`` per kernel (780 in all; the test checks
 this with :func:`sweep`, below, which runs on ``meta`` tensors every sweep function that the
-launchers register next to themselves, so this module names no kernel or launcher), and each compiles with the argument types the
-launchers pass (taken from that sweep), pointer arguments marked 16-byte aligned as the JIT marks
+launchers register next to themselves, so this module names no kernel or launcher), and each
+compiles with the argument types the launchers pass (taken from that sweep), pointer arguments marked 16-byte aligned as the JIT marks
 freshly allocated tensors. Integer arguments get no divisibility hint and 32-bit type, the JIT's
 choice for sizes below 2**31 that are not multiples of 16; those hints only change vectorisation.
 Compiling all 780 for two targets takes 7 minutes on two cores, so the suite compiles a covering
