@@ -10,10 +10,12 @@ target=GPUTarget("cuda", cap, 32))``; no driver is needed, and the wheel ships `
 interpreter (``TRITON_INTERPRET=1``, how the rest of the suite runs the kernels) accepts code that
 the compiler rejects, so this is the only check, short of a GPU, that the kernels build.
 
-**What is compiled.** The configurations come from :mod:`gnnkit.ops._launch`: the launchers can
+**What is compiled.** The configurations come from :data:`gnnkit.ops._launch.TABLE`, which each
+kernel of :mod:`gnnkit.ops._triton_kernels` fills where it is defined: the launchers can
 produce exactly the table's ``variants x dtypes x shapes`` per kernel (780 in all; the test checks
-this with :func:`sweep`, below, which runs every launcher on ``meta`` tensors), and each compiles with the argument types the
-launchers pass (taken from that sweep), pointer arguments marked 16-byte aligned as the JIT marks
+this with :func:`sweep`, below, which runs on ``meta`` tensors every sweep function that the
+launchers register next to themselves, so this module names no kernel or launcher), and each
+compiles with the argument types the launchers pass (taken from that sweep), pointer arguments marked 16-byte aligned as the JIT marks
 freshly allocated tensors. Integer arguments get no divisibility hint and 32-bit type, the JIT's
 choice for sizes below 2**31 that are not multiples of 16; those hints only change vectorisation.
 Compiling all 780 for two targets takes 7 minutes on two cores, so the suite compiles a covering
@@ -59,12 +61,14 @@ from gnnkit.ops._launch import (
     DOT_BLOCKS,
     DTYPES,
     EDGE_BLOCK_F,
-    REDUCE_CODE,
     ROW_BLOCK_E,
     ROW_BLOCK_F,
+    SWEEPS,
     TABLE,
+    KernelTable,
     Launch,
     Spec,
+    SweepSizes,
     recording,
 )
 
@@ -76,41 +80,22 @@ _SPILL = re.compile(r"(\d+) bytes stack frame, (\d+) bytes spill stores, (\d+) b
 # ------------------------------------------------------------- sweep: every launch, no kernel runs
 
 
-@dataclass(frozen=True)
-class SweepSizes:
-    """Sizes for one call of every launcher: ``rows`` targets (and sources), ``edges`` edges,
-    ``feats`` features; the outer-product kernels use ``k`` and ``feats``."""
+def table() -> dict[str, KernelTable]:
+    """:data:`gnnkit.ops._launch.TABLE`, after importing the kernels (which fill it)."""
+    from gnnkit.ops import _triton_kernels  # noqa: F401 - importing it registers the table and the sweeps
 
-    rows: int
-    edges: int
-    feats: int
-    k: int
+    return TABLE
 
 
 def call_every_launcher(sizes: SweepSizes, dtype: torch.dtype, device: str | torch.device = "meta") -> None:
-    """Calls every launcher of :mod:`gnnkit.ops._triton_kernels` once per reduction and flag
-    combination, with tensors of ``sizes`` on ``device`` (``meta`` inside :func:`recording`:
-    nothing is allocated or run)."""
-    from gnnkit.ops import _triton_kernels as tk
-
-    n, e, f = sizes.rows, sizes.edges, sizes.feats
-    idx = lambda m: torch.zeros(m, dtype=torch.long, device=device)  # noqa: E731
-    data = lambda *shape: torch.empty(*shape, dtype=dtype, device=device)  # noqa: E731
-    rowptr = idx(n + 1)
-    x, w = data(n, f), data(e)
-    for reduce in REDUCE_CODE:
-        tk.segment_fwd(data(e, f), rowptr, reduce)
-        tk.scatter_fwd(data(e, f), idx(e), n, reduce)
-    for reduce in ("sum", "mean", "max"):
-        for weight in (None, w):
-            tk.spmm_fwd(rowptr, idx(e), weight, x, reduce)
-    tk.edge_dot(idx(e), idx(e), x, x)
-    arg = idx(n * f).view(n, f)
-    for weight in (None, w):
-        tk.spmm_max_bwd(rowptr, idx(e), idx(e), rowptr, idx(e), idx(e), weight, x, arg, data(n, f), True, weight is not None)
-    z, h = data(e, sizes.k), data(n, f)
-    tk.outer_fwd(rowptr, idx(e), z, h, idx(0))
-    tk.outer_bwd(rowptr, idx(e), rowptr, idx(e), z, h, data(n, sizes.k, f), True, True, idx(0))
+    """Runs every launch sweep that :mod:`gnnkit.ops._triton_kernels` registers next to its
+    launchers (:data:`gnnkit.ops._launch.SWEEPS`, see :func:`~gnnkit.ops._launch.launch_sweep`):
+    every launcher once per reduction and flag combination, with tensors of ``sizes`` on
+    ``device`` (``meta`` inside :func:`recording`: nothing is allocated or run). A new launcher
+    registers its own sweep, so this function does not change."""
+    table()
+    for launch_sweep in SWEEPS.values():
+        launch_sweep(sizes, dtype, device)
 
 
 def sweep_sizes() -> list[SweepSizes]:
@@ -135,7 +120,7 @@ def sweep(call: Callable[[SweepSizes, torch.dtype], None] = call_every_launcher)
 def covering_specs() -> list[Spec]:
     """The configurations the suite compiles (see the module docstring), in table order."""
     out: dict[Spec, None] = {}
-    for t in TABLE.values():
+    for t in table().values():
         big = t.largest_shape()
         for v in t.variants:
             for d in t.dtypes:
@@ -368,7 +353,7 @@ def markdown(results: list[Result], command: str, full: list[Result] | None = No
             "| kernel | configurations | sm_80 max regs | sm_90a max regs | max smem (B) | failed | spilled |",
             "|---|---:|---:|---:|---:|---:|---:|",
         ]
-        for name in TABLE:
+        for name in table():
             rows = [r for r in full if r.kernel == name]
             ok = [r for r in rows if r.ok]
             regs = {t: max((r.registers for r in ok if r.target.rstrip("a") == t), default=0) for t in ("sm_80", "sm_90")}
@@ -395,7 +380,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     os.environ["TRITON_INTERPRET"] = "0"  # the sweep imports the kernels: they must be JIT functions
     covering = covering_specs()
     t0 = time.perf_counter()
-    results = compile_all([s for t in TABLE.values() for s in t.specs()] if a.full else covering, workers=a.workers)
+    results = compile_all([s for t in table().values() for s in t.specs()] if a.full else covering, workers=a.workers)
     wall = time.perf_counter() - t0
     chosen = {s.label() for s in covering}
     table_rows = [r for r in results if r.label in chosen]
@@ -424,6 +409,7 @@ __all__ = [
     "parse_ptxas_log",
     "signatures",
     "sweep",
+    "table",
 ]
 
 

@@ -5,19 +5,27 @@ its argument list, output shapes and docs); :mod:`gnnkit.ops._torch_kernels` and
 :mod:`gnnkit.ops._triton_kernels` both implement each with that argument list (a test checks
 this), and :func:`kernels_for` picks one of the two modules for a tensor at run time.
 
-**Adding a differentiable op touches three files** (its public function and test aside):
+**Adding a differentiable op touches three files** (its public function and test aside), also
+when it brings a new ``@triton.jit`` kernel:
 
 1. ``gnnkit/ops/_library.py``: the kernel's shape function under ``@kernel(on=...)`` (argument
    list, schema, fake) and the op's row in ``OPS`` with its ``setup`` and ``backward``;
 2. ``gnnkit/ops/_torch_kernels.py``: the CPU implementation, same name and arguments;
-3. ``gnnkit/ops/_triton_kernels.py``: the CUDA implementation, same name and arguments.
+3. ``gnnkit/ops/_triton_kernels.py``: the CUDA implementation, same name and arguments (the
+   launcher). A new ``@triton.jit`` kernel goes here too, under
+   ``@kernel_table(variants, heaviest, shapes, ...)`` (:func:`gnnkit.ops._launch.kernel_table`),
+   which enters its launch configurations in ``gnnkit.ops._launch.TABLE``; and next to the
+   launcher a function under ``@launch_sweep`` (:func:`gnnkit.ops._launch.launch_sweep`) that
+   calls it once per flag combination on the sizes it is given, which
+   :func:`gnnkit.ops._aot.call_every_launcher` runs, so that CI compiles the kernel ahead of
+   time (tests/ops/test_triton_aot.py checks that the sweep produces exactly the table).
 
 The registered ``torch.ops.gnnkit`` op, its autograd registration and the eager path are built
-from the row. A new ``@triton.jit`` kernel (rather than a new launcher of existing ones) also needs
-its configurations in ``gnnkit/ops/_launch.py``'s ``TABLE`` and a call in the launch sweep of
-``gnnkit/ops/_aot.py``, so that CI compiles it ahead of time. The public function (checked
-arguments, then ``_library.call``) lives in a module of :mod:`gnnkit.ops` and is exported by its
-``__init__``, like any public function.
+from the row. ``gnnkit/ops/_launch.py`` (the table machinery and the shared block-shape
+families) and ``gnnkit/ops/_aot.py`` need no edit, unless a kernel needs a new family of block
+shapes that the sweep sizes of :func:`gnnkit.ops._aot.sweep_sizes` do not reach. The public
+function (checked arguments, then ``_library.call``) lives in a module of :mod:`gnnkit.ops` and is
+exported by its ``__init__``, like any public function.
 
 ``set_backend("triton")`` forces the Triton kernels everywhere, which together with
 ``TRITON_INTERPRET=1`` runs them on CPU tensors (that is how the test suite checks them without a

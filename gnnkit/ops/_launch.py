@@ -1,11 +1,17 @@
 """The launch configurations of the Triton kernels: one table that the launchers and the tests read.
 
+This module holds the machinery (:class:`KernelTable`, the shared block-shape families, launch
+checks, recording) and no kernel's entry: each ``@triton.jit`` kernel of
+:mod:`gnnkit.ops._triton_kernels` declares its own under :func:`kernel_table`, which fills
+:data:`TABLE` when that module is imported, and each launcher registers a sweep function next to
+itself with :func:`launch_sweep` (collected in :data:`SWEEPS`).
+
 Every launch in :mod:`gnnkit.ops._triton_kernels` goes through
-:func:`gnnkit.ops._triton_kernels._launch`, which refuses a configuration that is not listed here.
-So the table is, by construction, a superset of what the launchers can produce, and
-tests/ops/test_triton_aot.py checks the converse: running every launcher on ``meta`` tensors over a
-sweep of sizes, dtypes and flags (:func:`gnnkit.ops._aot.sweep`, inside :func:`recording`: no
-kernel runs) produces every entry of the table and nothing else. The same test compiles the entries for sm_80 and sm_90 (see
+:func:`gnnkit.ops._triton_kernels._launch`, which refuses a configuration that is not in
+:data:`TABLE`. So the table is, by construction, a superset of what the launchers can produce, and
+tests/ops/test_triton_aot.py checks the converse: running every registered sweep on ``meta``
+tensors over a range of sizes and every dtype (:func:`gnnkit.ops._aot.sweep`, inside
+:func:`recording`: no kernel runs) produces every entry of the table and nothing else. The same test compiles the entries for sm_80 and sm_90 (see
 :mod:`gnnkit.ops._aot`), so a new kernel, flag combination or block size cannot reach a GPU
 without having been compiled in CI.
 
@@ -26,7 +32,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Callable, TypeVar
 
 import torch
 
@@ -40,6 +46,7 @@ DTYPE_NAMES: tuple[str, ...] = tuple(DTYPES.values())
 TORCH_DTYPES: dict[str, torch.dtype] = {v: k for k, v in DTYPES.items()}
 
 Flags = tuple[tuple[str, Any], ...]
+K = TypeVar("K")
 
 
 @dataclass(frozen=True)
@@ -202,54 +209,43 @@ def gather_shape(d: int) -> Shape:
 
 # ------------------------------------------------------------------------------------- table
 
-
-def _flags(**kw: Any) -> Flags:
-    return tuple(kw.items())
-
-
-def _reduce_flags(reduce: int, gather: bool, weight: bool, arg_from_col: bool) -> Flags:
-    return _flags(REDUCE=reduce, GATHER=gather, HAS_WEIGHT=weight, ARG_FROM_COL=arg_from_col)
+# Filled by :func:`kernel_table` where each ``@triton.jit`` kernel is defined (in
+# :mod:`gnnkit.ops._triton_kernels`): this module holds no kernel's entry.
+TABLE: dict[str, KernelTable] = {}
 
 
-REDUCE_CODE: dict[str, int] = {"sum": 0, "mean": 1, "max": 2, "min": 3}
+def kernel_table(
+    variants: tuple[Flags, ...] = ((),),
+    heaviest: Flags = (),
+    shapes: tuple[Shape, ...] = (),
+    dtypes: tuple[str, ...] = DTYPE_NAMES,
+    uses_dot: bool = False,
+) -> Callable[[K], K]:
+    """Decorator over a ``@triton.jit`` kernel: enters its :class:`KernelTable` (named after the
+    kernel's function) in :data:`TABLE`, and returns the kernel unchanged.
 
+    Raises:
+        ValueError: a kernel of that name already has an entry, or the entry is empty or its
+            ``heaviest`` variant is not one of its ``variants``.
+    """
 
-def csr_reduce_flags(reduce: str, gather: bool, weighted: bool, arg_from_col: bool) -> Flags:
-    """The variant of :func:`_csr_reduce_kernel` for a reduction. ``ARG_FROM_COL`` only changes
-    max/min (which report positions), so sum/mean always pass False: scatter-sum and unweighted
-    spmm-sum then share one compiled kernel."""
-    code = REDUCE_CODE[reduce]
-    return _reduce_flags(code, gather, weighted, arg_from_col and code >= 2)
+    def register(kernel: K) -> K:
+        name = getattr(kernel, "fn", kernel).__name__
+        if name in TABLE:
+            raise ValueError(f"kernel {name} already has an entry in gnnkit.ops._launch.TABLE")
+        if not variants or not shapes or not dtypes:
+            raise ValueError(f"kernel {name}: the launch table needs at least one variant, shape and dtype")
+        if heaviest not in variants:
+            raise ValueError(f"kernel {name}: heaviest variant {heaviest} is not one of its variants")
+        TABLE[name] = KernelTable(name, tuple(variants), heaviest, tuple(shapes), tuple(dtypes), uses_dot)
+        return kernel
 
-
-_CSR_VARIANTS: tuple[Flags, ...] = tuple(
-    dict.fromkeys(
-        [csr_reduce_flags(r, False, False, False) for r in REDUCE_CODE]  # segment
-        + [csr_reduce_flags(r, True, False, True) for r in REDUCE_CODE]  # scatter (through the sort permutation)
-        + [csr_reduce_flags(r, True, w, False) for r in ("sum", "mean", "max") for w in (False, True)]  # spmm
-    )
-)
-
-TABLE: dict[str, KernelTable] = {
-    t.name: t
-    for t in (
-        KernelTable("_csr_reduce_kernel", _CSR_VARIANTS, csr_reduce_flags("max", True, True, False), ROW_SHAPES),
-        KernelTable(
-            "_spmm_max_bwd_x_kernel", (_flags(HAS_WEIGHT=False), _flags(HAS_WEIGHT=True)), _flags(HAS_WEIGHT=True),
-            ROW_SHAPES,
-        ),
-        KernelTable("_edge_dot_kernel", ((),), (), EDGE_SHAPES),
-        KernelTable("_spmm_max_bwd_w_kernel", ((),), (), EDGE_SHAPES),
-        KernelTable("_outer_fwd_kernel", ((),), (), OUTER_FWD_SHAPES, uses_dot=True),
-        KernelTable("_outer_bwd_z_kernel", ((),), (), OUTER_BWD_Z_SHAPES, uses_dot=True),
-        KernelTable("_outer_bwd_msg_kernel", ((),), (), OUTER_BWD_MSG_SHAPES, uses_dot=True),
-        KernelTable("_gather_sum_kernel", ((),), (), GATHER_SHAPES),
-    )
-}
+    return register
 
 
 def all_specs() -> list[Spec]:
-    """Every configuration of every kernel (the product the launchers may produce)."""
+    """Every configuration of every kernel (the product the launchers may produce), as registered
+    so far: import :mod:`gnnkit.ops._triton_kernels` first (or use :func:`gnnkit.ops._aot.table`)."""
     return [s for t in TABLE.values() for s in t.specs()]
 
 
@@ -325,6 +321,38 @@ def recorder() -> list[Launch] | None:
     return _recorder
 
 
+@dataclass(frozen=True)
+class SweepSizes:
+    """Sizes for one call of every launcher: ``rows`` targets (and sources), ``edges`` edges,
+    ``feats`` features; the outer-product kernels use ``k`` and ``feats``."""
+
+    rows: int
+    edges: int
+    feats: int
+    k: int
+
+
+Sweep = Callable[[SweepSizes, torch.dtype, "str | torch.device"], None]
+
+# Filled by :func:`launch_sweep` next to each launcher; :func:`gnnkit.ops._aot.call_every_launcher`
+# calls them all, in registration order.
+SWEEPS: dict[str, Sweep] = {}
+
+
+def launch_sweep(fn: Sweep) -> Sweep:
+    """Decorator that registers ``fn(sizes, dtype, device)``: it calls one launcher (or a few)
+    once per flag combination it can produce, with tensors of ``sizes`` and ``dtype`` on ``device``
+    (``meta`` inside :func:`recording`), so that the AOT sweep reaches every configuration.
+
+    Raises:
+        ValueError: a sweep of that name is already registered.
+    """
+    if fn.__name__ in SWEEPS:
+        raise ValueError(f"a launch sweep named {fn.__name__} is already registered")
+    SWEEPS[fn.__name__] = fn
+    return fn
+
+
 _TRITON_TYPES = {torch.float32: "fp32", torch.float64: "fp64", torch.float16: "fp16", torch.bfloat16: "bf16",
                  torch.int64: "i64", torch.int32: "i32"}  # fmt: skip
 
@@ -355,7 +383,10 @@ __all__ = [
     "all_specs",
     "GRID_LIMITS",
     "check_grid",
-    "csr_reduce_flags",
+    "SWEEPS",
+    "SweepSizes",
+    "kernel_table",
+    "launch_sweep",
     "outer_bwd_msg_shape",
     "outer_bwd_z_shape",
     "outer_fwd_shape",

@@ -21,8 +21,12 @@ Sizes come from tensor shapes (host ints), never from tensor values, so there is
 The kernels also run under ``TRITON_INTERPRET=1`` on CPU tensors, which is how the tests check them.
 
 Every launch goes through :func:`_launch` with a configuration (constexpr flags, data dtype,
-block sizes, ``num_warps``) from the table in :mod:`gnnkit.ops._launch`; anything else is refused.
-tests/ops/test_triton_aot.py compiles that table for sm_80 and sm_90 and checks the launch grids.
+block sizes, ``num_warps``) from :data:`gnnkit.ops._launch.TABLE`; anything else is refused. Each
+kernel declares its entry of that table where it is defined (``@kernel_table(...)`` over
+``@triton.jit``), and each launcher is followed by a ``@launch_sweep`` function that calls it once
+per flag combination on the sizes it is given: :func:`gnnkit.ops._aot.sweep` runs them all on
+``meta`` tensors, and tests/ops/test_triton_aot.py checks that they produce exactly the table,
+compiles it for sm_80 and sm_90 and checks the launch grids.
 Index tensors are passed as int64; data may be float32, float64, float16 or bfloat16 (any other
 dtype is a ``TypeError``).
 """
@@ -37,15 +41,24 @@ import triton.language as tl
 from torch import Tensor
 
 from gnnkit.ops._launch import (
+    EDGE_SHAPES,
+    GATHER_SHAPES,
+    OUTER_BWD_MSG_SHAPES,
+    OUTER_BWD_Z_SHAPES,
+    OUTER_FWD_SHAPES,
+    ROW_SHAPES,
     TORCH_DTYPES,
+    Flags,
     Launch,
     Spec,
+    SweepSizes,
     arg_type,
     cdiv,
     check_grid,
-    csr_reduce_flags,
     edge_shape,
     gather_shape,
+    kernel_table,
+    launch_sweep,
     outer_bwd_msg_shape,
     outer_bwd_z_shape,
     outer_fwd_shape,
@@ -54,7 +67,27 @@ from gnnkit.ops._launch import (
     spec_for,
 )
 
+REDUCE_CODE: dict[str, int] = {"sum": 0, "mean": 1, "max": 2, "min": 3}
 
+
+def csr_reduce_flags(reduce: str, gather: bool, weighted: bool, arg_from_col: bool) -> Flags:
+    """The variant of :func:`_csr_reduce_kernel` for a reduction. ``ARG_FROM_COL`` only changes
+    max/min (which report positions), so sum/mean always pass False: scatter-sum and unweighted
+    spmm-sum then share one compiled kernel."""
+    code = REDUCE_CODE[reduce]
+    return (("REDUCE", code), ("GATHER", gather), ("HAS_WEIGHT", weighted), ("ARG_FROM_COL", arg_from_col and code >= 2))
+
+
+_CSR_VARIANTS: tuple[Flags, ...] = tuple(
+    dict.fromkeys(
+        [csr_reduce_flags(r, False, False, False) for r in REDUCE_CODE]  # segment
+        + [csr_reduce_flags(r, True, False, True) for r in REDUCE_CODE]  # scatter (through the sort permutation)
+        + [csr_reduce_flags(r, True, w, False) for r in ("sum", "mean", "max") for w in (False, True)]  # spmm
+    )
+)
+
+
+@kernel_table(_CSR_VARIANTS, csr_reduce_flags("max", True, True, False), ROW_SHAPES)
 @triton.jit
 def _csr_reduce_kernel(
     rowptr_ptr,
@@ -135,40 +168,7 @@ def _csr_reduce_kernel(
     tl.store(out_ptr + row * F + offs_f, acc.to(out_ptr.dtype.element_ty), mask=fmask)
 
 
-@triton.jit
-def _edge_dot_kernel(
-    row_ptr,
-    col_ptr,
-    a_ptr,
-    b_ptr,
-    out_ptr,
-    E,
-    F,
-    stride_a,
-    stride_b,
-    ACC: tl.constexpr,
-    BLOCK_E: tl.constexpr,
-    BLOCK_F: tl.constexpr,
-):
-    """``out[e] = sum_f a[row[e], f] * b[col[e], f]`` for a block of ``BLOCK_E`` edges.
-
-    Cost model (``s`` = bytes per value): per edge ``16`` B of indices, two gathered rows of
-    ``s*F`` B each, ``s`` B written; ``2F`` flops.
-    """
-    offs_e = tl.program_id(0).to(tl.int64) * BLOCK_E + tl.arange(0, BLOCK_E)
-    emask = offs_e < E
-    r = tl.load(row_ptr + offs_e, mask=emask, other=0).to(tl.int64)
-    c = tl.load(col_ptr + offs_e, mask=emask, other=0).to(tl.int64)
-    acc = tl.zeros([BLOCK_E], dtype=ACC)
-    for f0 in range(0, F, BLOCK_F):
-        offs_f = f0 + tl.arange(0, BLOCK_F)
-        m2 = emask[:, None] & (offs_f < F)[None, :]
-        va = tl.load(a_ptr + r[:, None] * stride_a + offs_f[None, :], mask=m2, other=0.0).to(ACC)
-        vb = tl.load(b_ptr + c[:, None] * stride_b + offs_f[None, :], mask=m2, other=0.0).to(ACC)
-        acc += tl.sum(va * vb, axis=1)
-    tl.store(out_ptr + offs_e, acc.to(out_ptr.dtype.element_ty), mask=emask)
-
-
+@kernel_table(((("HAS_WEIGHT", False),), (("HAS_WEIGHT", True),)), (("HAS_WEIGHT", True),), ROW_SHAPES)
 @triton.jit
 def _spmm_max_bwd_x_kernel(
     t_rowptr_ptr,
@@ -212,6 +212,42 @@ def _spmm_max_bwd_x_kernel(
     tl.store(out_ptr + u * F + offs_f, acc.to(out_ptr.dtype.element_ty), mask=fmask)
 
 
+@kernel_table(shapes=EDGE_SHAPES)
+@triton.jit
+def _edge_dot_kernel(
+    row_ptr,
+    col_ptr,
+    a_ptr,
+    b_ptr,
+    out_ptr,
+    E,
+    F,
+    stride_a,
+    stride_b,
+    ACC: tl.constexpr,
+    BLOCK_E: tl.constexpr,
+    BLOCK_F: tl.constexpr,
+):
+    """``out[e] = sum_f a[row[e], f] * b[col[e], f]`` for a block of ``BLOCK_E`` edges.
+
+    Cost model (``s`` = bytes per value): per edge ``16`` B of indices, two gathered rows of
+    ``s*F`` B each, ``s`` B written; ``2F`` flops.
+    """
+    offs_e = tl.program_id(0).to(tl.int64) * BLOCK_E + tl.arange(0, BLOCK_E)
+    emask = offs_e < E
+    r = tl.load(row_ptr + offs_e, mask=emask, other=0).to(tl.int64)
+    c = tl.load(col_ptr + offs_e, mask=emask, other=0).to(tl.int64)
+    acc = tl.zeros([BLOCK_E], dtype=ACC)
+    for f0 in range(0, F, BLOCK_F):
+        offs_f = f0 + tl.arange(0, BLOCK_F)
+        m2 = emask[:, None] & (offs_f < F)[None, :]
+        va = tl.load(a_ptr + r[:, None] * stride_a + offs_f[None, :], mask=m2, other=0.0).to(ACC)
+        vb = tl.load(b_ptr + c[:, None] * stride_b + offs_f[None, :], mask=m2, other=0.0).to(ACC)
+        acc += tl.sum(va * vb, axis=1)
+    tl.store(out_ptr + offs_e, acc.to(out_ptr.dtype.element_ty), mask=emask)
+
+
+@kernel_table(shapes=EDGE_SHAPES)
 @triton.jit
 def _spmm_max_bwd_w_kernel(
     row_ptr,
@@ -275,6 +311,7 @@ def _spmm_max_bwd_w_kernel(
 #(no TF32) so that results match the torch path to float32 rounding.
 #
 
+@kernel_table(shapes=OUTER_FWD_SHAPES, uses_dot=True)
 @triton.jit
 def _outer_fwd_kernel(
     rowptr_ptr, col_ptr, z_ptr, h_ptr, out_ptr, K, D,
@@ -298,6 +335,7 @@ def _outer_fwd_kernel(
     tl.store(out, acc.to(out_ptr.dtype.element_ty), mask=kmask[:, None] & dmask[None, :])
 
 
+@kernel_table(shapes=OUTER_BWD_Z_SHAPES, uses_dot=True)
 @triton.jit
 def _outer_bwd_z_kernel(
     rowptr_ptr, col_ptr, h_ptr, g_ptr, gz_ptr, K, D,
@@ -323,6 +361,7 @@ def _outer_bwd_z_kernel(
         tl.store(out, acc.to(gz_ptr.dtype.element_ty), mask=emask[:, None] & kmask[None, :])
 
 
+@kernel_table(shapes=OUTER_BWD_MSG_SHAPES, uses_dot=True)
 @triton.jit
 def _outer_bwd_msg_kernel(
     rowptr_ptr, z_ptr, g_ptr, m_ptr, K, D,
@@ -347,6 +386,7 @@ def _outer_bwd_msg_kernel(
         tl.store(out, acc.to(m_ptr.dtype.element_ty), mask=emask[:, None] & dmask[None, :])
 
 
+@kernel_table(shapes=GATHER_SHAPES)
 @triton.jit
 def _gather_sum_kernel(rowptr_ptr, idx_ptr, x_ptr, out_ptr, D, ACC: tl.constexpr, BLOCK_E: tl.constexpr, BLOCK_D: tl.constexpr):
     """``out[w] = sum_{j in rowptr[w]:rowptr[w+1]} x[idx[j]]``: 8 B of index and ``s*D`` B read per
@@ -403,6 +443,15 @@ def _block(spec: Spec, name: str) -> int:
     return dict(spec.shape.blocks)[name]
 
 
+def _sweep_tensors(dtype: torch.dtype, device: str | torch.device):
+    """``idx(m)``: an int64 index of ``m`` zeros; ``data(*shape)``: an uninitialised ``dtype``
+    tensor (both on ``device``): the arguments of the launch sweeps below."""
+    return (
+        lambda m: torch.zeros(m, dtype=torch.long, device=device),
+        lambda *shape: torch.empty(*shape, dtype=dtype, device=device),
+    )
+
+
 def _csr_reduce(
     rowptr: Tensor,
     col: Tensor | None,
@@ -455,6 +504,13 @@ def segment_fwd(src: Tensor, rowptr: Tensor, reduce: str) -> tuple[Tensor, Tenso
     return out.view(shape), (arg.view(shape) if arg is not None else None)
 
 
+@launch_sweep
+def _sweep_segment_fwd(sizes: SweepSizes, dtype: torch.dtype, device: str | torch.device) -> None:
+    idx, data = _sweep_tensors(dtype, device)
+    for reduce in REDUCE_CODE:
+        segment_fwd(data(sizes.edges, sizes.feats), idx(sizes.rows + 1), reduce)
+
+
 def scatter_fwd(src: Tensor, index: Tensor, num_segments: int, reduce: str) -> tuple[Tensor, Tensor | None]:
     """Sorts ``index`` (stable, so ties keep input order) and reduces segment by segment through
     the permutation: deterministic, no atomics. Extra cost over a segment reduction: the sort
@@ -466,6 +522,13 @@ def scatter_fwd(src: Tensor, index: Tensor, num_segments: int, reduce: str) -> t
     out, arg = _csr_reduce(rowptr, perm, None, flat, reduce, True, src.size(0))
     shape = (num_segments, *src.shape[1:])
     return out.view(shape), (arg.view(shape) if arg is not None else None)
+
+
+@launch_sweep
+def _sweep_scatter_fwd(sizes: SweepSizes, dtype: torch.dtype, device: str | torch.device) -> None:
+    idx, data = _sweep_tensors(dtype, device)
+    for reduce in REDUCE_CODE:
+        scatter_fwd(data(sizes.edges, sizes.feats), idx(sizes.edges), sizes.rows, reduce)
 
 
 def spmm_fwd(
@@ -483,6 +546,15 @@ def spmm_fwd(
     return _csr_reduce(_i64(rowptr), _i64(col), w, x.contiguous(), reduce, False, n_edges)
 
 
+@launch_sweep
+def _sweep_spmm_fwd(sizes: SweepSizes, dtype: torch.dtype, device: str | torch.device) -> None:
+    idx, data = _sweep_tensors(dtype, device)
+    n, e, f = sizes.rows, sizes.edges, sizes.feats
+    for reduce in ("sum", "mean", "max"):
+        for weight in (None, data(e)):
+            spmm_fwd(idx(n + 1), idx(e), weight, data(n, f), reduce)
+
+
 def edge_dot(row: Tensor, col: Tensor, a: Tensor, b: Tensor) -> Tensor:
     """``out[e] = sum_f a[row[e], f] * b[col[e], f]`` (SDDMM), in registers (no ``E x F`` block)."""
     n_edges, feats = row.numel(), a.size(1)
@@ -496,6 +568,13 @@ def edge_dot(row: Tensor, col: Tensor, a: Tensor, b: Tensor) -> Tensor:
     grid = (cdiv(n_edges, _block(spec, "BLOCK_E")),)
     _launch(_edge_dot_kernel, grid, (_i64(row), _i64(col), a, b, out, n_edges, feats, a.stride(0), b.stride(0)), spec)
     return out
+
+
+@launch_sweep
+def _sweep_edge_dot(sizes: SweepSizes, dtype: torch.dtype, device: str | torch.device) -> None:
+    idx, data = _sweep_tensors(dtype, device)
+    x = data(sizes.rows, sizes.feats)
+    edge_dot(idx(sizes.edges), idx(sizes.edges), x, x)
 
 
 def spmm_max_bwd(
@@ -537,6 +616,16 @@ def spmm_max_bwd(
     return grad_x, grad_w
 
 
+@launch_sweep
+def _sweep_spmm_max_bwd(sizes: SweepSizes, dtype: torch.dtype, device: str | torch.device) -> None:
+    idx, data = _sweep_tensors(dtype, device)
+    n, e, f = sizes.rows, sizes.edges, sizes.feats
+    rowptr, arg = idx(n + 1), idx(n * f).view(n, f)
+    for weight in (None, data(e)):
+        spmm_max_bwd(rowptr, idx(e), idx(e), rowptr, idx(e), idx(e), weight, data(n, f), arg, data(n, f), True,
+                     weight is not None)  # fmt: skip
+
+
 def outer_fwd(rowptr: Tensor, col: Tensor, z: Tensor, h: Tensor, buckets: Tensor) -> Tensor:
     """``S[v] = sum_{e in rowptr[v]:rowptr[v+1]} z[e] ⊗ h[col[e]]``; ``z`` in CSR order
     (``buckets`` is the CPU path's grouping and is not needed here)."""
@@ -548,6 +637,12 @@ def outer_fwd(rowptr: Tensor, col: Tensor, z: Tensor, h: Tensor, buckets: Tensor
     grid = (n, cdiv(k, _block(spec, "BLOCK_K")), cdiv(d, _block(spec, "BLOCK_D")))
     _launch(_outer_fwd_kernel, grid, (_i64(rowptr), _i64(col), z.contiguous(), h.contiguous(), out, k, d), spec)
     return out
+
+
+@launch_sweep
+def _sweep_outer_fwd(sizes: SweepSizes, dtype: torch.dtype, device: str | torch.device) -> None:
+    idx, data = _sweep_tensors(dtype, device)
+    outer_fwd(idx(sizes.rows + 1), idx(sizes.edges), data(sizes.edges, sizes.k), data(sizes.rows, sizes.feats), idx(0))
 
 
 def outer_bwd(
@@ -583,3 +678,11 @@ def outer_bwd(
             grid = (t_rowptr.numel() - 1, cdiv(d, _block(gather, "BLOCK_D")))
             _launch(_gather_sum_kernel, grid, (_i64(t_rowptr), _i64(t_perm), msg, grad_h, d), gather)
     return grad_z, grad_h
+
+
+@launch_sweep
+def _sweep_outer_bwd(sizes: SweepSizes, dtype: torch.dtype, device: str | torch.device) -> None:
+    idx, data = _sweep_tensors(dtype, device)
+    n, e, f, k = sizes.rows, sizes.edges, sizes.feats, sizes.k
+    rowptr = idx(n + 1)
+    outer_bwd(rowptr, idx(e), rowptr, idx(e), data(e, k), data(n, f), data(n, k, f), True, True, idx(0))

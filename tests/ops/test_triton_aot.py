@@ -1,8 +1,8 @@
 """The Triton kernels as a GPU compiler sees them, without a GPU.
 
-* The launch table (gnnkit/ops/_launch.py) is exactly what the launchers produce: every launcher is
-  run on ``meta`` tensors over a sweep of sizes, dtypes and flags, recording its launches instead
-  of running them.
+* The launch table (``gnnkit.ops._launch.TABLE``, declared on the kernels) is exactly what the
+  launchers produce: every launcher is run on ``meta`` tensors by the sweep functions registered
+  next to it, over a range of sizes and dtypes, recording its launches instead of running them.
 * Every kernel compiles for sm_80 and sm_90 without register spills: ``python -m gnnkit.ops._aot``
   compiles the covering set of the table (every kernel, variant, dtype and block shape; every
   variant in every dtype at the kernel's largest tile) with ``triton.compile`` and a
@@ -59,10 +59,50 @@ def test_covering_set_reaches_every_variant_dtype_and_shape():
         assert at_largest == {(v, d) for v in t.variants for d in t.dtypes}
 
 
+def test_table_and_sweeps_are_declared_next_to_the_kernels():
+    # _launch holds the machinery only: no kernel's name appears in it as an entry.
+    source = Path(_launch.__file__).read_text()
+    assert not [name for name in _launch.TABLE if f'"{name}"' in source]
+    # Every registered sweep launches something, and together they reach every kernel.
+    sizes = _aot.SweepSizes(rows=4, edges=12, feats=8, k=16)
+    reached = set()
+    for name, fn in _launch.SWEEPS.items():
+        with _launch.recording() as launches:
+            fn(sizes, torch.float32, "meta")
+        assert launches, f"sweep {name} launched nothing"
+        reached |= {launch.spec.kernel for launch in launches}
+    assert reached == set(_launch.TABLE)
+
+
+def test_registering_twice_or_an_inconsistent_entry_is_refused():
+    before, sweeps = dict(_launch.TABLE), dict(_launch.SWEEPS)
+
+    def _edge_dot_kernel():  # same name as a registered kernel
+        pass
+
+    with pytest.raises(ValueError, match="already has an entry"):
+        _launch.kernel_table(shapes=_launch.EDGE_SHAPES)(_edge_dot_kernel)
+
+    def _new_kernel():
+        pass
+
+    with pytest.raises(ValueError, match="heaviest variant"):
+        _launch.kernel_table(((("F", True),),), (("F", False),), _launch.EDGE_SHAPES)(_new_kernel)
+    with pytest.raises(ValueError, match="at least one"):
+        _launch.kernel_table(shapes=())(_new_kernel)
+
+    def _sweep_edge_dot(sizes, dtype, device):
+        pass
+
+    with pytest.raises(ValueError, match="already registered"):
+        _launch.launch_sweep(_sweep_edge_dot)
+    assert _launch.TABLE == before and _launch.SWEEPS == sweeps
+
+
 def test_a_configuration_outside_the_table_is_refused():
     shape = _launch.Shape((("BLOCK_E", 8), ("BLOCK_F", 8)), 1)  # BLOCK_F=8 is not a row block
     with pytest.raises(RuntimeError, match="not in gnnkit.ops._launch.TABLE"):
-        _launch.spec_for("_csr_reduce_kernel", _launch.csr_reduce_flags("sum", True, False, False), torch.float32, shape)
+        _launch.spec_for("_csr_reduce_kernel", _triton_kernels.csr_reduce_flags("sum", True, False, False), torch.float32, shape)
     with pytest.raises(RuntimeError, match="no entry"):
         _launch.spec_for("_new_kernel", (), torch.float32, shape)
     src = torch.zeros(6, 2).to(torch.float8_e4m3fn)
