@@ -93,8 +93,8 @@ def test_train_csv_as_a_subprocess(tmp_path):
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
     with open(tmp_path / "log.txt", "w") as log:
         proc = subprocess.run([sys.executable, "-m", "gnnkit", "train", "csv", "--data", str(data), "--targets", "y",
-                               "--epochs", "2", "--batch-size", "4", "--channels", "8", "--steps", "1", "--model-option",
-                               "edge_hidden=8", "--device", "cpu", "--out", str(tmp_path / "run")],
+                               "--epochs", "2", "--batch-size", "4", "--channels", "8", "--steps", "1",
+                               "--device", "cpu", "--out", str(tmp_path / "run")],
                               stdout=log, stderr=subprocess.STDOUT, env=env, timeout=300)  # fmt: skip
     text = (tmp_path / "log.txt").read_text()
     assert proc.returncode == 0, text[-3000:]
