@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import os
 import pathlib
-import platform
 import shutil
 import statistics
 import tempfile
@@ -24,7 +23,7 @@ from torch_geometric.utils import scatter as pyg_scatter
 
 from gnnkit.data.paths import data_root
 from gnnkit.ops import CSR, scatter, spmm
-from gnnkit.bench.probes import MachineLoad
+from gnnkit.bench.probes import MachineLoad, cpu_model
 from gnnkit.bench.synthetic import complete_edges
 
 # Peak HBM bandwidth in GB/s by device name (vendor datasheets).
@@ -218,15 +217,7 @@ def bench_graph(name: str, edge_index: Tensor, num_nodes: int, cfg: BenchConfig)
 def device_line(device: str) -> str:
     if device.startswith("cuda"):
         return f"device: {torch.cuda.get_device_name()}, torch {torch.__version__}"
-    model = platform.processor() or "unknown CPU"
-    try:
-        for line in pathlib.Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return f"device: CPU {model}, {os.cpu_count()} cores, torch {torch.__version__}, {torch.get_num_threads()} threads"
+    return f"device: CPU {cpu_model()}, {os.cpu_count()} cores, torch {torch.__version__}, {torch.get_num_threads()} threads"
 
 
 def copy_gbps(device: str, gigabytes: float = 2.0, repeats: int = 20) -> float:

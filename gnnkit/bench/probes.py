@@ -296,14 +296,17 @@ def device_description(device: torch.device | str) -> str:
     device = torch.device(device)
     if device.type == "cuda":
         return f"{torch.cuda.get_device_name(device)} (CUDA {torch.version.cuda})"
-    name = platform.processor() or platform.machine()
+    threads = torch.get_num_threads()
+    return f"CPU {cpu_model()}, {threads} thread{'s' if threads != 1 else ''}"
+
+
+def cpu_model() -> str:
+    """The CPU's model name from ``/proc/cpuinfo`` (``platform`` where there is none)."""
     try:
         with open("/proc/cpuinfo") as f:
-            name = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
+            return next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
     except (OSError, StopIteration):
-        pass
-    threads = torch.get_num_threads()
-    return f"CPU {name}, {threads} thread{'s' if threads != 1 else ''}"
+        return platform.processor() or platform.machine()
 
 
 def git_commit(path: str | os.PathLike) -> str | None:
