@@ -3,7 +3,7 @@ and your own model, under the same protocol, with repeated seeds and two budgets
 equal epochs from one run per model and seed).
 
     python recipes/benchmark.py                                   # quick, CPU, ~18 min
-    python recipes/benchmark.py --preset section2 --out runs/section2   # Gilmer's Section 2, CPU, ~3.3 h
+    python recipes/benchmark.py --preset section2 --out runs/section2   # Gilmer's Section 2, CPU, ~70 min
     python recipes/benchmark.py --preset gpu                      # GPU, full split
     python recipes/benchmark.py --preset gilmer --threads 2       # Tables 7-8 ablation, CPU, ~40 min
     python recipes/benchmark.py --models mpnn,my_pkg.models:MyNet --seeds 5

@@ -55,12 +55,13 @@ Presets (``--preset``; any option given on the command line overrides the preset
 * ``section2``: every model above except dimenet++ (mpnn, ggnn, gcn-graph, cnn, rnn, nfp,
   interaction, weave, dtnn, chebnet, pyg-nnconv, schnet) at the quick widths on 2,000 training /
   500 validation / 500 test molecules, 3 seeds, equal epochs = 5 (every model sees 5 epochs of
-  2,000 molecules) and equal time = 300 s of training per run, with 5 time evaluations. 300 s is
-  sized so that the slowest model, pyg-nnconv (~42 molecules per CPU-second at one thread, see
-  ``quick``), also trains its 5 epochs (10,000 molecules, ~240 CPU-s) within the time budget; the
-  others trained 150-800 molecules/s in a 320-molecule probe on a shared machine (dtnn the
-  slowest of them). 36 runs of 300 s plus evaluation and featurization: about 3.3 hours on an
-  idle 2-core CPU (an estimate).
+  2,000 molecules) and equal time = 100 s of training per run, with 5 time evaluations. 100 s is
+  sized so that the slowest model, pyg-nnconv (123 molecules/s on the idle 2-core CPU in the
+  committed quick table, recipes/results/benchmark_U0.md), also trains its 5 epochs (10,000
+  molecules, ~81 s) within the time budget; the table's "epochs in 100 s" column shows whether
+  each model did (a run that has not finished its epochs goes on until it has, so the
+  equal-epochs result is always 5 epochs). 36 runs of 100 s plus evaluation and featurization:
+  about 70 minutes on an idle 2-core CPU (an estimate).
 * ``gilmer``: Gilmer et al. 2017's ablations of GG-NN on U0, one command: Table 7 (GG-NN on the
   chemical graph without spatial information, + virtual edge, + master node, + set2set:
   ``ggnn-chemical``, ``ggnn+virtual``, ``ggnn+virtual+master``, ``ggnn+virtual+master+s2s``) and
@@ -76,7 +77,7 @@ Presets (``--preset``; any option given on the command line overrides the preset
   A run lasts max(30 min, 10 epochs): about 10-12 hours for 7-8 models x 3 seeds.
 
     python recipes/benchmark.py                                   # quick, CPU, ~18 min
-    python recipes/benchmark.py --preset section2 --out runs/section2   # Gilmer's Section 2, CPU, ~3.3 h
+    python recipes/benchmark.py --preset section2 --out runs/section2   # Gilmer's Section 2, CPU, ~70 min
     python recipes/benchmark.py --preset gpu                      # GPU, full split
     python recipes/benchmark.py --preset gilmer --threads 2       # Tables 7-8 ablation, CPU, ~40 min
     python recipes/benchmark.py --models mpnn,my_pkg.models:MyNet --seeds 5

@@ -332,7 +332,7 @@ def main(cfg: Config, table: MoleculeCSV | None = None) -> dict:
         "rows": table.total_rows, "molecules": len(table), "skipped": len(table.skipped), "split": split_name,
         "sizes": {k: len(v) for k, v in parts.items()}, "edges": table.options.edges, "geometry": table.geometry,
         "elements": list(table.options.elements), "seconds": round(time.perf_counter() - t_start, 2),
-        "train_seconds": round(res.seconds, 2), "parameters": n_params,
+        "fit_seconds": round(res.seconds, 2), "train_seconds": round(res.train_seconds, 2), "parameters": n_params,
         "config": asdict(cfg), "torch": torch.__version__,
     }  # fmt: skip
     if cfg.time_budget is not None and errors and res.history:

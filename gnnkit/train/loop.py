@@ -210,6 +210,10 @@ class FitResult:
     ``interrupted`` is true when training stopped before ``epochs``; ``error`` then says why if
     it was not a requested stop (e.g. a non-finite loss: the MAEs are those of the best epoch
     before it, and should not be reported as the run's result).
+
+    ``seconds`` is the wall-clock of the epochs, evaluation and checkpoints included;
+    ``train_seconds`` the training part of it alone (what ``time_budget`` counts, the last
+    ``train_seconds`` of the log). Both are summed over resumed sessions.
     """
 
     best_epoch: int
@@ -221,6 +225,7 @@ class FitResult:
     history: list[dict[str, float]] = field(default_factory=list)
     interrupted: bool = False
     error: str | None = None
+    train_seconds: float = 0.0
 
 
 def resolve_device(device: str) -> torch.device:
@@ -634,7 +639,7 @@ def _fit(
     return FitResult(
         best_epoch=best_epoch, val_mae=best_val, test_mae=best_test, epochs_completed=epoch, seconds=elapsed,
         train_molecules_per_second=mols / max(mol_seconds, 1e-9), history=history, interrupted=interrupted,
-        error=error,
+        error=error, train_seconds=mol_seconds,
     )  # fmt: skip
 
 

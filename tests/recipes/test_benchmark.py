@@ -119,7 +119,7 @@ def test_presets_overrides_and_errors(load_recipe, monkeypatch, capsys):
     assert quick.out == "runs/benchmark" and quick.widths == "quick" and quick.schedule == "constant"
     assert set(quick.not_run) == {"dimenet++"}  # the table says why it is not there
     sec2 = bench.parse_args(["--preset", "section2"])
-    assert (sec2.train_size, sec2.eval_size, sec2.seeds, sec2.epochs, sec2.budget_seconds) == (2000, 500, 3, 5, 300.0)
+    assert (sec2.train_size, sec2.eval_size, sec2.seeds, sec2.epochs, sec2.budget_seconds) == (2000, 500, 3, 5, 100.0)
     assert set(sec2.models) == set(quick.models) | {"nfp", "interaction", "weave", "dtnn", "chebnet"}
     gpu = bench.parse_args(["--preset", "gpu", "--seeds", "2"])
     assert (gpu.train_size, gpu.eval_size, gpu.budget_seconds, gpu.epochs, gpu.seeds) == (None, None, 1800.0, 10, 2)

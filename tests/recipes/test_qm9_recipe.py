@@ -70,7 +70,11 @@ def test_smoke(recipe, data_root, tmp_path, capsys):
     assert 0 < saved["test_mae"] < 5 and saved["molecules_per_second"] > 0 and saved["loader_molecules_per_second"] > 0
     assert result["val_mae"] == saved["val_mae"]
     with open(tmp_path / "log.csv") as f:
-        assert [r["epoch"] for r in csv.DictReader(f)] == ["1", "2"]
+        log = list(csv.DictReader(f))
+    assert [r["epoch"] for r in log] == ["1", "2"]
+    # train_seconds: training alone (the log's last cumulative value); fit_seconds adds evaluation
+    assert saved["train_seconds"] == pytest.approx(float(log[-1]["train_seconds"]), abs=0.01)
+    assert 0 < saved["train_seconds"] < saved["fit_seconds"] <= saved["seconds"]
     assert (tmp_path / "learning_curve.png").stat().st_size > 0 and (tmp_path / "checkpoint.pt").exists()
     assert "x chemical accuracy" in capsys.readouterr().out
 

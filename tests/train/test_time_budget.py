@@ -90,6 +90,7 @@ def test_time_budget_ends_the_run_and_decays_the_lr_over_it(tmp_path):
     last = res.history[-1]
     assert not res.interrupted and res.error is None
     assert 0.4 <= last["train_seconds"] < 0.4 + 0.5 and res.epochs_completed == len(res.history) < 10_000
+    assert res.train_seconds == last["train_seconds"] < res.seconds  # training alone; seconds adds evaluation
     assert [r["train_seconds"] for r in res.history] == sorted(r["train_seconds"] for r in res.history)
     # Whole epochs of 32 molecules, then the last one cut at the budget.
     assert all(r["train_molecules"] == 32 * (i + 1) for i, r in enumerate(res.history[:-1]))
@@ -114,6 +115,7 @@ def test_time_budget_resume_continues_the_clock(tmp_path):
     rest = timed_run(tmp_path, budget=0.6, schedule="constant", resume=True)
     assert not rest.interrupted and rest.history[0] == cut.history[0]
     assert 0.6 <= rest.history[-1]["train_seconds"] < 0.6 + 0.5
+    assert rest.train_seconds == rest.history[-1]["train_seconds"]  # summed over both sessions
 
 
 @pytest.mark.parametrize("budget", [0, -1.0, float("inf"), float("nan")])
