@@ -11,10 +11,11 @@ on all 110,831 molecules for 3M steps of batch 20.
 
 ``--target all`` trains one model per target (as Gilmer did), each in ``OUT/<target>/``, and
 writes ``OUT/table.md`` and ``OUT/table.json``: test MAE, MAE / chemical accuracy per target and
-the mean ratio, beside Gilmer's enn-s2s ratios (Table 2 of arXiv:1704.01212). With the quick
-defaults it is 13 quick runs: about 1 to 1.5 hours on one idle CPU core (an estimate: 231-370
-CPU-s per target, from the quick run's recorded CPU time, recipes/results/qm9_quick_cpu.md, and
-0.39 CPU-s per training step of batch 32 measured single-threaded).
+the mean ratio, beside Gilmer's enn-s2s ratios (Table 2 of arXiv:1704.01212), and per target the
+test MAE of the normaliser alone (a network predicting 0) and the spread the network learns. With
+the quick defaults it is 13 quick runs, one after the other: measured 36 minutes on the idle
+2-core CPU with torch's 2 threads (152-178 s per target, 4,185 CPU-s in all;
+recipes/results/qm9_all_quick_cpu.md).
 
 ``--preset gilmer`` sets the paper's enn-s2s training (Section 7 of the paper; options given on
 the command line override it): all 110,831 training molecules and the full validation and test
@@ -330,6 +331,16 @@ def _training_domain(rows: tuple[int, ...]) -> dict:
     return training_domain([smiles[r] for r in rows])
 
 
+def reference_mae(normalizer: TargetNormalizer, dataset: QM9, rows: np.ndarray) -> float:
+    """MAE on ``rows`` of the normaliser alone, i.e. of a network that predicts 0: the training
+    mean, plus the per-element linear reference for an extensive target. What the network has to
+    beat; in physical units."""
+    y = dataset.graph_attr("y", rows, missing="skip")
+    counts = dataset.graph_attr("atom_counts", rows, missing="skip")
+    pred = normalizer.denormalize(torch.zeros(len(y), len(normalizer.columns)), counts)
+    return float((pred - normalizer.target(y)).abs().mean())
+
+
 def train_target(cfg: Config, info, dataset: QM9, rows: dict[str, np.ndarray], t_start: float,
                  cpu_start: os.times_result) -> dict:  # fmt: skip
     """Trains one model on ``cfg.target`` and writes its result.json (returned)."""
@@ -388,6 +399,10 @@ def train_target(cfg: Config, info, dataset: QM9, rows: dict[str, np.ndarray], t
         "test_mae_ratio": test_mae / acc if test_mae is not None else None,
         "val_mae_ratio": val_mae / acc if val_mae is not None else None,
         "chemical_accuracy": acc, "best_epoch": res.best_epoch, "epochs": res.epochs_completed,
+        # The normaliser alone (a network predicting 0) on the test molecules, and the spread the
+        # network learns (std of the training targets after the reference): a ratio far from the
+        # others' is read against these (recipes/results/qm9_all_quick_cpu.md).
+        "reference_test_mae": reference_mae(normalizer, dataset, rows["test"]), "residual_std": float(normalizer.std[0]),
         "train_size": len(parts["train"]), "val_size": len(parts["val"]), "test_size": len(parts["test"]),
         "steps": res.epochs_completed * len(loaders["train"]),
         "seconds": round(time.perf_counter() - t_start, 2), "fit_seconds": round(res.seconds, 2),
@@ -422,7 +437,12 @@ def target_table(results: list[dict], cfg: Config) -> tuple[dict, str]:
     for r in results:
         rows.append({"target": r["target"], "unit": r["unit"], "chemical_accuracy": r["chemical_accuracy"],
                      "test_mae": r["test_mae"], "ratio": r["test_mae_ratio"], "gilmer_enn_s2s_ratio": GILMER_ENN_S2S[r["target"]],
-                     "status": r["status"], "best_epoch": r["best_epoch"], "epochs": r["epochs"]})  # fmt: skip
+                     "status": r["status"], "best_epoch": r["best_epoch"], "epochs": r["epochs"],
+                     "reference_test_mae": r.get("reference_test_mae"), "residual_std": r.get("residual_std")})  # fmt: skip
+        row = rows[-1]
+        known = row["test_mae"] is not None and row["reference_test_mae"] and row["residual_std"]
+        row["mae_over_reference"] = row["test_mae"] / row["reference_test_mae"] if known else None
+        row["mae_over_residual_std"] = row["test_mae"] / row["residual_std"] if known else None
     have = [row["ratio"] for row in rows if row["ratio"] is not None and row["status"] == "completed"]
     complete = len(have) == len(TARGETS)
     mean = sum(have) / len(have) if have else None
@@ -435,15 +455,22 @@ def target_table(results: list[dict], cfg: Config) -> tuple[dict, str]:
         f"# QM9, one {cfg.model} per target (`--preset {cfg.preset}`)", "",
         f"{results[0]['train_size']:,} training molecules, {results[0]['test_size']:,} test molecules, {cfg.epochs} "
         f"epoch{'s' if cfg.epochs != 1 else ''} of batch {cfg.batch_size} per target. Ratio = test MAE / chemical accuracy (below 1: chemical accuracy). "
-        "Gilmer: enn-s2s, Table 2 of Gilmer et al. 2017 (arXiv:1704.01212), 3M steps on 110k molecules.", "",
-        "| target | unit | chemical accuracy | test MAE | ratio | Gilmer enn-s2s ratio | status |",
-        "|---|---|---|---|---|---|---|",
+        "Gilmer: enn-s2s, Table 2 of Gilmer et al. 2017 (arXiv:1704.01212), 3M steps on 110k molecules. "
+        "Reference MAE: the normaliser alone (a network predicting 0: the training mean, plus the per-element linear "
+        "reference for extensive targets) on the same test molecules; residual std: the spread the network learns "
+        "(training targets after the reference). Test MAE / residual std compares targets whose chemical accuracy is a "
+        "very different fraction of their spread.", "",
+        "| target | unit | chemical accuracy | test MAE | ratio | Gilmer enn-s2s ratio | reference MAE | MAE / reference "
+        "| residual std | MAE / residual std | status |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]  # fmt: skip
     for row in rows:
         lines.append(f"| {row['target']} | {row['unit']} | {row['chemical_accuracy']} | {fmt(row['test_mae'], '.4g')} | "
-                     f"{fmt(row['ratio'], '.2f')} | {row['gilmer_enn_s2s_ratio']:.2f} | {row['status']} |")  # fmt: skip
+                     f"{fmt(row['ratio'], '.2f')} | {row['gilmer_enn_s2s_ratio']:.2f} | {fmt(row['reference_test_mae'], '.4g')} | "
+                     f"{fmt(row['mae_over_reference'], '.2f')} | {fmt(row['residual_std'], '.4g')} | "
+                     f"{fmt(row['mae_over_residual_std'], '.2f')} | {row['status']} |")  # fmt: skip
     label = "mean ratio" if complete else f"mean ratio ({len(have)} of {len(TARGETS)} targets)"
-    lines.append(f"| **{label}** | | | | **{fmt(mean, '.2f')}** | **{GILMER_ENN_S2S_MEAN:.2f}** | |")
+    lines.append(f"| **{label}** | | | | **{fmt(mean, '.2f')}** | **{GILMER_ENN_S2S_MEAN:.2f}** | | | | | |")
     return table, "\n".join(lines) + "\n"
 
 

@@ -402,9 +402,31 @@ def test_target_all_trains_one_model_per_target_and_writes_the_table(recipe, dat
         assert result["target"] == row["target"] and result["test_mae"] == row["test_mae"]
         assert row["ratio"] == pytest.approx(row["test_mae"] / row["chemical_accuracy"])
     assert load_predictor(out / "gap").targets == ["gap"] and load_predictor(out / "cv").units == ["cal/mol K"]
+    # The reference columns, against a numpy transcription: the training mean (intensive gap), plus
+    # the least-squares per-element fit without intercept (extensive u0), on the same test molecules.
+    from gnnkit.data import QM9, load_split
+    from gnnkit.data.qm9 import target_index
+
+    split = load_split()
+    ds = QM9(data_root, log=False, subset=np.concatenate([split["train"][:48], split["val"][:16], split["test"][:16]]))
+    y_tr, y_te = (np.asarray(ds.graph_attr("y", split[k][:n], missing="skip"), dtype=np.float64) for k, n in (("train", 48), ("test", 16)))
+    c_tr, c_te = (np.asarray(ds.graph_attr("atom_counts", split[k][:n], missing="skip"), dtype=np.float64) for k, n in (("train", 48), ("test", 16)))
+    rows = {r["target"]: r for r in saved["rows"]}
+    j = target_index("gap")
+    assert rows["gap"]["reference_test_mae"] == pytest.approx(np.abs(y_te[:, j] - y_tr[:, j].mean()).mean(), rel=1e-9)
+    assert rows["gap"]["residual_std"] == pytest.approx(y_tr[:, j].std(), rel=1e-9)
+    j = target_index("u0")
+    w = np.linalg.lstsq(c_tr, y_tr[:, j], rcond=None)[0]
+    resid = y_tr[:, j] - c_tr @ w
+    expected = np.abs(y_te[:, j] - c_te @ w - resid.mean()).mean()
+    assert rows["u0"]["reference_test_mae"] == pytest.approx(expected, rel=1e-6)
+    assert rows["u0"]["residual_std"] == pytest.approx(resid.std(), rel=1e-6)
+    for row in saved["rows"]:
+        assert row["mae_over_reference"] == pytest.approx(row["test_mae"] / row["reference_test_mae"])
+        assert row["mae_over_residual_std"] == pytest.approx(row["test_mae"] / row["residual_std"])
     text = (out / "table.md").read_text()
     assert "| **mean ratio** |" in text and "**0.68**" in text and "arXiv:1704.01212" in text
-    assert "| u0 | eV | 0.043 |" in text and text in capsys.readouterr().out
+    assert "| u0 | eV | 0.043 |" in text and "| reference MAE | MAE / reference |" in text and text in capsys.readouterr().out
     with pytest.raises(SystemExit):  # a second fresh run may not replace the table
         recipe.parse_args([*TINY, "--data-root", str(data_root), "--out", str(out), "--target", "all"])
     again = run(recipe, data_root, out, "--epochs", "1", "--target", "all", "--resume")  # all finished: nothing trains
