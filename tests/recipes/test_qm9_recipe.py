@@ -270,14 +270,24 @@ def test_nan_loss_is_recorded_as_diverged(recipe, data_root, tmp_path, record_pr
     assert torch_epoch(tmp_path / "checkpoint.pt") == 1  # the last good checkpoint is kept
 
 
+def _default_sigint() -> None:
+    """In the child before exec: Ctrl-C's default disposition. A shell starts background jobs
+    (``pytest ... &``, a CI runner's ``nohup``) with SIGINT ignored, which the child would
+    inherit, and Python installs its KeyboardInterrupt handler only where SIGINT is not ignored."""
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def _recipe_process(args: list[str], point: str | None = None, count: int = 1, marker: pathlib.Path | None = None):
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
     if point is None:
         return subprocess.Popen([sys.executable, str(RECIPE), *args], env=env, cwd=REPO, stdout=subprocess.PIPE,
-                                stderr=subprocess.PIPE, text=True)  # fmt: skip
+                                stderr=subprocess.PIPE, text=True, preexec_fn=_default_sigint)  # fmt: skip
     pause = pathlib.Path(__file__).with_name("pause_at.py")
     return subprocess.Popen([sys.executable, str(pause), point, str(count), str(marker), str(RECIPE), *args], env=env,
-                            cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
+                            cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=_default_sigint)  # fmt: skip
 
 
 def _kill_at(args: list[str], point: str, count: int, marker: pathlib.Path, sig: int | None = None) -> str:
