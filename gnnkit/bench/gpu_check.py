@@ -234,7 +234,8 @@ def stage_qm9_train(cfg: CheckConfig, result: dict) -> None:
     res = fit(model, train, loaders["val"], loaders["test"], normalizer, config)
     test = res.test_mae[0] if res.test_mae and not res.error else None
     result.update({
-        "train_seconds": round(res.train_seconds, 1), "fit_seconds": round(res.seconds, 1), "molecules_per_second": round(res.train_molecules_per_second, 1),
+        "train_seconds": round(res.train_seconds, 1), "fit_seconds": round(res.seconds, 1),
+        "molecules_per_second": round(res.train_molecules_per_second, 1),
         "passes_started": train.passes, "chunks": chunks, "error": res.error, "best_chunk": res.best_epoch,
         "val_mae_ev": res.val_mae[0] if res.val_mae else None, "test_mae_ev": test,
         "test_mae_over_chemical_accuracy": test / CHEMICAL_ACCURACY_U0 if test is not None else None,

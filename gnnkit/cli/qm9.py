@@ -402,11 +402,13 @@ def train_target(cfg: Config, info, dataset: QM9, rows: dict[str, np.ndarray], t
         # The normaliser alone (a network predicting 0) on the test molecules, and the spread the
         # network learns (std of the training targets after the reference): a ratio far from the
         # others' is read against these (recipes/results/qm9_all_quick_cpu.md).
-        "reference_test_mae": reference_mae(normalizer, dataset, rows["test"]), "residual_std": float(normalizer.std[0]),
+        "reference_test_mae": reference_mae(normalizer, dataset, rows["test"]),
+        "residual_std": float(normalizer.std[0]),
         "train_size": len(parts["train"]), "val_size": len(parts["val"]), "test_size": len(parts["test"]),
         "steps": res.epochs_completed * len(loaders["train"]),
         "seconds": round(time.perf_counter() - t_start, 2), "fit_seconds": round(res.seconds, 2),
-        "train_seconds": round(res.train_seconds, 2), "cpu_seconds": round(_cpu_seconds(cpu_start), 2), "threads": torch.get_num_threads(),
+        "train_seconds": round(res.train_seconds, 2), "cpu_seconds": round(_cpu_seconds(cpu_start), 2),
+        "threads": torch.get_num_threads(),
         "data_seconds": round(data_seconds, 2), "molecules_per_second": round(res.train_molecules_per_second, 1),
         "loader_molecules_per_second": round(loader_rate, 1), "loader_workers": workers, "device": str(device),
         "world_size": info.world_size, "parameters": sum(p.numel() for p in model.parameters()),
@@ -435,14 +437,13 @@ def target_table(results: list[dict], cfg: Config) -> tuple[dict, str]:
     accuracy, Gilmer's enn-s2s ratio; the mean ratio over the targets that have a result."""
     rows = []
     for r in results:
+        mae, ref, spread = r["test_mae"], r["reference_test_mae"], r["residual_std"]  # spread > 0: the normaliser checks it
         rows.append({"target": r["target"], "unit": r["unit"], "chemical_accuracy": r["chemical_accuracy"],
-                     "test_mae": r["test_mae"], "ratio": r["test_mae_ratio"], "gilmer_enn_s2s_ratio": GILMER_ENN_S2S[r["target"]],
+                     "test_mae": mae, "ratio": r["test_mae_ratio"], "gilmer_enn_s2s_ratio": GILMER_ENN_S2S[r["target"]],
                      "status": r["status"], "best_epoch": r["best_epoch"], "epochs": r["epochs"],
-                     "reference_test_mae": r.get("reference_test_mae"), "residual_std": r.get("residual_std")})  # fmt: skip
-        row = rows[-1]
-        known = row["test_mae"] is not None and row["reference_test_mae"] and row["residual_std"]
-        row["mae_over_reference"] = row["test_mae"] / row["reference_test_mae"] if known else None
-        row["mae_over_residual_std"] = row["test_mae"] / row["residual_std"] if known else None
+                     "reference_test_mae": ref, "residual_std": spread,
+                     "mae_over_reference": mae / ref if mae is not None and ref > 0 else None,
+                     "mae_over_residual_std": mae / spread if mae is not None else None})  # fmt: skip
     have = [row["ratio"] for row in rows if row["ratio"] is not None and row["status"] == "completed"]
     complete = len(have) == len(TARGETS)
     mean = sum(have) / len(have) if have else None

@@ -419,8 +419,10 @@ def test_target_all_trains_one_model_per_target_and_writes_the_table(recipe, dat
 
     split = load_split()
     ds = QM9(data_root, log=False, subset=np.concatenate([split["train"][:48], split["val"][:16], split["test"][:16]]))
-    y_tr, y_te = (np.asarray(ds.graph_attr("y", split[k][:n], missing="skip"), dtype=np.float64) for k, n in (("train", 48), ("test", 16)))
-    c_tr, c_te = (np.asarray(ds.graph_attr("atom_counts", split[k][:n], missing="skip"), dtype=np.float64) for k, n in (("train", 48), ("test", 16)))
+    def column(key, part, n):
+        return np.asarray(ds.graph_attr(key, split[part][:n], missing="skip"), dtype=np.float64)
+
+    y_tr, y_te, c_tr, c_te = (column(k, part, n) for k in ("y", "atom_counts") for part, n in (("train", 48), ("test", 16)))
     rows = {r["target"]: r for r in saved["rows"]}
     j = target_index("gap")
     assert rows["gap"]["reference_test_mae"] == pytest.approx(np.abs(y_te[:, j] - y_tr[:, j].mean()).mean(), rel=1e-9)
