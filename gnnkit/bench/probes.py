@@ -400,13 +400,23 @@ _ELEMENTWISE = ("mul", "add", "sub", "div", "sigmoid", "tanh", "relu", "threshol
                 "abs", "mean", "norm", "_foreach", "softmax")  # fmt: skip
 
 
-def _sparse_addmm(name: str, shapes: list) -> bool:
-    """aten::addmm called by a CSR spmm (``torch.sparse.mm``): four shapes recorded, not three."""
-    return name == "aten::addmm" and len([s for s in shapes if s]) > 3
+_SPARSE_PRODUCTS = ("aten::_sparse_mm", "aten::_sparse_addmm", "aten::_sparse_csr_mm", "aten::sparse_mm")
 
 
-def _op_kind(name: str, shapes: list | None = None) -> str:
-    if shapes is not None and _sparse_addmm(name, shapes):
+def _inside_sparse_product(event: Any) -> bool:
+    """Whether a profiler event runs inside a CSR spmm (``torch.sparse.mm`` calls ``aten::addmm``
+    under ``aten::_sparse_addmm``): its shapes alone cannot tell, as ``addmm(..., out=)`` records
+    four shapes too."""
+    parent = getattr(event, "cpu_parent", None)
+    while parent is not None:
+        if parent.name in _SPARSE_PRODUCTS:
+            return True
+        parent = getattr(parent, "cpu_parent", None)
+    return False
+
+
+def _op_kind(name: str, in_sparse: bool = False) -> str:
+    if in_sparse and name in ("aten::addmm", "aten::mm"):
         return "sparse products (CSR spmm, segment reductions)"
     for kind, names in _OP_KINDS.items():
         if name in names:
@@ -423,8 +433,6 @@ def _op_kind(name: str, shapes: list | None = None) -> str:
 
 def _product_flops(name: str, shapes: list[list[int]]) -> int | None:
     """Flops of a dense or batched product from the profiler's recorded input shapes."""
-    if _sparse_addmm(name, shapes):
-        return None
     try:
         if name == "aten::mm":
             (m, k), (_, n) = shapes[0], shapes[1]
@@ -483,11 +491,13 @@ def profile_summary(fn: Callable[[], Any], short_ms_limit: float = 1.0) -> Profi
         fn()
     kinds: dict[str, list[float]] = {}
     short_ms, short_calls, total, calls = 0.0, 0, 0.0, 0
+    per_shape: dict[tuple[str, str], list] = {}  # (op, shapes) -> [calls, ms, flops of one call]
     for event in prof.events():
         if event.device_type.name != "CPU" or event.name.startswith(("ProfilerStep", "[memory]")):
             continue
         ms = event.self_cpu_time_total / 1e3
-        kind = _op_kind(event.name, event.input_shapes)
+        in_sparse = _inside_sparse_product(event)
+        kind = _op_kind(event.name, in_sparse)
         acc = kinds.setdefault(kind, [0.0, 0])
         acc[0] += ms
         acc[1] += 1
@@ -496,14 +506,15 @@ def profile_summary(fn: Callable[[], Any], short_ms_limit: float = 1.0) -> Profi
         if event.cpu_time_total / 1e3 < short_ms_limit:
             short_ms += ms
             short_calls += 1
-    products = []
-    for avg in prof.key_averages(group_by_input_shape=True):
-        if avg.key in ("aten::mm", "aten::addmm", "aten::bmm"):
-            flops = _product_flops(avg.key, avg.input_shapes)
-            ms = avg.self_cpu_time_total / 1e3
-            if flops and ms > 0:
-                shapes = " x ".join(str(tuple(s)) for s in avg.input_shapes if s)
-                products.append((avg.key, shapes, avg.count, ms, flops * avg.count / (ms / 1e3) / 1e9))
+        if event.name in ("aten::mm", "aten::addmm", "aten::bmm") and not in_sparse:
+            flops = _product_flops(event.name, event.input_shapes)
+            if flops:
+                shapes = " x ".join(str(tuple(s)) for s in event.input_shapes if s)
+                row = per_shape.setdefault((event.name, shapes), [0, 0.0, flops])
+                row[0] += 1
+                row[1] += ms
+    products = [(op, shapes, n, ms, flops * n / (ms / 1e3) / 1e9)
+                for (op, shapes), (n, ms, flops) in per_shape.items() if ms > 0]  # fmt: skip
     products.sort(key=lambda p: -p[3])
     return ProfileSummary(total, {k: (v[0], int(v[1])) for k, v in kinds.items()}, short_ms, short_calls, calls,
                           products, short_ms_limit)  # fmt: skip

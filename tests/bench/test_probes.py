@@ -163,3 +163,21 @@ def test_profile_summary_sorts_ops_by_kind():
     assert "aten::bmm" in ops
     lines = summary.table(peak_gflops=100.0)
     assert lines[0].startswith("| kind of op |") and any("% of peak" in line for line in lines)
+
+
+def test_profile_summary_tells_an_addmm_into_out_from_a_sparse_product():
+    """``addmm(..., out=)`` (the fused kernel's weight gradient) records four shapes, like the
+    ``addmm`` that a CSR ``torch.sparse.mm`` runs: only the latter is a sparse product."""
+    gw, g, s = torch.zeros(16, 64), torch.randn(32, 16), torch.randn(32, 64)
+    csr = torch.eye(8).to_sparse_csr()
+    x = torch.randn(8, 4)
+
+    def fn():
+        torch.addmm(gw, g.t(), s, out=gw)
+        return torch.sparse.mm(csr, x)
+
+    summary = profile_summary(fn)
+    assert summary.kinds["dense products (mm, addmm)"][1] == 1
+    assert summary.kinds["sparse products (CSR spmm, segment reductions)"][1] >= 1
+    ((op, shapes, calls, _, rate),) = summary.products
+    assert (op, calls) == ("aten::addmm", 1) and shapes.startswith("(16, 64) x (16, 32) x (32, 64)") and rate > 0
