@@ -7,7 +7,7 @@ and so is its gradient: each is a fresh allocation (page faults: the memory is r
 system after every step) and a pass through main memory. :func:`outer_linear_unchecked` computes
 the same product block by block of target nodes (CPU kernels ``outer_linear_fwd`` /
 ``outer_linear_bwd`` in :mod:`gnnkit.ops._torch_kernels`), each block's ``S`` and ``dL/dS`` in a
-buffer of about 2 MB that stays in the cache; the backward recomputes the block's ``S`` for the
+buffer of about 8 MB that stays in the last-level cache; the backward recomputes the block's ``S`` for the
 weight gradient (``2 E K d`` more flops) instead of storing it.
 
 This is a CPU fast path for eager mode: it needs the host-side :class:`gnnkit.ops.DegreeBuckets`
@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import torch
 from torch import Tensor
+from torch.autograd.function import once_differentiable
 
 from gnnkit.ops import _torch_kernels as kernels
 from gnnkit.ops._backend import uses_triton
@@ -36,6 +37,7 @@ class _OuterLinear(torch.autograd.Function):
         return kernels.outer_linear_fwd(csr.rowptr, csr.col, z, h, w, buckets)
 
     @staticmethod
+    @once_differentiable  # the kernels write into buffers: a second derivative is refused, not wrong
     def backward(ctx, g: Tensor):  # type: ignore[override]
         z, h, w = ctx.saved_tensors
         csr = ctx.csr
@@ -89,6 +91,6 @@ def outer_linear_unchecked(csr: CSR, z_sorted: Tensor, h: Tensor, w: Tensor, buc
     Cost:
         ``2 E K d + 2 N K d d'`` flops forward, ``6 E K d + 4 N K d d'`` backward (``S``
         recomputed once); memory ``N d'`` for the output plus ``E (K + d)`` gathered and
-        per-edge rows and two ``~2 MB`` block buffers.
+        per-edge rows and two ``~8 MB`` block buffers.
     """
     return _OuterLinear.apply(z_sorted.contiguous(), h.contiguous(), w.contiguous(), csr, buckets)

@@ -116,3 +116,16 @@ def test_applies_only_where_s_reaches_the_threshold(monkeypatch):
     monkeypatch.setattr(ol, "FUSED_MIN_S_BYTES", 32 << 20)
     assert not fused_outer_linear_applies(zq, hq, buckets, 601)
     assert fused_outer_linear_applies(zq, hq, buckets, 2388)
+
+
+def test_second_derivative_is_refused():
+    """The kernels write into buffers, so the backward is not itself differentiable: asking for a
+    second derivative raises instead of silently dropping terms."""
+    ei, z, h, w = _graph()
+    csr = CSR.from_edge_index(ei, h.size(0))
+    buckets = DegreeBuckets.from_csr(csr)
+    hh = h.clone().requires_grad_()
+    out = outer_linear_unchecked(csr, csr.permute(z), hh, w.clone().requires_grad_(), buckets)
+    (gh,) = torch.autograd.grad(out.square().sum(), hh, create_graph=True)
+    with pytest.raises(RuntimeError, match="once_differentiable"):
+        gh.sum().backward()
