@@ -296,9 +296,13 @@ def outer_bwd(
 
 
 # Target nodes per block of the fused outer-product aggregation + linear map: a block's ``S``
-# (``rows x K x d``) is sized to stay in the cache between the GEMM that writes it and the one
-# that reads it (about 2 MB: 64 rows at K = 128, d = 64).
-_OUTER_BLOCK_BYTES = 1 << 21
+# (``rows x K x d``) stays in the last-level cache between the GEMM that writes it and the one
+# that reads it. 8 MB (256 rows at K = 128, d = 64): on the 2-core AMD VM (1 MB L2 per core,
+# 32 MB L3) the MPNN benchmark step's median over 30 interleaved runs was 656, 580, 531 and 541 ms
+# with 2, 4, 8 and 16 MB blocks (`recipes/bench_layers.py --block-sizes 2,4,8,16` reruns it):
+# fewer, larger products (the [rows, 8192] x [8192, 64] node product reaches its best rate from
+# about 128 rows) and fewer fork/joins of the two threads, which a busy host stretches.
+_OUTER_BLOCK_BYTES = 1 << 23
 
 
 def _outer_blocks(groups: DegreeBuckets, rows: int) -> list[tuple[int, int, list[tuple], Tensor | None]]:
