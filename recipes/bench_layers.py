@@ -24,6 +24,11 @@ Measured, for each variant, in the same process and interleaved:
   backward, Adam step) of the MPNN on this batch and on a batch of 32 molecules (the quick QM9
   job's batch size): self time by kind of op, the share in calls under 1 ms (dispatch overhead),
   and the GFLOP/s of each product shape (:func:`gnnkit.bench.probes.profile_summary`).
+* **where the rest goes** (optional, ``--ceiling``, CPU): each product of the MPNN's fused
+  edge-network kernel timed alone on this batch's shapes (:mod:`gnnkit.bench.ceiling`): their sum
+  bounds the step's time from below and its share of the peak from above.
+* **block size** (optional, ``--block-sizes 2,4,8,16``, CPU): the MPNN's forward + backward with
+  each block size of the fused kernel, interleaved.
 * **RSS delta** (optional, ``--rss``, Linux): each variant once in a fresh subprocess; the peak
   resident set size (``VmHWM``, reset through ``/proc/self/clear_refs`` just before) during one
   forward + backward minus the resident size before it (includes allocator caching).
@@ -59,11 +64,22 @@ def main(argv: list[str] | None = None) -> str:
     p.add_argument("--rss", action="store_true", help="also measure ru_maxrss deltas in subprocesses")
     p.add_argument("--profile", action="store_true",
                    help="also profile one MPNN training step (this batch and 32 molecules) with torch.profiler")
+    p.add_argument("--ceiling", action="store_true",
+                   help="also time each product of the MPNN's fused kernel alone (CPU): the step's best share of the peak")
+    p.add_argument("--block-sizes", metavar="MB,MB,...",
+                   help="also time the MPNN with each block size of the fused kernel, interleaved (CPU), e.g. 2,4,8,16")
     p.add_argument("--device", default="auto", help="cpu, cuda or auto (default: CUDA if available)")
     p.add_argument("--json", help="also write the figures as JSON to this file")
     args = p.parse_args(argv)
     cfg = Config(out=args.out, threads=args.threads, rss=args.rss, quick=args.quick, device=args.device,
-                 json_out=args.json, profile=args.profile)
+                 json_out=args.json, profile=args.profile, ceiling=args.ceiling)
+    if args.block_sizes:
+        try:
+            cfg.block_sizes_mb = tuple(float(x) for x in args.block_sizes.split(","))
+        except ValueError:
+            p.error(f"--block-sizes {args.block_sizes!r}: give sizes in MB separated by commas, e.g. 2,4,8")
+        if not cfg.block_sizes_mb or min(cfg.block_sizes_mb) <= 0:
+            p.error(f"--block-sizes {args.block_sizes!r}: every size must be > 0 MB")
     try:
         cfg.resolved_device()
     except (ValueError, RuntimeError) as e:

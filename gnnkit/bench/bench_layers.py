@@ -24,11 +24,13 @@ from torch.utils.flop_counter import FlopCounterMode
 from torch_geometric.data import Batch
 from torch_geometric.nn import NNConv
 
+from gnnkit.bench.ceiling import ceiling_lines
 from gnnkit.bench.probes import MachineLoad, matmul_gflops, peak_tensor_bytes, profile_summary
 from gnnkit.bench.synthetic import synthetic_batch
 from gnnkit.models import build_model
 from gnnkit.models.pyg_reference import PygQM9NNConv
-from gnnkit.nn import EdgeNetworkConv
+from gnnkit.nn import EdgeNetworkConv, Graph
+from gnnkit.ops import _torch_kernels
 
 ATOM_FEATURES, EDGE_DIM = 11, 5
 
@@ -48,6 +50,8 @@ class Config:
     seed: int = 0
     rss: bool = False
     profile: bool = False
+    ceiling: bool = False
+    block_sizes_mb: tuple[float, ...] = ()
     out: str | None = None
     json_out: str | None = None
     quick: bool = False
@@ -174,6 +178,26 @@ def profile_lines(cfg: Config, device: torch.device, peak: float) -> list[str]:
     return lines
 
 
+def block_size_times(cfg: Config, batch: Batch) -> dict[float, tuple[int, list[float]]]:
+    """The MPNN's forward + backward (ms) with each of ``cfg.block_sizes_mb`` as the fused kernel's
+    block size, interleaved (``max(repeats, 10)`` runs each, after a warm-up): ``{MB: (rows, times)}``."""
+    step = _steps(cfg, batch)["model/gnnkit"]
+    before = _torch_kernels._OUTER_BLOCK_BYTES
+    times: dict[float, tuple[int, list[float]]] = {}
+    try:
+        for mb in cfg.block_sizes_mb:
+            _torch_kernels._OUTER_BLOCK_BYTES = int(mb * 2**20)
+            step()
+            times[mb] = (_torch_kernels._block_rows(cfg.edge_hidden, cfg.channels, 4), [])
+        for _ in range(max(cfg.repeats, 10)):
+            for mb in cfg.block_sizes_mb:
+                _torch_kernels._OUTER_BLOCK_BYTES = int(mb * 2**20)
+                times[mb][1].append(_time_once(step, batch.edge_index.device) * 1e3)
+    finally:
+        _torch_kernels._OUTER_BLOCK_BYTES = before
+    return times
+
+
 def _vm_hwm_kb() -> int:
     with open("/proc/self/status") as f:
         return next(int(line.split()[1]) for line in f if line.startswith("VmHWM:"))
@@ -191,7 +215,8 @@ def _rss_child(cfg: Config, variant: str) -> None:
 
 
 def _rss_delta_mb(cfg: Config, variant: str) -> float:
-    child_cfg = json.dumps({k: v for k, v in asdict(cfg).items() if k not in ("out", "rss", "json_out", "profile")})
+    child_cfg = json.dumps({k: v for k, v in asdict(cfg).items()
+                            if k not in ("out", "rss", "json_out", "profile", "ceiling", "block_sizes_mb")})  # fmt: skip
     cmd = [sys.executable, "-m", "gnnkit.bench.bench_layers", variant, child_cfg]
     res = subprocess.run(cmd, capture_output=True, text=True, check=True)
     return json.loads(res.stdout.strip().splitlines()[-1])["rss_delta_kb"] / 1024
@@ -306,6 +331,23 @@ def run(cfg: Config) -> str:
         lines.append(row)
     if cfg.profile:
         lines += profile_lines(cfg, device, peak)
+    bound: dict | None = None
+    if cfg.ceiling and device.type == "cpu":
+        section, bound = ceiling_lines(Graph.from_data(batch), cfg.edge_hidden, cfg.channels, cfg.steps,
+                                       gflop["model/gnnkit"][0], med["model/gnnkit"], peak, max(cfg.repeats, 3))  # fmt: skip
+        lines += ["", "## Where the rest goes: the fused kernel's products timed alone", "",
+                  "Each product of the MPNN's edge-network kernel (`gnnkit.ops.outer_linear`, forward and backward, "
+                  f"{cfg.steps} steps) on this batch's shapes and blocks, one op at a time with nothing in between "
+                  "(`gnnkit.bench.ceiling`), median of the repeats:", ""] + section  # fmt: skip
+    block_times = block_size_times(cfg, batch) if cfg.block_sizes_mb and device.type == "cpu" else {}
+    if block_times:
+        lines += ["", "## Block size of the fused kernel", "",
+                  f"The MPNN's forward + backward on this batch with each block size (`_OUTER_BLOCK_BYTES`), "
+                  f"interleaved, {max(cfg.repeats, 10)} runs each:", "",
+                  "| block (MB) | target rows per block | median (ms) | lower quartile (ms) | fastest (ms) |", "|---:|---:|---:|---:|---:|"]  # fmt: skip
+        for mb, (rows, ts) in block_times.items():
+            ts = sorted(ts)
+            lines.append(f"| {mb:g} | {rows} | {statistics.median(ts):.1f} | {ts[len(ts) // 4]:.1f} | {ts[0]:.1f} |")
     if cfg.json_out:
         result = {
             "device": _device_line(device, cfg), "atoms": batch.num_nodes, "edges": e, "molecules": cfg.molecules,
@@ -315,6 +357,7 @@ def run(cfg: Config) -> str:
             "percent_of_peak": {k: 100 * gflop[k][0] / (med[k] / 1e3) / peak for k in med},
             "speedup": {b: med[b + "/pyg"] / med[b + "/gnnkit"] for b in ("layer", "model")},
             "memory_ratio": {b: peaks[b + "/pyg"] / peaks[b + "/gnnkit"] for b in ("layer", "model")},
+            "ceiling": bound, "block_sizes_ms": {f"{mb:g}": ts for mb, (_, ts) in block_times.items()} or None,
         }  # fmt: skip
         with open(cfg.json_out, "w") as f:
             json.dump(result, f, indent=1)

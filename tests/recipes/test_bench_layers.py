@@ -14,7 +14,8 @@ def test_quick_run_writes_the_table(tmp_path, load_recipe):
     out, js = tmp_path / "bench.md", tmp_path / "bench.json"
     threads = torch.get_num_threads()
     try:
-        table = bench.main(["--quick", "--threads", "1", "--out", str(out), "--json", str(js), "--profile"])
+        table = bench.main(["--quick", "--threads", "1", "--out", str(out), "--json", str(js), "--profile", "--ceiling",
+                            "--block-sizes", "1,0.5"])
     finally:
         torch.set_num_threads(threads)
     assert out.read_text() == table
@@ -42,6 +43,24 @@ def test_quick_run_writes_the_table(tmp_path, load_recipe):
     result = json.loads(js.read_text())
     assert result["peak_gflops"] == max(result["matmul_gflops"].values())
     assert set(result["percent_of_peak"]) == {"layer/gnnkit", "layer/pyg", "model/gnnkit", "model/pyg"}
+    # --ceiling and --block-sizes: their sections, figures, and the block size put back afterwards.
+    assert "## Where the rest goes" in table and "| **all of them** |" in table
+    assert result["ceiling"]["products_ms"] > 0 and result["ceiling"]["model_ms"] == result["times_ms"]["model/gnnkit"]
+    assert "## Block size of the fused kernel" in table and set(result["block_sizes_ms"]) == {"1", "0.5"}
+    assert all(len(ts) == 10 for ts in result["block_sizes_ms"].values())
+    from gnnkit.ops import _torch_kernels
+
+    assert _torch_kernels._OUTER_BLOCK_BYTES == 8 << 20
+
+
+def test_bad_block_sizes_are_refused(load_recipe, capsys):
+    import pytest
+
+    bench = load_recipe("bench_layers")
+    for bad in ("2,x", "0", "4,-1"):
+        with pytest.raises(SystemExit):
+            bench.main(["--quick", "--block-sizes", bad])
+        assert "--block-sizes" in capsys.readouterr().err
 
 
 def test_gnnkit_work_is_the_cost_model():
