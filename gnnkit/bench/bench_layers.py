@@ -334,7 +334,7 @@ def run(cfg: Config) -> str:
     bound: dict | None = None
     if cfg.ceiling and device.type == "cpu":
         section, bound = ceiling_lines(Graph.from_data(batch), cfg.edge_hidden, cfg.channels, cfg.steps,
-                                       gflop["model/gnnkit"][0], med["model/gnnkit"], peak, max(cfg.repeats, 3))  # fmt: skip
+                                       gflop["model/gnnkit"][0], peak, steps["model/gnnkit"], max(cfg.repeats, 3))  # fmt: skip
         lines += ["", "## Where the rest goes: the fused kernel's products timed alone", "",
                   "Each product of the MPNN's edge-network kernel (`gnnkit.ops.outer_linear`, forward and backward, "
                   f"{cfg.steps} steps) on this batch's shapes and blocks, one op at a time with nothing in between "

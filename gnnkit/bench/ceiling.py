@@ -23,13 +23,15 @@ from __future__ import annotations
 
 import statistics
 import time
-from typing import Callable
+from contextlib import contextmanager
+from typing import Callable, Iterator
 
 import torch
 from torch import Tensor
 
 from gnnkit.nn import Graph
 from gnnkit.ops import DegreeBuckets
+from gnnkit.ops import _torch_kernels as _kernels
 from gnnkit.ops._torch_kernels import _block_rows, _outer_blocks
 from gnnkit.ops.outer_linear import FUSED_MIN_S_BYTES
 
@@ -45,10 +47,14 @@ PRODUCTS = {
 }
 
 
-def fused_product_times(graph: Graph, hidden: int, channels: int, repeats: int = 5, seed: int = 0) -> dict[str, dict]:
+def fused_product_times(
+    graph: Graph, hidden: int, channels: int, repeats: int = 5, seed: int = 0, between: Callable[[], None] | None = None
+) -> dict[str, dict]:
     """Each product of the fused kernel on ``graph`` (one layer step, forward + backward), timed
     alone: ``{product: {"ms": median over repeats, "gflop": work}}``. Random inputs of the real
-    shapes (``hidden`` = ``K``, ``channels`` = ``d`` = ``d'``)."""
+    shapes (``hidden`` = ``K``, ``channels`` = ``d`` = ``d'``). ``between``, if given, runs after
+    each pass (warm-up included): what is compared with these times is measured interleaved with
+    them, under the same load (this VM's speed drifts by 20-30 % within minutes)."""
     csr = graph.csr
     # Every run of equal in-degree targets as a slab (the kernel sends runs shorter than 4 to
     # degree buckets, the same products batched through gathers): on the benchmark's complete
@@ -93,23 +99,63 @@ def fused_product_times(graph: Graph, hidden: int, channels: int, repeats: int =
         acc["s_again"] = acc["s"]  # the same products on the same shapes
         return acc
 
-    one_pass()  # warm-up
-    for _ in range(repeats):
+    for i in range(repeats + 1):  # the first pass warms up
         for name, seconds in one_pass().items():
-            times[name].append(seconds)
+            if i:
+                times[name].append(seconds)
+        if between is not None:
+            between()
     e_kd = 2 * csr.num_edges * k * d
     n_kdd = 2 * csr.num_dst * k * d * d
     work = {"s": e_kd, "s_again": e_kd, "node": n_kdd, "grad_w": n_kdd, "grad_s": n_kdd, "grad_z": e_kd, "msg": e_kd}
     return {p: {"ms": statistics.median(times[p]) * 1e3, "gflop": work[p] / 1e9} for p in PRODUCTS}
 
 
+@contextmanager
+def kernel_timer() -> Iterator[list[float]]:
+    """Wraps the fused kernel (``outer_linear_fwd`` / ``outer_linear_bwd``) for the block, adding
+    the wall time of each of its calls to the yielded ``[seconds]``; puts the kernel back after."""
+    fwd, bwd = _kernels.outer_linear_fwd, _kernels.outer_linear_bwd
+    inside = [0.0]
+
+    def timed(fn: Callable) -> Callable:
+        def wrapper(*args, **kwargs):
+            t0 = time.perf_counter()
+            try:
+                return fn(*args, **kwargs)
+            finally:
+                inside[0] += time.perf_counter() - t0
+
+        return wrapper
+
+    _kernels.outer_linear_fwd, _kernels.outer_linear_bwd = timed(fwd), timed(bwd)
+    try:
+        yield inside
+    finally:
+        _kernels.outer_linear_fwd, _kernels.outer_linear_bwd = fwd, bwd
+
+
 def ceiling_lines(
-    graph: Graph, hidden: int, channels: int, steps: int, model_gflop: float, model_ms: float, peak: float, repeats: int = 5
-) -> tuple[list[str], dict]:
+    graph: Graph, hidden: int, channels: int, steps: int, model_gflop: float, peak: float,
+    step: Callable[[], None], repeats: int = 5,
+) -> tuple[list[str], dict]:  # fmt: skip
     """The markdown section and its figures: each product for the whole model step (``steps``
-    layer steps), their sum, and the best share of the peak the model step could reach if nothing
-    but these products took time (``model_gflop`` from the cost model, ``model_ms`` measured)."""
-    per_layer = fused_product_times(graph, hidden, channels, repeats)
+    layer steps), their sum, the best share of the peak the model step could reach if nothing but
+    these products took time (``model_gflop`` from the cost model), and the step (``step``, the
+    model's forward + backward) split into these products, the rest of the fused kernel, and the
+    rest of the model (:func:`kernel_timer`), measured interleaved with the products."""
+    step_ms, kernel_ms = [], []
+    with kernel_timer() as inside:
+
+        def timed_step() -> None:
+            inside[0] = 0.0
+            t0 = time.perf_counter()
+            step()
+            step_ms.append((time.perf_counter() - t0) * 1e3)
+            kernel_ms.append(inside[0] * 1e3)
+
+        per_layer = fused_product_times(graph, hidden, channels, repeats, between=timed_step)
+    step_ms, kernel_ms = statistics.median(step_ms[1:]), statistics.median(kernel_ms[1:])  # the first warms up
     lines = [
         "| product (each of the model's steps, forward + backward) | GFLOP | in the cost model | ms | GFLOP/s | % of peak |",
         "|---|---:|---|---:|---:|---:|",
@@ -126,23 +172,32 @@ def ceiling_lines(
     bound = model_gflop / (total_ms / 1e3)
     s_mb = graph.csr.num_dst * hidden * channels * 4 / 2**20
     fused = s_mb * 2**20 >= FUSED_MIN_S_BYTES
-    figures = {"fused_path": fused, "s_mb": s_mb,
-        "products_ms": total_ms, "products_gflop": total_gflop, "model_ms": model_ms, "model_gflop": model_gflop,
-        "bound_gflops": bound, "bound_percent_of_peak": 100 * bound / peak, "rest_ms": model_ms - total_ms,
+    figures = {
+        "fused_path": fused, "s_mb": s_mb, "products_ms": total_ms, "products_gflop": total_gflop,
+        "model_gflop": model_gflop, "bound_gflops": bound, "bound_percent_of_peak": 100 * bound / peak,
+        "step_ms": step_ms, "kernel_ms": kernel_ms, "kernel_rest_ms": kernel_ms - total_ms, "model_rest_ms": step_ms - kernel_ms,
         "per_product": {name: {"ms": v["ms"] * steps, "gflop": v["gflop"] * steps} for name, v in per_layer.items()},
     }  # fmt: skip
     lines += [
         "",
-        f"These products alone take {total_ms:.1f} ms of the model step's {model_ms:.1f} ms (measured above). "
-        f"If nothing else took time, the step's {model_gflop:.3g} GFLOP (cost model) would run at "
-        f"{bound:.1f} GFLOP/s = **{100 * bound / peak:.1f} % of the peak** at most; the other "
-        f"{model_ms - total_ms:.1f} ms are the rest of the step (the edge MLP, GRU, Set2Set, gathers, "
-        "the sparse sum of the messages into grad h, allocation, autograd and Python).",
-        "" if fused else "",
+        f"If nothing but these products took time, the step's {model_gflop:.3g} GFLOP (cost model) would run at "
+        f"{bound:.1f} GFLOP/s = **{100 * bound / peak:.1f} % of the peak** at most.",
+        "",
+        f"Where the step's time goes (the model's forward + backward run {repeats} times between the passes over the "
+        "products above, the fused kernel's calls timed; medians):",
+        "",
+        "| part of the step | ms | share |",
+        "|---|---:|---:|",
+        f"| the products above, timed alone | {total_ms:.1f} | {100 * total_ms / step_ms:.0f} % |",
+        f"| the fused kernel outside these products (source gathers, the sparse sum of the messages into grad h, "
+        f"allocation, its Python loop; near 0 it is within the timing noise) | {kernel_ms - total_ms:.1f} | "
+        f"{100 * (kernel_ms - total_ms) / step_ms:.0f} % |",
+        f"| the rest of the model (edge MLP, GRU, Set2Set, input and head layers, autograd) | {step_ms - kernel_ms:.1f} | "
+        f"{100 * (step_ms - kernel_ms) / step_ms:.0f} % |",
+        f"| **the step** | **{step_ms:.1f}** | 100 % |",
     ]
     if not fused:
-        lines[-1] = (f"(At this batch S is {s_mb:.1f} MB, under the {FUSED_MIN_S_BYTES / 2**20:g} MB from which the "
-                     "layer runs the fused kernel: the model runs the two-step path, the same products with S stored.)")
-    else:
-        lines.pop()
+        lines += ["", f"(At this batch S is {s_mb:.1f} MB, under the {FUSED_MIN_S_BYTES / 2**20:g} MB from which the "
+                  "layer runs the fused kernel: the model runs the two-step path, the same products with S stored, "
+                  "so the fused kernel's share is 0.)"]  # fmt: skip
     return lines, figures

@@ -45,7 +45,7 @@ def test_quick_run_writes_the_table(tmp_path, load_recipe):
     assert set(result["percent_of_peak"]) == {"layer/gnnkit", "layer/pyg", "model/gnnkit", "model/pyg"}
     # --ceiling and --block-sizes: their sections, figures, and the block size put back afterwards.
     assert "## Where the rest goes" in table and "| **all of them** |" in table
-    assert result["ceiling"]["products_ms"] > 0 and result["ceiling"]["model_ms"] == result["times_ms"]["model/gnnkit"]
+    assert result["ceiling"]["products_ms"] > 0 and result["ceiling"]["step_ms"] > result["ceiling"]["kernel_ms"] >= 0
     assert "## Block size of the fused kernel" in table and set(result["block_sizes_ms"]) == {"1", "0.5"}
     assert all(len(ts) == 10 for ts in result["block_sizes_ms"].values())
     from gnnkit.ops import _torch_kernels
