@@ -297,11 +297,13 @@ def outer_bwd(
 
 # Target nodes per block of the fused outer-product aggregation + linear map: a block's ``S``
 # (``rows x K x d``) stays in the last-level cache between the GEMM that writes it and the one
-# that reads it. 8 MB (256 rows at K = 128, d = 64): on the 2-core AMD VM (1 MB L2 per core,
-# 32 MB L3) the MPNN benchmark step's median over 30 interleaved runs was 656, 580, 531 and 541 ms
-# with 2, 4, 8 and 16 MB blocks (`recipes/bench_layers.py --block-sizes 2,4,8,16` reruns it):
-# fewer, larger products (the [rows, 8192] x [8192, 64] node product reaches its best rate from
-# about 128 rows) and fewer fork/joins of the two threads, which a busy host stretches.
+# that reads it. 8 MB (256 rows at K = 128, d = 64; 1 MB L2 per core, 32 MB L3 on the 2-core AMD
+# VM): on the idle VM 2, 4, 8 and 16 MB ran the MPNN benchmark step in the same time within the
+# noise (449.5, 442.9, 448.5, 424.0 ms, medians of 10 interleaved runs,
+# recipes/results/bench_layers_cpu.md; rerun with `recipes/bench_layers.py --block-sizes`), but
+# while the host was busy 2 MB fell behind (656, 580, 531, 541 ms over 30 runs): fewer, larger
+# products mean fewer fork/joins of the two threads, which a busy host stretches. Cost: two
+# buffers of this size per call (peak tensor memory of the benchmark step 111 -> 123 MB).
 _OUTER_BLOCK_BYTES = 1 << 23
 
 
