@@ -181,3 +181,22 @@ def test_profile_summary_tells_an_addmm_into_out_from_a_sparse_product():
     assert summary.kinds["sparse products (CSR spmm, segment reductions)"][1] >= 1
     ((op, shapes, calls, _, rate),) = summary.products
     assert (op, calls) == ("aten::addmm", 1) and shapes.startswith("(16, 64) x (16, 32) x (32, 64)") and rate > 0
+
+
+def test_subnormal_count_skips_views_and_uninitialized_allocations():
+    """Only values an op writes count: a view writes nothing, and ``empty`` holds whatever the
+    memory held (its garbage made the fraction of a fresh model vary from call to call)."""
+    from gnnkit.bench.probes import _CountSubnormals
+    from gnnkit.train import flush_denormal
+
+    with flush_denormal(False):
+        counter = _CountSubnormals()
+        with counter:
+            t = torch.full((1000,), 1e-39)  # written: 1000 subnormal values
+            t[:10].view(2, 5)
+            torch.empty(4096)
+            torch.empty_like(t)
+            t.new_empty(64)
+            u = t * 1.0  # written again: 1000 more
+    assert (counter.values, counter.subnormal) == (2000, 2000)
+    assert u.numel() == 1000
