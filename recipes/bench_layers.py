@@ -86,6 +86,8 @@ def main(argv: list[str] | None = None) -> str:
         p.error(f"--device {args.device!r}: {e}")
     if cfg.rss and cfg.resolved_device().type != "cpu":
         p.error("--rss measures CPU resident memory: use it with --device cpu")
+    if (cfg.ceiling or cfg.block_sizes_mb) and cfg.resolved_device().type != "cpu":
+        p.error("--ceiling and --block-sizes time the fused CPU kernel: use them with --device cpu")
     if args.quick:
         cfg.molecules, cfg.min_atoms, cfg.max_atoms = 4, 3, 6
         cfg.channels, cfg.edge_hidden, cfg.repeats, cfg.warmup = 8, 8, 1, 0

@@ -53,7 +53,7 @@ def test_quick_run_writes_the_table(tmp_path, load_recipe):
     assert _torch_kernels._OUTER_BLOCK_BYTES == 8 << 20
 
 
-def test_bad_block_sizes_are_refused(load_recipe, capsys):
+def test_bad_block_sizes_are_refused(load_recipe, capsys, monkeypatch):
     import pytest
 
     bench = load_recipe("bench_layers")
@@ -61,6 +61,12 @@ def test_bad_block_sizes_are_refused(load_recipe, capsys):
         with pytest.raises(SystemExit):
             bench.main(["--quick", "--block-sizes", bad])
         assert "--block-sizes" in capsys.readouterr().err
+    # Off CPU the two options would have nothing to time: refused, not skipped (a GPU, as the recipe sees it).
+    monkeypatch.setattr(layers.Config, "resolved_device", lambda self: torch.device("cuda"))
+    for args in (["--ceiling"], ["--block-sizes", "2,8"]):
+        with pytest.raises(SystemExit):
+            bench.main(["--quick", "--device", "cuda", *args])
+        assert "use them with --device cpu" in capsys.readouterr().err
 
 
 def test_gnnkit_work_is_the_cost_model():
